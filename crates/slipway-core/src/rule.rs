@@ -1,0 +1,354 @@
+//! Build rules with Docker Hub's semantics: which refs build, and which tags they produce.
+
+use std::fmt;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{CommitId, GitRef, RefKind};
+
+/// One build rule, as written in the configuration file (and stored, as JSON, with the
+/// repository). Unknown keys are refused so that a typo cannot silently change what builds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildRule {
+    /// `branch` or `tag`.
+    pub source_type: RefKind,
+    /// A branch or tag name, or `/regex/` matched against the whole name.
+    pub source: SourcePattern,
+    /// Comma-separated Docker tags; see [`TagTemplate`] for the placeholders.
+    #[serde(default = "default_tags")]
+    pub tags: TagTemplate,
+    /// The Dockerfile's path, relative to the context.
+    #[serde(default = "default_dockerfile")]
+    pub dockerfile: String,
+    /// The build context: `/` is the repository root, an empty string is the Dockerfile's
+    /// directory, anything else a directory relative to the repository root.
+    #[serde(default = "default_context")]
+    pub context: String,
+    /// When false, pushes do not build this rule (manual builds and triggers still do).
+    #[serde(default = "default_true")]
+    pub autobuild: bool,
+}
+
+fn default_tags() -> TagTemplate {
+    TagTemplate::parse("latest").unwrap_or_else(|_| unreachable!("the default template is valid"))
+}
+
+fn default_dockerfile() -> String {
+    "Dockerfile".to_owned()
+}
+
+fn default_context() -> String {
+    "/".to_owned()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl BuildRule {
+    /// The rule a repository gets when it declares none: branch `main` → `latest`.
+    pub fn default_rule() -> Self {
+        Self {
+            source_type: RefKind::Branch,
+            source: SourcePattern::Exact("main".to_owned()),
+            tags: default_tags(),
+            dockerfile: default_dockerfile(),
+            context: default_context(),
+            autobuild: true,
+        }
+    }
+
+    /// A one-line description for logs and "why did nothing build" answers.
+    pub fn describe(&self) -> String {
+        format!("{} {}", self.source_type, self.source)
+    }
+
+    /// The capture groups of a matching ref (group 0 is the whole name), or `None`.
+    pub fn matches(&self, git_ref: &GitRef) -> Option<Vec<String>> {
+        if git_ref.kind != self.source_type {
+            return None;
+        }
+        self.source.captures(&git_ref.name)
+    }
+
+    /// Renders this rule's tags for a matching ref.
+    pub fn render_tags(
+        &self,
+        git_ref: &GitRef,
+        captures: &[String],
+        commit: &CommitId,
+    ) -> Result<Vec<String>, String> {
+        self.tags.render(&git_ref.name, captures, commit)
+    }
+}
+
+/// A rule's `source`: an exact name, or `/regex/` anchored to the whole name.
+#[derive(Debug, Clone)]
+pub enum SourcePattern {
+    Exact(String),
+    /// The regex as written between the slashes, and its compiled, anchored form.
+    Regex(String, Regex),
+}
+
+impl SourcePattern {
+    pub fn parse(source: &str) -> Result<Self, String> {
+        match source.strip_prefix('/').and_then(|s| s.strip_suffix('/')) {
+            Some(pattern) if source.len() >= 2 => {
+                // Anchoring makes `/v1/` mean "exactly v1", as users expect from a name, rather
+                // than "contains v1": silent over-matching was a classic surprise.
+                let anchored = format!("^(?:{pattern})$");
+                let regex = Regex::new(&anchored)
+                    .map_err(|e| format!("source {source:?} is not a valid regex: {e}"))?;
+                Ok(SourcePattern::Regex(pattern.to_owned(), regex))
+            }
+            _ if source.trim().is_empty() => Err("source must not be empty".to_owned()),
+            _ => Ok(SourcePattern::Exact(source.to_owned())),
+        }
+    }
+
+    fn captures(&self, name: &str) -> Option<Vec<String>> {
+        match self {
+            SourcePattern::Exact(exact) => (exact == name).then(|| vec![name.to_owned()]),
+            SourcePattern::Regex(_, regex) => regex.captures(name).map(|caps| {
+                caps.iter()
+                    .map(|group| group.map_or_else(String::new, |m| m.as_str().to_owned()))
+                    .collect()
+            }),
+        }
+    }
+}
+
+impl PartialEq for SourcePattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl fmt::Display for SourcePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourcePattern::Exact(name) => f.write_str(name),
+            SourcePattern::Regex(pattern, _) => write!(f, "/{pattern}/"),
+        }
+    }
+}
+
+impl Serialize for SourcePattern {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SourcePattern {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let source = String::deserialize(deserializer)?;
+        SourcePattern::parse(&source).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A comma-separated list of tag templates. Placeholders: `{sourceref}` (the whole branch or
+/// tag name), `{\1}`..`{\9}` (the source regex's capture groups), `{commit}` and
+/// `{commit_short}`. Templates are checked when the configuration is loaded, so a typo in a
+/// placeholder is a configuration error rather than a build that never happens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagTemplate {
+    source: String,
+    parts: Vec<Vec<Piece>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Piece {
+    Literal(String),
+    SourceRef,
+    Capture(usize),
+    Commit,
+    CommitShort,
+}
+
+impl TagTemplate {
+    pub fn parse(source: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        for template in source.split(',') {
+            let template = template.trim();
+            if template.is_empty() {
+                return Err(format!("tags {source:?} contains an empty tag"));
+            }
+            parts.push(parse_one_template(template)?);
+        }
+        Ok(Self {
+            source: source.to_owned(),
+            parts,
+        })
+    }
+
+    /// Renders every tag, checks each against Docker's tag grammar and drops duplicates while
+    /// keeping the written order.
+    pub fn render(
+        &self,
+        sourceref: &str,
+        captures: &[String],
+        commit: &CommitId,
+    ) -> Result<Vec<String>, String> {
+        let mut tags: Vec<String> = Vec::new();
+        for pieces in &self.parts {
+            let mut tag = String::new();
+            for piece in pieces {
+                match piece {
+                    Piece::Literal(text) => tag.push_str(text),
+                    Piece::SourceRef => tag.push_str(sourceref),
+                    Piece::Capture(index) => {
+                        tag.push_str(captures.get(*index).map_or("", String::as_str))
+                    }
+                    Piece::Commit => tag.push_str(commit.as_str()),
+                    Piece::CommitShort => tag.push_str(commit.short()),
+                }
+            }
+            validate_docker_tag(&tag)?;
+            if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
+        Ok(tags)
+    }
+}
+
+fn parse_one_template(template: &str) -> Result<Vec<Piece>, String> {
+    let mut pieces = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            pieces.push(Piece::Literal(rest[..open].to_owned()));
+        }
+        let close = rest[open..]
+            .find('}')
+            .ok_or_else(|| format!("tag {template:?} has an unclosed '{{'"))?;
+        let name = &rest[open + 1..open + close];
+        pieces.push(match name {
+            "sourceref" => Piece::SourceRef,
+            "commit" => Piece::Commit,
+            "commit_short" => Piece::CommitShort,
+            _ => match name.strip_prefix('\\').and_then(|d| d.parse::<usize>().ok()) {
+                Some(index @ 1..=9) => Piece::Capture(index),
+                _ => {
+                    return Err(format!(
+                        "tag {template:?} uses unknown placeholder {{{name}}} (known: {{sourceref}}, {{\\1}}..{{\\9}}, {{commit}}, {{commit_short}})"
+                    ));
+                }
+            },
+        });
+        rest = &rest[open + close + 1..];
+    }
+    if !rest.is_empty() {
+        pieces.push(Piece::Literal(rest.to_owned()));
+    }
+    Ok(pieces)
+}
+
+/// Docker's tag grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn validate_docker_tag(tag: &str) -> Result<(), String> {
+    let mut bytes = tag.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let rest_ok = bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if first_ok && rest_ok && tag.len() <= 128 {
+        Ok(())
+    } else {
+        Err(format!(
+            "rendered tag {tag:?} is not a valid Docker tag ([A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})"
+        ))
+    }
+}
+
+impl fmt::Display for TagTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+impl Serialize for TagTemplate {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.source)
+    }
+}
+
+impl<'de> Deserialize<'de> for TagTemplate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let source = String::deserialize(deserializer)?;
+        TagTemplate::parse(&source).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit() -> CommitId {
+        "0123456789abcdef0123456789abcdef01234567".parse().expect("valid")
+    }
+
+    fn rule(toml_text: &str) -> BuildRule {
+        toml::from_str(toml_text).expect("rule parses")
+    }
+
+    #[test]
+    fn defaults_are_docker_hubs() {
+        let parsed = rule("source_type = \"branch\"\nsource = \"main\"");
+        assert_eq!(parsed, BuildRule::default_rule());
+        assert_eq!(parsed.tags.to_string(), "latest");
+        assert_eq!(parsed.dockerfile, "Dockerfile");
+        assert_eq!(parsed.context, "/");
+        assert!(parsed.autobuild);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = toml::from_str::<BuildRule>("source_type = \"branch\"\nsource = \"main\"\ntag = \"x\"")
+            .expect_err("typo must fail");
+        assert!(err.to_string().contains("unknown field `tag`"), "{err}");
+    }
+
+    #[test]
+    fn regex_sources_match_the_whole_name_and_render_captures() {
+        let parsed = rule(r#"source_type = "tag"
+source = "/^v([0-9.]+)$/"
+tags = "{\\1},latest""#);
+        let tag = GitRef::parse("refs/tags/v1.2.3").expect("ref");
+        let captures = parsed.matches(&tag).expect("matches");
+        assert_eq!(parsed.render_tags(&tag, &captures, &commit()), Ok(vec!["1.2.3".to_owned(), "latest".to_owned()]));
+        assert!(parsed.matches(&GitRef::parse("refs/tags/xv1.2").expect("ref")).is_none());
+        assert!(parsed.matches(&GitRef::parse("refs/heads/v1.2").expect("ref")).is_none());
+    }
+
+    #[test]
+    fn regex_without_anchors_is_still_whole_name() {
+        let pattern = SourcePattern::parse("/release-.*/").expect("valid");
+        assert!(pattern.captures("release-1").is_some());
+        assert!(pattern.captures("my-release-1").is_none());
+    }
+
+    #[test]
+    fn placeholders_render() {
+        let template = TagTemplate::parse("{sourceref}-{commit_short}, sha-{commit}, {sourceref}-{commit_short}").expect("valid");
+        let tags = template.render("main", &[], &commit()).expect("renders");
+        assert_eq!(tags, vec!["main-0123456789ab".to_owned(), format!("sha-{}", commit())]);
+    }
+
+    #[test]
+    fn bad_templates_and_tags_are_errors_not_skips() {
+        assert!(TagTemplate::parse("{branch}").expect_err("unknown").contains("{branch}"));
+        assert!(TagTemplate::parse("a,,b").is_err());
+        assert!(TagTemplate::parse("{\\0}").is_err());
+        let template = TagTemplate::parse("{sourceref}").expect("valid");
+        let err = template.render("feature/x", &[], &commit()).expect_err("slash is not a tag char");
+        assert!(err.contains("\"feature/x\""), "{err}");
+    }
+
+    #[test]
+    fn invalid_regex_is_reported() {
+        assert!(SourcePattern::parse("/(/").expect_err("bad").contains("not a valid regex"));
+        assert!(SourcePattern::parse("").is_err());
+    }
+}
