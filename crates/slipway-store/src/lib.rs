@@ -1,0 +1,516 @@
+//! All of Slipway's SQL, on SQLite (the embedded default) and PostgreSQL (shared by many
+//! processes). Each backend has its own migrations; the queries are written once, in the
+//! subset both understand (`$N` parameters, `RETURNING`, `ON CONFLICT`), and run on whichever
+//! pool the store was opened with.
+//!
+//! **Invariants:**
+//! - A delivery and the builds it planned are written in one transaction; a delivery key seen
+//!   before returns the first answer and writes nothing.
+//! - A build is claimed by one short statement that sets a lease; no transaction is held open
+//!   while a build runs. Heartbeats and completion succeed only for the lease's owner.
+
+mod records;
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+pub use records::*;
+
+/// What can go wrong in the store. Callers map `Unavailable` to 503.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database URL {0:?} is neither sqlite: nor postgres:")]
+    UnsupportedUrl(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which database, and its pools.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// SQLite allows one writer at a time; a one-connection write pool queues writers in the
+    /// process instead of letting them fail with `SQLITE_BUSY`, and readers use their own pool.
+    Sqlite { read: SqlitePool, write: SqlitePool },
+    Postgres(PgPool),
+}
+
+/// A handle to the database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Backend,
+    /// Wakes this process's workers when a build is queued, so a webhook's build starts
+    /// without waiting for the next poll.
+    queued: Arc<Notify>,
+}
+
+/// Runs `$body` with `$pool` bound to the right pool for the backend. The body is compiled
+/// once per backend, which is what lets one query text serve both.
+macro_rules! with_pool {
+    ($store:expr, $role:ident, |$pool:ident| $body:expr) => {
+        match &$store.backend {
+            Backend::Sqlite { $role: $pool, .. } => $body,
+            Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`, which takes the write lock
+/// up front, so two processes sharing a file wait for each other instead of deadlocking.
+trait BeginWrite {
+    type Db: sqlx::Database;
+    fn begin_write(&self) -> impl Future<Output = sqlx::Result<Transaction<'static, Self::Db>>> + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = Sqlite;
+    fn begin_write(&self) -> impl Future<Output = sqlx::Result<Transaction<'static, Sqlite>>> + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = Postgres;
+    fn begin_write(&self) -> impl Future<Output = sqlx::Result<Transaction<'static, Postgres>>> + Send {
+        self.begin()
+    }
+}
+
+/// The current time in Unix milliseconds, the unit of every stored time.
+pub fn now_millis() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Opens `sqlite://path` (creating the file) or `postgres://…`. Migrations are not run;
+    /// call [`Store::migrate`].
+    pub async fn connect(url: &str) -> Result<Self> {
+        let backend = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.clone())
+                .await?;
+            let read = SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(options.read_only(false))
+                .await?;
+            Backend::Sqlite { read, write }
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let options = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await?;
+            Backend::Postgres(pool)
+        } else {
+            return Err(StoreError::UnsupportedUrl(redact_url(url)));
+        };
+        Ok(Self {
+            backend,
+            queued: Arc::new(Notify::new()),
+        })
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite { .. } => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Applies this backend's migrations; safe to run at every start.
+    pub async fn migrate(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite { write, .. } => sqlx::migrate!("../../migrations/sqlite").run(write).await?,
+            Backend::Postgres(pool) => sqlx::migrate!("../../migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Whether the database answers; for `/healthz`.
+    pub async fn ping(&self) -> Result<()> {
+        with_pool!(self, read, |pool| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Resolves once a build may have been queued by this process.
+    pub fn queued_notifier(&self) -> Arc<Notify> {
+        self.queued.clone()
+    }
+
+    // ----- repositories -------------------------------------------------------------------
+
+    /// Makes the stored repositories match the configuration: each given repository is
+    /// inserted or updated and enabled; every other one is disabled, its history kept.
+    pub async fn sync_repositories(&self, specs: &[RepositorySpec]) -> Result<()> {
+        let now = now_millis();
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin_write().await?;
+            for spec in specs {
+                sqlx::query(
+                    "INSERT INTO repositories (id, name, provider, git_url, image, rules_json, enabled, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $7)
+                     ON CONFLICT (name) DO UPDATE SET provider = $3, git_url = $4, image = $5,
+                         rules_json = $6, enabled = TRUE, updated_at = $7",
+                )
+                .bind(Uuid::now_v7().to_string())
+                .bind(spec.name.to_string())
+                .bind(spec.provider.as_str())
+                .bind(&spec.git_url)
+                .bind(spec.image.to_string())
+                .bind(serde_json::to_string(&spec.rules).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let names: Vec<(String,)> = sqlx::query_as("SELECT name FROM repositories WHERE enabled = TRUE")
+                .fetch_all(&mut *tx)
+                .await?;
+            for (name,) in names {
+                if !specs.iter().any(|spec| spec.name.to_string() == name) {
+                    sqlx::query("UPDATE repositories SET enabled = FALSE, updated_at = $2 WHERE name = $1")
+                        .bind(&name)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    pub async fn repository_by_name(&self, name: &str) -> Result<Option<RepositoryRecord>> {
+        let row: Option<RepositoryRow> = with_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT id, name, provider, git_url, image, rules_json, enabled FROM repositories WHERE name = $1",
+            )
+            .bind(name)
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(RepositoryRecord::try_from).transpose()
+    }
+
+    // ----- deliveries ---------------------------------------------------------------------
+
+    /// Stores a verified delivery and the builds it planned, atomically. If the repository has
+    /// seen this delivery key before, nothing is written and the first answer is returned.
+    pub async fn record_delivery(&self, delivery: &NewDelivery, builds: &[NewBuild]) -> Result<RecordOutcome> {
+        let outcome = with_pool!(self, write, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let inserted: Option<(String,)> = sqlx::query_as(
+                "INSERT INTO deliveries (id, repository_id, delivery_key, provider, event, received_at,
+                     status_code, outcome, decisions_json, response_json, body)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 ON CONFLICT (repository_id, delivery_key) DO NOTHING
+                 RETURNING id",
+            )
+            .bind(delivery.id.to_string())
+            .bind(delivery.repository_id.to_string())
+            .bind(&delivery.delivery_key)
+            .bind(&delivery.provider)
+            .bind(&delivery.event)
+            .bind(delivery.received_at)
+            .bind(i64::from(delivery.status_code))
+            .bind(&delivery.outcome)
+            .bind(&delivery.decisions_json)
+            .bind(&delivery.response_json)
+            .bind(delivery.body.as_deref())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if inserted.is_none() {
+                let (status_code, response_json): (i64, String) = sqlx::query_as(
+                    "SELECT status_code, response_json FROM deliveries WHERE repository_id = $1 AND delivery_key = $2",
+                )
+                .bind(delivery.repository_id.to_string())
+                .bind(&delivery.delivery_key)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.rollback().await?;
+                RecordOutcome::Duplicate {
+                    status_code: u16::try_from(status_code).unwrap_or(202),
+                    response_json,
+                }
+            } else {
+                for build in builds {
+                    sqlx::query(
+                        "INSERT INTO builds (id, repository_id, delivery_id, rule_index, git_ref, commit_sha, image,
+                             tags_json, dockerfile, context, status, queued_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', $11)",
+                    )
+                    .bind(build.id.to_string())
+                    .bind(delivery.repository_id.to_string())
+                    .bind(delivery.id.to_string())
+                    .bind(i64::try_from(build.plan.rule_index).unwrap_or(i64::MAX))
+                    .bind(build.plan.git_ref.full())
+                    .bind(build.plan.commit.as_str())
+                    .bind(&build.image)
+                    .bind(serde_json::to_string(&build.plan.tags).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+                    .bind(&build.plan.dockerfile)
+                    .bind(&build.plan.context)
+                    .bind(delivery.received_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                RecordOutcome::Recorded
+            }
+        });
+        if matches!(outcome, RecordOutcome::Recorded) && !builds.is_empty() {
+            self.queued.notify_waiters();
+        }
+        Ok(outcome)
+    }
+
+    pub async fn delivery_count(&self, repository_id: Uuid) -> Result<i64> {
+        let (count,): (i64,) = with_pool!(self, read, |pool| {
+            sqlx::query_as("SELECT COUNT(*) FROM deliveries WHERE repository_id = $1")
+                .bind(repository_id.to_string())
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(count)
+    }
+
+    // ----- builds and the queue -----------------------------------------------------------
+
+    pub async fn build(&self, id: Uuid) -> Result<Option<BuildRecord>> {
+        let row: Option<BuildRow> = with_pool!(self, read, |pool| {
+            sqlx::query_as(concat!(build_select!(), " WHERE b.id = $1"))
+                .bind(id.to_string())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(BuildRecord::try_from).transpose()
+    }
+
+    pub async fn builds_for_repository(&self, repository_id: Uuid) -> Result<Vec<BuildRecord>> {
+        let rows: Vec<BuildRow> = with_pool!(self, read, |pool| {
+            sqlx::query_as(concat!(build_select!(), " WHERE b.repository_id = $1 ORDER BY b.queued_at, b.id"))
+                .bind(repository_id.to_string())
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(BuildRecord::try_from).collect()
+    }
+
+    /// Claims the oldest queued build for `owner` with a lease of `lease`, in one statement.
+    pub async fn claim_build(&self, owner: &str, lease: Duration) -> Result<Option<BuildRecord>> {
+        let now = now_millis();
+        let expires = now.saturating_add(duration_millis(lease));
+        let claimed: Option<(String,)> = match &self.backend {
+            Backend::Sqlite { write, .. } => {
+                sqlx::query_as(concat!(claim_sql!(""), " RETURNING id"))
+                    .bind(owner)
+                    .bind(expires)
+                    .bind(now)
+                    .fetch_optional(write)
+                    .await?
+            }
+            Backend::Postgres(pool) => {
+                sqlx::query_as(concat!(claim_sql!(" FOR UPDATE SKIP LOCKED"), " RETURNING id"))
+                    .bind(owner)
+                    .bind(expires)
+                    .bind(now)
+                    .fetch_optional(pool)
+                    .await?
+            }
+        };
+        match claimed {
+            Some((id,)) => {
+                let id = Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                self.build(id).await
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Extends the lease of a running build; false if `owner` no longer holds it.
+    pub async fn heartbeat(&self, id: Uuid, owner: &str, lease: Duration) -> Result<bool> {
+        let expires = now_millis().saturating_add(duration_millis(lease));
+        let affected = with_pool!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE builds SET lease_expires_at = $3 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+            )
+            .bind(id.to_string())
+            .bind(owner)
+            .bind(expires)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(affected == 1)
+    }
+
+    /// Records the end of a running build; false if `owner` no longer holds its lease (the
+    /// build was reaped or cancelled meanwhile), in which case nothing changes.
+    pub async fn finish_build(&self, id: Uuid, owner: &str, result: &BuildResult) -> Result<bool> {
+        let affected = with_pool!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE builds SET status = $3, error = $4, digest = $5, finished_at = $6,
+                     lease_owner = NULL, lease_expires_at = NULL
+                 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+            )
+            .bind(id.to_string())
+            .bind(owner)
+            .bind(result.status.as_str())
+            .bind(result.error.as_deref())
+            .bind(result.digest.as_deref())
+            .bind(now_millis())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(affected == 1)
+    }
+
+    /// Puts running builds whose lease expired back in the queue (their worker is gone), or
+    /// fails them once they have used `max_attempts`. Returns how many builds it touched.
+    pub async fn reap_expired_leases(&self, max_attempts: u32) -> Result<u64> {
+        let now = now_millis();
+        let affected = with_pool!(self, write, |pool| {
+            let failed = sqlx::query(
+                "UPDATE builds SET status = 'failed', finished_at = $1, lease_owner = NULL, lease_expires_at = NULL,
+                     error = 'the worker running this build stopped responding, and it has used all its attempts'
+                 WHERE status = 'running' AND lease_expires_at < $1 AND attempts >= $2",
+            )
+            .bind(now)
+            .bind(i64::from(max_attempts))
+            .execute(pool)
+            .await?
+            .rows_affected();
+            let requeued = sqlx::query(
+                "UPDATE builds SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                     error = 'the worker running this build stopped responding; queued again'
+                 WHERE status = 'running' AND lease_expires_at < $1",
+            )
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected();
+            failed + requeued
+        });
+        if affected > 0 {
+            self.queued.notify_waiters();
+        }
+        Ok(affected)
+    }
+
+    // ----- logs ---------------------------------------------------------------------------
+
+    /// Appends one chunk to a build's log. Chunks are numbered by the writer, so a retried
+    /// append cannot duplicate output.
+    pub async fn append_log(&self, build_id: Uuid, seq: i64, data: &[u8]) -> Result<()> {
+        with_pool!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO build_log_chunks (build_id, seq, data, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (build_id, seq) DO NOTHING",
+            )
+            .bind(build_id.to_string())
+            .bind(seq)
+            .bind(data)
+            .bind(now_millis())
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Up to `limit` log chunks after `after_seq`, in order; read page by page so that a log
+    /// is never loaded whole.
+    pub async fn log_chunks(&self, build_id: Uuid, after_seq: i64, limit: i64) -> Result<Vec<LogChunk>> {
+        let rows: Vec<(i64, Vec<u8>)> = with_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT seq, data FROM build_log_chunks WHERE build_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            )
+            .bind(build_id.to_string())
+            .bind(after_seq)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(|(seq, data)| LogChunk { seq, data }).collect())
+    }
+}
+
+/// The columns of a [`BuildRecord`]; a macro so queries built from it stay `'static` text.
+macro_rules! build_select {
+    () => {
+        "SELECT b.id, r.name AS repository, b.repository_id, b.git_ref, b.commit_sha, b.image,
+            b.tags_json, b.dockerfile, b.context, b.status, b.error, b.digest, b.queued_at, b.started_at,
+            b.finished_at, b.attempts
+         FROM builds b JOIN repositories r ON r.id = b.repository_id"
+    };
+}
+use build_select;
+
+/// Claims the oldest runnable queued build. On SQLite the single write connection serialises
+/// claims, so the sub-select cannot hand one build to two workers; PostgreSQL's variant adds
+/// `FOR UPDATE SKIP LOCKED`, so concurrent claims neither wait on nor collide with each other.
+macro_rules! claim_sql {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE builds SET status = 'running', lease_owner = $1, lease_expires_at = $2,
+                 started_at = $3, attempts = attempts + 1
+             WHERE id = (SELECT id FROM builds WHERE status = 'queued' AND (not_before IS NULL OR not_before <= $3)
+                         ORDER BY queued_at, id LIMIT 1",
+            $lock,
+            ")"
+        )
+    };
+}
+use claim_sql;
+
+fn duration_millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A database URL with any password replaced, for error messages and `config show`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_in_urls() {
+        assert_eq!(redact_url("postgres://u:pw@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact_url("sqlite://./x.db"), "sqlite://./x.db");
+    }
+}
