@@ -34,7 +34,10 @@ impl DockerIgnore {
                 continue;
             }
             let regex = Regex::new(&to_regex(&cleaned)).map_err(|e| {
-                format!(".dockerignore line {}: pattern {raw:?} is invalid: {e}", number + 1)
+                format!(
+                    ".dockerignore line {}: pattern {raw:?} is invalid: {e}",
+                    number + 1
+                )
             })?;
             patterns.push(Pattern { regex, exception });
         }
@@ -62,7 +65,8 @@ fn matches_self_or_parent(regex: &Regex, path: &str) -> bool {
     if regex.is_match(path) {
         return true;
     }
-    path.match_indices('/').any(|(at, _)| regex.is_match(&path[..at]))
+    path.match_indices('/')
+        .any(|(at, _)| regex.is_match(&path[..at]))
 }
 
 /// Cleans a pattern the way Docker does: no leading `/` or `./`, no trailing `/`, `.`

@@ -34,7 +34,9 @@ impl FromStr for CommitId {
         if well_formed {
             Ok(Self(s.to_ascii_lowercase()))
         } else {
-            Err(format!("{s:?} is not a full commit id (40 or 64 hex digits)"))
+            Err(format!(
+                "{s:?} is not a full commit id (40 or 64 hex digits)"
+            ))
         }
     }
 }
@@ -132,9 +134,9 @@ fn valid_ref_name(name: &str) -> bool {
         && !name.contains("//")
         && !name.contains("@{")
         && !name.split('/').any(|part| part.starts_with('.'))
-        && name
-            .chars()
-            .all(|c| !c.is_control() && !matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\'))
+        && name.chars().all(|c| {
+            !c.is_control() && !matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\')
+        })
 }
 
 /// One ref update from a forge. `after == None` means the ref was deleted.
@@ -160,7 +162,10 @@ mod tests {
     fn parses_branches_and_tags() {
         assert_eq!(
             GitRef::parse("refs/heads/feature/x"),
-            Some(GitRef { kind: RefKind::Branch, name: "feature/x".into() })
+            Some(GitRef {
+                kind: RefKind::Branch,
+                name: "feature/x".into()
+            })
         );
         assert_eq!(
             GitRef::parse("refs/tags/v1.2.3").map(|r| r.full()),
@@ -174,10 +179,17 @@ mod tests {
 
     #[test]
     fn commit_ids_are_full_and_lowercase() {
-        let id: CommitId = "ABCDEF0123456789abcdef0123456789abcdef01".parse().expect("valid");
+        let id: CommitId = "ABCDEF0123456789abcdef0123456789abcdef01"
+            .parse()
+            .expect("valid");
         assert_eq!(id.as_str(), "abcdef0123456789abcdef0123456789abcdef01");
         assert_eq!(id.short(), "abcdef012345");
         assert!("abc".parse::<CommitId>().is_err());
-        assert!("0".repeat(64).parse::<CommitId>().expect("sha256 zero").is_zero());
+        assert!(
+            "0".repeat(64)
+                .parse::<CommitId>()
+                .expect("sha256 zero")
+                .is_zero()
+        );
     }
 }

@@ -92,7 +92,10 @@ mod tests {
     #[test]
     fn splits_registry_and_path() {
         let image: ImageName = "127.0.0.1:5000/acme/web".parse().expect("valid");
-        assert_eq!((image.registry(), image.path()), ("127.0.0.1:5000", "acme/web"));
+        assert_eq!(
+            (image.registry(), image.path()),
+            ("127.0.0.1:5000", "acme/web")
+        );
         assert_eq!(image.with_tag("latest"), "127.0.0.1:5000/acme/web:latest");
         let hub: ImageName = "acme/web".parse().expect("valid");
         assert_eq!(hub.registry(), "docker.io");
@@ -101,7 +104,13 @@ mod tests {
 
     #[test]
     fn refuses_tags_digests_and_upper_case() {
-        for bad in ["acme/web:latest", "reg.io/acme/web@sha256:00", "reg.io/Acme/web", "reg.io/", ""] {
+        for bad in [
+            "acme/web:latest",
+            "reg.io/acme/web@sha256:00",
+            "reg.io/Acme/web",
+            "reg.io/",
+            "",
+        ] {
             assert!(bad.parse::<ImageName>().is_err(), "{bad}");
         }
     }

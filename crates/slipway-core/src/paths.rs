@@ -26,12 +26,25 @@ pub fn resolve_build_paths(context: &str, dockerfile: &str) -> Result<BuildPaths
     }
     if context.is_empty() {
         let dockerfile_path = normalize(Path::new(dockerfile), "dockerfile", dockerfile)?;
-        let context_path = dockerfile_path.parent().map(Path::to_path_buf).unwrap_or_default();
-        return Ok(BuildPaths { context: context_path, dockerfile: dockerfile_path });
+        let context_path = dockerfile_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        return Ok(BuildPaths {
+            context: context_path,
+            dockerfile: dockerfile_path,
+        });
     }
-    let context_path = normalize(Path::new(context.trim_start_matches('/')), "context", context)?;
+    let context_path = normalize(
+        Path::new(context.trim_start_matches('/')),
+        "context",
+        context,
+    )?;
     let dockerfile_path = normalize(&context_path.join(dockerfile), "dockerfile", dockerfile)?;
-    Ok(BuildPaths { context: context_path, dockerfile: dockerfile_path })
+    Ok(BuildPaths {
+        context: context_path,
+        dockerfile: dockerfile_path,
+    })
 }
 
 /// Removes `.` and folds `..` without touching the disk; climbing above the root is an error.
@@ -43,7 +56,9 @@ pub fn normalize(path: &Path, what: &str, as_written: &str) -> Result<PathBuf, S
             Component::CurDir => {}
             Component::ParentDir => {
                 if parts.pop().is_none() {
-                    return Err(format!("{what} {as_written:?} leaves the repository checkout"));
+                    return Err(format!(
+                        "{what} {as_written:?} leaves the repository checkout"
+                    ));
                 }
             }
             Component::RootDir | Component::Prefix(_) => {
@@ -60,23 +75,48 @@ mod tests {
 
     fn resolve(context: &str, dockerfile: &str) -> Result<(String, String), String> {
         resolve_build_paths(context, dockerfile).map(|p| {
-            (p.context.display().to_string(), p.dockerfile.display().to_string())
+            (
+                p.context.display().to_string(),
+                p.dockerfile.display().to_string(),
+            )
         })
     }
 
     #[test]
     fn docker_hub_semantics() {
-        assert_eq!(resolve("/", "Dockerfile"), Ok(("".into(), "Dockerfile".into())));
-        assert_eq!(resolve("/", "docker/Dockerfile"), Ok(("".into(), "docker/Dockerfile".into())));
-        assert_eq!(resolve("", "docker/web/Dockerfile"), Ok(("docker/web".into(), "docker/web/Dockerfile".into())));
-        assert_eq!(resolve("", "Dockerfile"), Ok(("".into(), "Dockerfile".into())));
-        assert_eq!(resolve("app", "Dockerfile"), Ok(("app".into(), "app/Dockerfile".into())));
-        assert_eq!(resolve("/app/", "../Dockerfile"), Ok(("app".into(), "Dockerfile".into())));
+        assert_eq!(
+            resolve("/", "Dockerfile"),
+            Ok(("".into(), "Dockerfile".into()))
+        );
+        assert_eq!(
+            resolve("/", "docker/Dockerfile"),
+            Ok(("".into(), "docker/Dockerfile".into()))
+        );
+        assert_eq!(
+            resolve("", "docker/web/Dockerfile"),
+            Ok(("docker/web".into(), "docker/web/Dockerfile".into()))
+        );
+        assert_eq!(
+            resolve("", "Dockerfile"),
+            Ok(("".into(), "Dockerfile".into()))
+        );
+        assert_eq!(
+            resolve("app", "Dockerfile"),
+            Ok(("app".into(), "app/Dockerfile".into()))
+        );
+        assert_eq!(
+            resolve("/app/", "../Dockerfile"),
+            Ok(("app".into(), "Dockerfile".into()))
+        );
     }
 
     #[test]
     fn escapes_are_refused() {
-        assert!(resolve("../..", "Dockerfile").expect_err("escape").contains("leaves the repository checkout"));
+        assert!(
+            resolve("../..", "Dockerfile")
+                .expect_err("escape")
+                .contains("leaves the repository checkout")
+        );
         assert!(resolve("/", "../Dockerfile").is_err());
         assert!(resolve("/", "/etc/passwd").is_err());
         assert!(resolve("a/../../b", "Dockerfile").is_err());

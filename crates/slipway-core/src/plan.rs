@@ -66,7 +66,10 @@ pub fn plan_builds(rules: &[BuildRule], event: &PushEvent) -> PushPlan {
     let Some(commit) = event.after.as_ref().filter(|c| !c.is_zero()) else {
         return PushPlan {
             decisions: Vec::new(),
-            summary: format!("{} {} deleted: nothing to build", event.git_ref.kind, event.git_ref.name),
+            summary: format!(
+                "{} {} deleted: nothing to build",
+                event.git_ref.kind, event.git_ref.name
+            ),
         };
     };
 
@@ -87,7 +90,10 @@ pub fn plan_builds(rules: &[BuildRule], event: &PushEvent) -> PushPlan {
         let tags = match rule.render_tags(&event.git_ref, &captures, commit) {
             Ok(tags) => tags,
             Err(reason) => {
-                decisions.push(RuleDecision::Error { rule: label, reason });
+                decisions.push(RuleDecision::Error {
+                    rule: label,
+                    reason,
+                });
                 continue;
             }
         };
@@ -101,10 +107,12 @@ pub fn plan_builds(rules: &[BuildRule], event: &PushEvent) -> PushPlan {
         };
         // Two rules that would build the same thing for the same commit are one build.
         let duplicate_of = decisions.iter().find_map(|d| match d {
-            RuleDecision::Build { rule, plan: earlier }
-                if earlier.tags == plan.tags
-                    && earlier.dockerfile == plan.dockerfile
-                    && earlier.context == plan.context =>
+            RuleDecision::Build {
+                rule,
+                plan: earlier,
+            } if earlier.tags == plan.tags
+                && earlier.dockerfile == plan.dockerfile
+                && earlier.context == plan.context =>
             {
                 Some(rule.clone())
             }
@@ -128,14 +136,22 @@ fn summarize(git_ref: &GitRef, rules: &[BuildRule], decisions: &[RuleDecision]) 
         .iter()
         .filter(|d| matches!(d, RuleDecision::Build { .. }))
         .count();
-    if decisions.iter().all(|d| matches!(d, RuleDecision::NoMatch { .. })) {
+    if decisions
+        .iter()
+        .all(|d| matches!(d, RuleDecision::NoMatch { .. }))
+    {
         let described: Vec<String> = rules.iter().map(BuildRule::describe).collect();
-        return format!("ref {git_ref} matched no rule (rules: {})", described.join(", "));
+        return format!(
+            "ref {git_ref} matched no rule (rules: {})",
+            described.join(", ")
+        );
     }
     let mut parts = vec![format!("{builds} build(s) queued for {git_ref}")];
     for decision in decisions {
         match decision {
-            RuleDecision::Skipped { rule, reason } => parts.push(format!("{rule} skipped: {reason}")),
+            RuleDecision::Skipped { rule, reason } => {
+                parts.push(format!("{rule} skipped: {reason}"))
+            }
             RuleDecision::Error { rule, reason } => parts.push(format!("{rule} failed: {reason}")),
             RuleDecision::Build { .. } | RuleDecision::NoMatch { .. } => {}
         }
@@ -146,14 +162,18 @@ fn summarize(git_ref: &GitRef, rules: &[BuildRule], decisions: &[RuleDecision]) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rule::{SourcePattern, TagTemplate};
     use crate::RefKind;
+    use crate::rule::{SourcePattern, TagTemplate};
 
     fn push(full_ref: &str) -> PushEvent {
         PushEvent {
             git_ref: GitRef::parse(full_ref).expect("ref"),
             before: None,
-            after: Some("1111111111111111111111111111111111111111".parse().expect("commit")),
+            after: Some(
+                "1111111111111111111111111111111111111111"
+                    .parse()
+                    .expect("commit"),
+            ),
             head_message: None,
             pusher: None,
             forced: false,
@@ -175,14 +195,23 @@ mod tests {
         let builds: Vec<_> = plan.builds().collect();
         assert_eq!(builds.len(), 1);
         assert_eq!(builds[0].tags, vec!["latest".to_owned()]);
-        assert_eq!(plan_builds(&[], &push("refs/heads/dev")).builds().count(), 0);
+        assert_eq!(
+            plan_builds(&[], &push("refs/heads/dev")).builds().count(),
+            0
+        );
     }
 
     #[test]
     fn unmatched_refs_say_which_rules_exist() {
-        let rules = [rule(RefKind::Branch, "main", "latest"), rule(RefKind::Tag, "/^v.*$/", "{sourceref}")];
+        let rules = [
+            rule(RefKind::Branch, "main", "latest"),
+            rule(RefKind::Tag, "/^v.*$/", "{sourceref}"),
+        ];
         let plan = plan_builds(&rules, &push("refs/heads/dev"));
-        assert_eq!(plan.summary, "ref refs/heads/dev matched no rule (rules: branch main, tag /^v.*$/)");
+        assert_eq!(
+            plan.summary,
+            "ref refs/heads/dev matched no rule (rules: branch main, tag /^v.*$/)"
+        );
     }
 
     #[test]
@@ -201,16 +230,32 @@ mod tests {
         let slashy = rule(RefKind::Branch, "/.*/", "{sourceref}");
         let plan = plan_builds(&[quiet, slashy], &push("refs/heads/main"));
         assert_eq!(plan.builds().count(), 1);
-        let plan = plan_builds(&[rule(RefKind::Branch, "/.*/", "{sourceref}")], &push("refs/heads/a/b"));
+        let plan = plan_builds(
+            &[rule(RefKind::Branch, "/.*/", "{sourceref}")],
+            &push("refs/heads/a/b"),
+        );
         assert_eq!(plan.builds().count(), 0);
-        assert!(plan.summary.contains("rule 1 (branch /.*/) failed: rendered tag \"a/b\""), "{}", plan.summary);
+        assert!(
+            plan.summary
+                .contains("rule 1 (branch /.*/) failed: rendered tag \"a/b\""),
+            "{}",
+            plan.summary
+        );
     }
 
     #[test]
     fn identical_builds_from_two_rules_are_one() {
-        let rules = [rule(RefKind::Branch, "main", "latest"), rule(RefKind::Branch, "/ma.*/", "latest")];
+        let rules = [
+            rule(RefKind::Branch, "main", "latest"),
+            rule(RefKind::Branch, "/ma.*/", "latest"),
+        ];
         let plan = plan_builds(&rules, &push("refs/heads/main"));
         assert_eq!(plan.builds().count(), 1);
-        assert!(plan.summary.contains("rule 2 (branch /ma.*/) skipped: same build as rule 1"), "{}", plan.summary);
+        assert!(
+            plan.summary
+                .contains("rule 2 (branch /ma.*/) skipped: same build as rule 1"),
+            "{}",
+            plan.summary
+        );
     }
 }

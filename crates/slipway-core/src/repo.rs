@@ -53,7 +53,9 @@ impl FromStr for RepositoryName {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once('/') {
             Some((owner, name)) if !name.contains('/') => Self::new(owner, name),
-            _ => Err(format!("repository name {s:?} must have the form owner/name")),
+            _ => Err(format!(
+                "repository name {s:?} must have the form owner/name"
+            )),
         }
     }
 }
@@ -115,8 +117,20 @@ mod tests {
 
     #[test]
     fn rejects_names_that_could_escape_a_path() {
-        for bad in ["acme", "acme/web/x", "../web", "acme/..", "acme/", "/web", "ac me/web", "acme/.git"] {
-            assert!(bad.parse::<RepositoryName>().is_err(), "{bad} must be rejected");
+        for bad in [
+            "acme",
+            "acme/web/x",
+            "../web",
+            "acme/..",
+            "acme/",
+            "/web",
+            "ac me/web",
+            "acme/.git",
+        ] {
+            assert!(
+                bad.parse::<RepositoryName>().is_err(),
+                "{bad} must be rejected"
+            );
         }
     }
 }

@@ -286,7 +286,9 @@ mod tests {
     use super::*;
 
     fn commit() -> CommitId {
-        "0123456789abcdef0123456789abcdef01234567".parse().expect("valid")
+        "0123456789abcdef0123456789abcdef01234567"
+            .parse()
+            .expect("valid")
     }
 
     fn rule(toml_text: &str) -> BuildRule {
@@ -305,21 +307,35 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused() {
-        let err = toml::from_str::<BuildRule>("source_type = \"branch\"\nsource = \"main\"\ntag = \"x\"")
-            .expect_err("typo must fail");
+        let err =
+            toml::from_str::<BuildRule>("source_type = \"branch\"\nsource = \"main\"\ntag = \"x\"")
+                .expect_err("typo must fail");
         assert!(err.to_string().contains("unknown field `tag`"), "{err}");
     }
 
     #[test]
     fn regex_sources_match_the_whole_name_and_render_captures() {
-        let parsed = rule(r#"source_type = "tag"
+        let parsed = rule(
+            r#"source_type = "tag"
 source = "/^v([0-9.]+)$/"
-tags = "{\\1},latest""#);
+tags = "{\\1},latest""#,
+        );
         let tag = GitRef::parse("refs/tags/v1.2.3").expect("ref");
         let captures = parsed.matches(&tag).expect("matches");
-        assert_eq!(parsed.render_tags(&tag, &captures, &commit()), Ok(vec!["1.2.3".to_owned(), "latest".to_owned()]));
-        assert!(parsed.matches(&GitRef::parse("refs/tags/xv1.2").expect("ref")).is_none());
-        assert!(parsed.matches(&GitRef::parse("refs/heads/v1.2").expect("ref")).is_none());
+        assert_eq!(
+            parsed.render_tags(&tag, &captures, &commit()),
+            Ok(vec!["1.2.3".to_owned(), "latest".to_owned()])
+        );
+        assert!(
+            parsed
+                .matches(&GitRef::parse("refs/tags/xv1.2").expect("ref"))
+                .is_none()
+        );
+        assert!(
+            parsed
+                .matches(&GitRef::parse("refs/heads/v1.2").expect("ref"))
+                .is_none()
+        );
     }
 
     #[test]
@@ -331,24 +347,40 @@ tags = "{\\1},latest""#);
 
     #[test]
     fn placeholders_render() {
-        let template = TagTemplate::parse("{sourceref}-{commit_short}, sha-{commit}, {sourceref}-{commit_short}").expect("valid");
+        let template = TagTemplate::parse(
+            "{sourceref}-{commit_short}, sha-{commit}, {sourceref}-{commit_short}",
+        )
+        .expect("valid");
         let tags = template.render("main", &[], &commit()).expect("renders");
-        assert_eq!(tags, vec!["main-0123456789ab".to_owned(), format!("sha-{}", commit())]);
+        assert_eq!(
+            tags,
+            vec!["main-0123456789ab".to_owned(), format!("sha-{}", commit())]
+        );
     }
 
     #[test]
     fn bad_templates_and_tags_are_errors_not_skips() {
-        assert!(TagTemplate::parse("{branch}").expect_err("unknown").contains("{branch}"));
+        assert!(
+            TagTemplate::parse("{branch}")
+                .expect_err("unknown")
+                .contains("{branch}")
+        );
         assert!(TagTemplate::parse("a,,b").is_err());
         assert!(TagTemplate::parse("{\\0}").is_err());
         let template = TagTemplate::parse("{sourceref}").expect("valid");
-        let err = template.render("feature/x", &[], &commit()).expect_err("slash is not a tag char");
+        let err = template
+            .render("feature/x", &[], &commit())
+            .expect_err("slash is not a tag char");
         assert!(err.contains("\"feature/x\""), "{err}");
     }
 
     #[test]
     fn invalid_regex_is_reported() {
-        assert!(SourcePattern::parse("/(/").expect_err("bad").contains("not a valid regex"));
+        assert!(
+            SourcePattern::parse("/(/")
+                .expect_err("bad")
+                .contains("not a valid regex")
+        );
         assert!(SourcePattern::parse("").is_err());
     }
 }

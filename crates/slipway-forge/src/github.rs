@@ -2,7 +2,7 @@
 
 use http::HeaderMap;
 use serde::Deserialize;
-use slipway_core::{CommitId, GitRef, PushEvent, Provider, Secret};
+use slipway_core::{CommitId, GitRef, Provider, PushEvent, Secret};
 
 use crate::{Forge, ParseError, VerifyError, WebhookEvent, form_payload, header, is_form};
 
@@ -51,10 +51,12 @@ impl Forge for Github {
         let delivery = header(headers, "x-github-delivery").filter(|d| !d.is_empty())?;
         // Delivery GUIDs are unique per hook; the hook id keeps two hooks on one repository
         // (say, an organisation hook and a repository hook) apart.
-        Some(match header(headers, "x-github-hook-id").filter(|h| !h.is_empty()) {
-            Some(hook) => format!("{hook}:{delivery}"),
-            None => delivery.to_owned(),
-        })
+        Some(
+            match header(headers, "x-github-hook-id").filter(|h| !h.is_empty()) {
+                Some(hook) => format!("{hook}:{delivery}"),
+                None => delivery.to_owned(),
+            },
+        )
     }
 
     fn event_name(&self, headers: &HeaderMap) -> Option<String> {
@@ -63,10 +65,13 @@ impl Forge for Github {
 
     fn verify(&self, secret: &Secret, headers: &HeaderMap, body: &[u8]) -> Result<(), VerifyError> {
         if headers.get("x-github-event").is_none() {
-            return Err(VerifyError::WrongProvider { expected: Provider::Github });
+            return Err(VerifyError::WrongProvider {
+                expected: Provider::Github,
+            });
         }
-        let value = header(headers, SIGNATURE_256)
-            .ok_or(VerifyError::MissingSignature { header: "X-Hub-Signature-256" })?;
+        let value = header(headers, SIGNATURE_256).ok_or(VerifyError::MissingSignature {
+            header: "X-Hub-Signature-256",
+        })?;
         let hex = value
             .strip_prefix("sha256=")
             .filter(|hex| !hex.is_empty())
@@ -76,7 +81,9 @@ impl Forge for Github {
             })?;
         match crate::verify_hmac_sha256(secret.expose().as_bytes(), body, hex) {
             Some(true) => Ok(()),
-            Some(false) => Err(VerifyError::SignatureMismatch { header: "X-Hub-Signature-256" }),
+            Some(false) => Err(VerifyError::SignatureMismatch {
+                header: "X-Hub-Signature-256",
+            }),
             None => Err(VerifyError::MalformedSignature {
                 header: "X-Hub-Signature-256",
                 expected: "sha256=<64 hex digits>",
@@ -89,18 +96,27 @@ impl Forge for Github {
         match event {
             "ping" => Ok(WebhookEvent::Ping),
             "push" => {
-                let json = if is_form(headers) { form_payload(body)? } else { body.to_vec() };
+                let json = if is_form(headers) {
+                    form_payload(body)?
+                } else {
+                    body.to_vec()
+                };
                 parse_push(&json)
             }
             "" => Err(ParseError("the X-GitHub-Event header is empty".to_owned())),
-            other => Ok(WebhookEvent::Ignored(format!("GitHub event {other:?} is not handled"))),
+            other => Ok(WebhookEvent::Ignored(format!(
+                "GitHub event {other:?} is not handled"
+            ))),
         }
     }
 }
 
 fn parse_push(json: &[u8]) -> Result<WebhookEvent, ParseError> {
-    let payload: PushPayload = serde_json::from_slice(json)
-        .map_err(|e| ParseError(format!("push payload is not valid JSON of the expected shape: {e}")))?;
+    let payload: PushPayload = serde_json::from_slice(json).map_err(|e| {
+        ParseError(format!(
+            "push payload is not valid JSON of the expected shape: {e}"
+        ))
+    })?;
     let Some(git_ref) = GitRef::parse(&payload.git_ref) else {
         return Ok(WebhookEvent::Ignored(format!(
             "ref {:?} is neither a branch nor a tag",
@@ -160,12 +176,21 @@ mod tests {
 
     fn headers(event: &str, body: &[u8], secret: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert("x-github-event", HeaderValue::from_str(event).expect("header"));
-        headers.insert("x-github-delivery", HeaderValue::from_static("72d3162e-cc78-11e3-81ab-4c9367dc0958"));
+        headers.insert(
+            "x-github-event",
+            HeaderValue::from_str(event).expect("header"),
+        );
+        headers.insert(
+            "x-github-delivery",
+            HeaderValue::from_static("72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+        );
         headers.insert("x-github-hook-id", HeaderValue::from_static("42"));
         headers.insert("content-type", HeaderValue::from_static("application/json"));
         let signature = format!("sha256={}", crate::hmac_sha256_hex(secret.as_bytes(), body));
-        headers.insert(SIGNATURE_256, HeaderValue::from_str(&signature).expect("header"));
+        headers.insert(
+            SIGNATURE_256,
+            HeaderValue::from_str(&signature).expect("header"),
+        );
         headers
     }
 
@@ -173,22 +198,32 @@ mod tests {
     fn verifies_and_parses_a_branch_push() {
         let body = push_body("refs/heads/main", AFTER, false);
         let headers = headers("push", body.as_bytes(), SECRET);
-        Github.verify(&Secret::new(SECRET), &headers, body.as_bytes()).expect("verifies");
-        assert_eq!(Github.delivery_id(&headers).as_deref(), Some("42:72d3162e-cc78-11e3-81ab-4c9367dc0958"));
-        let WebhookEvent::Push(events) = Github.parse(&headers, body.as_bytes()).expect("parses") else {
+        Github
+            .verify(&Secret::new(SECRET), &headers, body.as_bytes())
+            .expect("verifies");
+        assert_eq!(
+            Github.delivery_id(&headers).as_deref(),
+            Some("42:72d3162e-cc78-11e3-81ab-4c9367dc0958")
+        );
+        let WebhookEvent::Push(events) = Github.parse(&headers, body.as_bytes()).expect("parses")
+        else {
             panic!("expected a push");
         };
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].git_ref.full(), "refs/heads/main");
         assert_eq!(events[0].after.as_ref().map(CommitId::as_str), Some(AFTER));
-        assert_eq!(events[0].head_message.as_deref(), Some("Add feature\n\nLonger text"));
+        assert_eq!(
+            events[0].head_message.as_deref(),
+            Some("Add feature\n\nLonger text")
+        );
     }
 
     #[test]
     fn deletion_has_no_after() {
         let body = push_body("refs/tags/v1.0.0", &"0".repeat(40), true);
         let headers = headers("push", body.as_bytes(), SECRET);
-        let WebhookEvent::Push(events) = Github.parse(&headers, body.as_bytes()).expect("parses") else {
+        let WebhookEvent::Push(events) = Github.parse(&headers, body.as_bytes()).expect("parses")
+        else {
             panic!("expected a push");
         };
         assert_eq!(events[0].after, None);
@@ -197,11 +232,21 @@ mod tests {
     #[test]
     fn form_deliveries_are_signed_over_the_raw_form_body() {
         let json = push_body("refs/heads/main", AFTER, false);
-        let body: String = form_urlencoded::Serializer::new(String::new()).append_pair("payload", &json).finish();
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("payload", &json)
+            .finish();
         let mut headers = headers("push", body.as_bytes(), SECRET);
-        headers.insert("content-type", HeaderValue::from_static("application/x-www-form-urlencoded"));
-        Github.verify(&Secret::new(SECRET), &headers, body.as_bytes()).expect("verifies");
-        assert!(matches!(Github.parse(&headers, body.as_bytes()), Ok(WebhookEvent::Push(_))));
+        headers.insert(
+            "content-type",
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        Github
+            .verify(&Secret::new(SECRET), &headers, body.as_bytes())
+            .expect("verifies");
+        assert!(matches!(
+            Github.parse(&headers, body.as_bytes()),
+            Ok(WebhookEvent::Push(_))
+        ));
     }
 
     #[test]
@@ -209,19 +254,35 @@ mod tests {
         let body = push_body("refs/heads/main", AFTER, false);
         let secret = Secret::new(SECRET);
         let wrong = headers("push", body.as_bytes(), "other");
-        assert!(matches!(Github.verify(&secret, &wrong, body.as_bytes()), Err(VerifyError::SignatureMismatch { .. })));
+        assert!(matches!(
+            Github.verify(&secret, &wrong, body.as_bytes()),
+            Err(VerifyError::SignatureMismatch { .. })
+        ));
         let mut missing = headers("push", body.as_bytes(), SECRET);
         missing.remove(SIGNATURE_256);
-        assert!(matches!(Github.verify(&secret, &missing, body.as_bytes()), Err(VerifyError::MissingSignature { .. })));
+        assert!(matches!(
+            Github.verify(&secret, &missing, body.as_bytes()),
+            Err(VerifyError::MissingSignature { .. })
+        ));
         let mut empty = headers("push", body.as_bytes(), SECRET);
         empty.insert(SIGNATURE_256, HeaderValue::from_static("sha256="));
-        assert!(matches!(Github.verify(&secret, &empty, body.as_bytes()), Err(VerifyError::MalformedSignature { .. })));
+        assert!(matches!(
+            Github.verify(&secret, &empty, body.as_bytes()),
+            Err(VerifyError::MalformedSignature { .. })
+        ));
         let mut not_github = headers("push", body.as_bytes(), SECRET);
         not_github.remove("x-github-event");
-        assert!(matches!(Github.verify(&secret, &not_github, body.as_bytes()), Err(VerifyError::WrongProvider { .. })));
+        assert!(matches!(
+            Github.verify(&secret, &not_github, body.as_bytes()),
+            Err(VerifyError::WrongProvider { .. })
+        ));
         let tampered = body.replace("main", "prod");
         let signed = headers("push", body.as_bytes(), SECRET);
-        assert!(Github.verify(&secret, &signed, tampered.as_bytes()).is_err());
+        assert!(
+            Github
+                .verify(&secret, &signed, tampered.as_bytes())
+                .is_err()
+        );
     }
 
     #[test]
@@ -231,10 +292,18 @@ mod tests {
         let ping = headers("ping", b"{}", SECRET);
         assert_eq!(Github.parse(&ping, b"{}"), Ok(WebhookEvent::Ping));
         let issues = headers("issues", b"{}", SECRET);
-        assert!(matches!(Github.parse(&issues, b"{}"), Ok(WebhookEvent::Ignored(_))));
-        let pr_ref = serde_json::json!({"ref": "refs/pull/1/head", "before": BEFORE, "after": AFTER}).to_string();
+        assert!(matches!(
+            Github.parse(&issues, b"{}"),
+            Ok(WebhookEvent::Ignored(_))
+        ));
+        let pr_ref =
+            serde_json::json!({"ref": "refs/pull/1/head", "before": BEFORE, "after": AFTER})
+                .to_string();
         let push = headers("push", pr_ref.as_bytes(), SECRET);
-        assert!(matches!(Github.parse(&push, pr_ref.as_bytes()), Ok(WebhookEvent::Ignored(_))));
+        assert!(matches!(
+            Github.parse(&push, pr_ref.as_bytes()),
+            Ok(WebhookEvent::Ignored(_))
+        ));
     }
 
     mod properties {

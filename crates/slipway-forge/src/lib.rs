@@ -9,7 +9,7 @@ mod github;
 mod signature;
 
 use http::HeaderMap;
-use slipway_core::{PushEvent, Provider, Secret};
+use slipway_core::{Provider, PushEvent, Secret};
 
 pub use github::Github;
 pub use signature::{hmac_sha256_hex, verify_hmac_sha256};
@@ -31,10 +31,17 @@ pub enum VerifyError {
     #[error("the delivery carries no {header} signature header")]
     MissingSignature { header: &'static str },
     #[error("the {header} header is not of the form {expected}")]
-    MalformedSignature { header: &'static str, expected: &'static str },
-    #[error("signature mismatch: the {header} header does not match the body and the configured secret")]
+    MalformedSignature {
+        header: &'static str,
+        expected: &'static str,
+    },
+    #[error(
+        "signature mismatch: the {header} header does not match the body and the configured secret"
+    )]
     SignatureMismatch { header: &'static str },
-    #[error("this repository expects {expected} webhooks, but the request carries no {expected} headers")]
+    #[error(
+        "this repository expects {expected} webhooks, but the request carries no {expected} headers"
+    )]
     WrongProvider { expected: Provider },
 }
 
@@ -70,9 +77,19 @@ pub fn forge_for(provider: Provider) -> &'static dyn Forge {
     }
 }
 
+/// The delivery key for a forge that sends no delivery id: a hash of the verified body, so
+/// the same body redelivered is recognised.
+pub fn body_fingerprint(body: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(body)))
+}
+
 /// A header's value as text, if present and valid UTF-8.
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 /// Takes the `payload` field out of an `application/x-www-form-urlencoded` body, as forges send
@@ -85,6 +102,8 @@ fn form_payload(body: &[u8]) -> Result<Vec<u8>, ParseError> {
 }
 
 fn is_form(headers: &HeaderMap) -> bool {
-    header(headers, "content-type")
-        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"))
+    header(headers, "content-type").is_some_and(|ct| {
+        ct.to_ascii_lowercase()
+            .starts_with("application/x-www-form-urlencoded")
+    })
 }

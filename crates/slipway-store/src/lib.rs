@@ -44,7 +44,10 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 enum Backend {
     /// SQLite allows one writer at a time; a one-connection write pool queues writers in the
     /// process instead of letting them fail with `SQLITE_BUSY`, and readers use their own pool.
-    Sqlite { read: SqlitePool, write: SqlitePool },
+    Sqlite {
+        read: SqlitePool,
+        write: SqlitePool,
+    },
     Postgres(PgPool),
 }
 
@@ -72,19 +75,25 @@ macro_rules! with_pool {
 /// up front, so two processes sharing a file wait for each other instead of deadlocking.
 trait BeginWrite {
     type Db: sqlx::Database;
-    fn begin_write(&self) -> impl Future<Output = sqlx::Result<Transaction<'static, Self::Db>>> + Send;
+    fn begin_write(
+        &self,
+    ) -> impl Future<Output = sqlx::Result<Transaction<'static, Self::Db>>> + Send;
 }
 
 impl BeginWrite for SqlitePool {
     type Db = Sqlite;
-    fn begin_write(&self) -> impl Future<Output = sqlx::Result<Transaction<'static, Sqlite>>> + Send {
+    fn begin_write(
+        &self,
+    ) -> impl Future<Output = sqlx::Result<Transaction<'static, Sqlite>>> + Send {
         self.begin_with("BEGIN IMMEDIATE")
     }
 }
 
 impl BeginWrite for PgPool {
     type Db = Postgres;
-    fn begin_write(&self) -> impl Future<Output = sqlx::Result<Transaction<'static, Postgres>>> + Send {
+    fn begin_write(
+        &self,
+    ) -> impl Future<Output = sqlx::Result<Transaction<'static, Postgres>>> + Send {
         self.begin()
     }
 }
@@ -145,8 +154,14 @@ impl Store {
     /// Applies this backend's migrations; safe to run at every start.
     pub async fn migrate(&self) -> Result<()> {
         match &self.backend {
-            Backend::Sqlite { write, .. } => sqlx::migrate!("../../migrations/sqlite").run(write).await?,
-            Backend::Postgres(pool) => sqlx::migrate!("../../migrations/postgres").run(pool).await?,
+            Backend::Sqlite { write, .. } => {
+                sqlx::migrate!("../../migrations/sqlite").run(write).await?
+            }
+            Backend::Postgres(pool) => {
+                sqlx::migrate!("../../migrations/postgres")
+                    .run(pool)
+                    .await?
+            }
         }
         Ok(())
     }
@@ -189,16 +204,19 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
-            let names: Vec<(String,)> = sqlx::query_as("SELECT name FROM repositories WHERE enabled = TRUE")
-                .fetch_all(&mut *tx)
-                .await?;
+            let names: Vec<(String,)> =
+                sqlx::query_as("SELECT name FROM repositories WHERE enabled = TRUE")
+                    .fetch_all(&mut *tx)
+                    .await?;
             for (name,) in names {
                 if !specs.iter().any(|spec| spec.name.to_string() == name) {
-                    sqlx::query("UPDATE repositories SET enabled = FALSE, updated_at = $2 WHERE name = $1")
-                        .bind(&name)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE repositories SET enabled = FALSE, updated_at = $2 WHERE name = $1",
+                    )
+                    .bind(&name)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
                 }
             }
             tx.commit().await?;
@@ -222,7 +240,11 @@ impl Store {
 
     /// Stores a verified delivery and the builds it planned, atomically. If the repository has
     /// seen this delivery key before, nothing is written and the first answer is returned.
-    pub async fn record_delivery(&self, delivery: &NewDelivery, builds: &[NewBuild]) -> Result<RecordOutcome> {
+    pub async fn record_delivery(
+        &self,
+        delivery: &NewDelivery,
+        builds: &[NewBuild],
+    ) -> Result<RecordOutcome> {
         let outcome = with_pool!(self, write, |pool| {
             let mut tx = pool.begin_write().await?;
             let inserted: Option<(String,)> = sqlx::query_as(
@@ -313,10 +335,13 @@ impl Store {
 
     pub async fn builds_for_repository(&self, repository_id: Uuid) -> Result<Vec<BuildRecord>> {
         let rows: Vec<BuildRow> = with_pool!(self, read, |pool| {
-            sqlx::query_as(concat!(build_select!(), " WHERE b.repository_id = $1 ORDER BY b.queued_at, b.id"))
-                .bind(repository_id.to_string())
-                .fetch_all(pool)
-                .await?
+            sqlx::query_as(concat!(
+                build_select!(),
+                " WHERE b.repository_id = $1 ORDER BY b.queued_at, b.id"
+            ))
+            .bind(repository_id.to_string())
+            .fetch_all(pool)
+            .await?
         });
         rows.into_iter().map(BuildRecord::try_from).collect()
     }
@@ -335,12 +360,15 @@ impl Store {
                     .await?
             }
             Backend::Postgres(pool) => {
-                sqlx::query_as(concat!(claim_sql!(" FOR UPDATE SKIP LOCKED"), " RETURNING id"))
-                    .bind(owner)
-                    .bind(expires)
-                    .bind(now)
-                    .fetch_optional(pool)
-                    .await?
+                sqlx::query_as(concat!(
+                    claim_sql!(" FOR UPDATE SKIP LOCKED"),
+                    " RETURNING id"
+                ))
+                .bind(owner)
+                .bind(expires)
+                .bind(now)
+                .fetch_optional(pool)
+                .await?
             }
         };
         match claimed {
@@ -443,9 +471,25 @@ impl Store {
         Ok(())
     }
 
+    /// The highest chunk number stored for a build, or 0; a retried attempt continues after it.
+    pub async fn last_log_seq(&self, build_id: Uuid) -> Result<i64> {
+        let (seq,): (Option<i64>,) = with_pool!(self, read, |pool| {
+            sqlx::query_as("SELECT MAX(seq) FROM build_log_chunks WHERE build_id = $1")
+                .bind(build_id.to_string())
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(seq.unwrap_or(0))
+    }
+
     /// Up to `limit` log chunks after `after_seq`, in order; read page by page so that a log
     /// is never loaded whole.
-    pub async fn log_chunks(&self, build_id: Uuid, after_seq: i64, limit: i64) -> Result<Vec<LogChunk>> {
+    pub async fn log_chunks(
+        &self,
+        build_id: Uuid,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<LogChunk>> {
         let rows: Vec<(i64, Vec<u8>)> = with_pool!(self, read, |pool| {
             sqlx::query_as(
                 "SELECT seq, data FROM build_log_chunks WHERE build_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
@@ -456,7 +500,10 @@ impl Store {
             .fetch_all(pool)
             .await?
         });
-        Ok(rows.into_iter().map(|(seq, data)| LogChunk { seq, data }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(seq, data)| LogChunk { seq, data })
+            .collect())
     }
 }
 
@@ -510,7 +557,10 @@ mod tests {
 
     #[test]
     fn redacts_passwords_in_urls() {
-        assert_eq!(redact_url("postgres://u:pw@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            redact_url("postgres://u:pw@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(redact_url("sqlite://./x.db"), "sqlite://./x.db");
     }
 }

@@ -52,7 +52,10 @@ impl TryFrom<RepositoryRow> for RepositoryRecord {
     fn try_from(row: RepositoryRow) -> Result<Self, StoreError> {
         Ok(Self {
             id: parse_uuid(&row.id)?,
-            name: row.name.parse().map_err(|e| corrupt("repository name", e))?,
+            name: row
+                .name
+                .parse()
+                .map_err(|e| corrupt("repository name", e))?,
             provider: row.provider.parse().map_err(|e| corrupt("provider", e))?,
             git_url: row.git_url,
             image: row.image.parse().map_err(|e| corrupt("image", e))?,
@@ -94,7 +97,10 @@ pub struct NewBuild {
 pub enum RecordOutcome {
     Recorded,
     /// The delivery key was seen before; this is the answer given then.
-    Duplicate { status_code: u16, response_json: String },
+    Duplicate {
+        status_code: u16,
+        response_json: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -142,7 +148,10 @@ impl TryFrom<BuildRow> for BuildRecord {
     fn try_from(row: BuildRow) -> Result<Self, StoreError> {
         Ok(Self {
             id: parse_uuid(&row.id)?,
-            repository: row.repository.parse().map_err(|e| corrupt("repository name", e))?,
+            repository: row
+                .repository
+                .parse()
+                .map_err(|e| corrupt("repository name", e))?,
             repository_id: parse_uuid(&row.repository_id)?,
             git_ref: row.git_ref,
             commit: row.commit_sha,

@@ -1,0 +1,290 @@
+//! The Docker Engine, through bollard: build from a streamed context, tag, push.
+
+use std::collections::HashMap;
+
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use bollard::errors::Error as DockerError;
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, PushImageOptionsBuilder, TagImageOptionsBuilder,
+};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use slipway_core::Secret;
+
+use crate::context::{PreparedContext, stream_context};
+use crate::{BuildError, BuildJob, BuildLog};
+
+/// Credentials for one registry host, from configuration.
+#[derive(Debug, Clone)]
+pub struct RegistryAuth {
+    pub host: String,
+    pub username: String,
+    pub password: Secret,
+}
+
+/// A connection to one Docker Engine.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    docker: Docker,
+}
+
+impl Engine {
+    /// Connects to `host` (`unix:///…`, `tcp://…`), or to `DOCKER_HOST` / the local socket, and
+    /// agrees on an API version the engine speaks.
+    pub async fn connect(host: Option<&str>) -> Result<Self, BuildError> {
+        let docker = match host {
+            Some(host) => Docker::connect_with_host(host),
+            None => Docker::connect_with_defaults(),
+        }
+        .map_err(|e| {
+            BuildError::infrastructure(format!("cannot connect to the Docker engine: {e}"))
+        })?;
+        let docker = docker.negotiate_version().await.map_err(|e| {
+            BuildError::infrastructure(format!("the Docker engine does not answer: {e}"))
+        })?;
+        Ok(Self { docker })
+    }
+
+    /// Whether the engine answers a ping.
+    pub async fn ping(&self) -> Result<(), BuildError> {
+        self.docker.ping().await.map(|_| ()).map_err(|e| {
+            BuildError::infrastructure(format!("the Docker engine does not answer: {e}"))
+        })
+    }
+
+    /// Builds the image and returns its id. The context is streamed to the engine as it is
+    /// read from disk.
+    pub async fn build(
+        &self,
+        job: &BuildJob,
+        prepared: &PreparedContext,
+        labels: &HashMap<String, String>,
+        log: &BuildLog,
+    ) -> Result<String, BuildError> {
+        let first_tag = job
+            .image
+            .with_tag(job.tags.first().map_or("latest", String::as_str));
+        let options = BuildImageOptionsBuilder::new()
+            .dockerfile(&prepared.dockerfile_in_tar)
+            .t(&first_tag)
+            .labels(labels)
+            .rm(true)
+            .forcerm(true)
+            .pull("")
+            .build();
+        let (receiver, tar_task) = stream_context(prepared.clone());
+        let body = tokio_stream_from(receiver);
+        let mut stream = self
+            .docker
+            .build_image(options, None, Some(bollard::body_stream(body)));
+        let mut image_id = None;
+        let mut failure = None;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(text) = info.stream {
+                        log.raw(Bytes::from(text)).await;
+                    }
+                    if let Some(status) = info.status {
+                        log.line(status).await;
+                    }
+                    if let Some(aux) = info.aux {
+                        image_id = aux.id.or(image_id);
+                    }
+                    if let Some(detail) = info.error_detail {
+                        failure = Some(
+                            detail
+                                .message
+                                .unwrap_or_else(|| "unknown build error".to_owned()),
+                        );
+                    }
+                }
+                Err(error) => {
+                    failure = Some(describe_engine_error(&error));
+                    break;
+                }
+            }
+        }
+        let tar_result = tar_task
+            .await
+            .map_err(|e| BuildError::infrastructure(format!("the context task failed: {e}")))?;
+        if let Some(message) = failure {
+            log.line(format!("build failed: {message}")).await;
+            return Err(classify_build_failure(message));
+        }
+        if let Err(e) = tar_result {
+            return Err(BuildError::user(format!(
+                "cannot read the build context: {e}"
+            )));
+        }
+        image_id.ok_or_else(|| {
+            BuildError::infrastructure(
+                "the engine finished the build without reporting an image id",
+            )
+        })
+    }
+
+    /// Tags `image_id` with every tag and pushes them; returns the manifest digest. All tags
+    /// name one image, so the registry reports one digest for all of them.
+    pub async fn tag_and_push(
+        &self,
+        job: &BuildJob,
+        image_id: &str,
+        log: &BuildLog,
+    ) -> Result<String, BuildError> {
+        let repo = job.image.to_string();
+        for tag in &job.tags {
+            let options = TagImageOptionsBuilder::new().repo(&repo).tag(tag).build();
+            self.docker
+                .tag_image(image_id, Some(options))
+                .await
+                .map_err(|e| {
+                    BuildError::infrastructure(format!(
+                        "tagging {repo}:{tag} failed: {}",
+                        describe_engine_error(&e)
+                    ))
+                })?;
+        }
+        let credentials = job.registry_auth.as_ref().map(|auth| DockerCredentials {
+            username: Some(auth.username.clone()),
+            password: Some(auth.password.expose().to_owned()),
+            serveraddress: Some(auth.host.clone()),
+            ..Default::default()
+        });
+        let mut digest = None;
+        for tag in &job.tags {
+            log.line(format!("push: {repo}:{tag}")).await;
+            let options = PushImageOptionsBuilder::new().tag(tag).build();
+            let mut stream = self
+                .docker
+                .push_image(&repo, Some(options), credentials.clone());
+            while let Some(item) = stream.next().await {
+                let info =
+                    item.map_err(|e| classify_push_failure(job, describe_engine_error(&e)))?;
+                if let Some(detail) = info.error_detail {
+                    let message = detail
+                        .message
+                        .unwrap_or_else(|| "unknown push error".to_owned());
+                    return Err(classify_push_failure(job, message));
+                }
+                if let Some(status) = info.status {
+                    if let Some(found) = digest_in(&status) {
+                        digest = Some(found.to_owned());
+                    }
+                    // Progress lines repeat for every layer many times a second; the rest say
+                    // what happened to each layer and to the tag as a whole.
+                    if !matches!(status.as_str(), "Preparing" | "Waiting" | "Pushing") {
+                        log.line(format!("push: {status}")).await;
+                    }
+                }
+            }
+        }
+        match digest {
+            Some(digest) => Ok(digest),
+            None => self.repo_digest(&repo, image_id).await,
+        }
+    }
+
+    /// The image's digest in `repo`, from the engine's record of what it pushed.
+    async fn repo_digest(&self, repo: &str, image_id: &str) -> Result<String, BuildError> {
+        let inspect = self.docker.inspect_image(image_id).await.map_err(|e| {
+            BuildError::infrastructure(format!(
+                "cannot inspect the built image: {}",
+                describe_engine_error(&e)
+            ))
+        })?;
+        inspect
+            .repo_digests
+            .unwrap_or_default()
+            .iter()
+            .find_map(|d| d.strip_prefix(&format!("{repo}@")).map(str::to_owned))
+            .ok_or_else(|| {
+                BuildError::infrastructure(format!("the push to {repo} reported no digest"))
+            })
+    }
+}
+
+/// Adapts an mpsc receiver to a `Stream` without pulling in tokio-stream.
+fn tokio_stream_from(
+    receiver: tokio::sync::mpsc::Receiver<Bytes>,
+) -> impl futures_util::Stream<Item = Bytes> + Send + 'static {
+    futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|piece| (piece, receiver))
+    })
+}
+
+/// `sha256:<64 hex>` in a push status line such as `latest: digest: sha256:… size: 527`.
+fn digest_in(status: &str) -> Option<&str> {
+    let start = status.find("sha256:")?;
+    let candidate = status.get(start..start + 71)?;
+    candidate[7..]
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit())
+        .then_some(candidate)
+}
+
+fn describe_engine_error(error: &DockerError) -> String {
+    match error {
+        DockerError::DockerResponseServerError {
+            status_code,
+            message,
+        } => format!("{message} (engine answered {status_code})"),
+        DockerError::DockerStreamError { error } => error.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A failing step is the user's problem; an engine that cannot be reached is ours.
+fn classify_build_failure(message: String) -> BuildError {
+    let lowered = message.to_ascii_lowercase();
+    let ours = [
+        "connection refused",
+        "no such host",
+        "error during connect",
+        "broken pipe",
+        "i/o timeout",
+    ];
+    if ours.iter().any(|needle| lowered.contains(needle)) {
+        BuildError::infrastructure(format!(
+            "the Docker engine failed during the build: {message}"
+        ))
+    } else {
+        BuildError::user(format!("docker build failed: {message}"))
+    }
+}
+
+fn classify_push_failure(job: &BuildJob, message: String) -> BuildError {
+    let lowered = message.to_ascii_lowercase();
+    let registry = job.image.registry();
+    if ["unauthorized", "authentication required", "denied", "401"]
+        .iter()
+        .any(|n| lowered.contains(n))
+    {
+        let who = job.registry_auth.as_ref().map_or_else(
+            || "without credentials (none are configured for this host)".to_owned(),
+            |a| format!("as {:?}", a.username),
+        );
+        BuildError::user(format!(
+            "push to {registry} failed: the registry refused authentication {who}: {message}"
+        ))
+    } else {
+        BuildError::infrastructure(format!("push to {registry} failed: {message}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_digest_in_a_push_status() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        assert_eq!(
+            digest_in(&format!("latest: digest: {digest} size: 527")),
+            Some(digest.as_str())
+        );
+        assert_eq!(digest_in("Pushed"), None);
+        assert_eq!(digest_in("sha256:zz"), None);
+    }
+}

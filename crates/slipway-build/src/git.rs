@@ -1,0 +1,258 @@
+//! Fetching one commit into a bare mirror and checking it out, with git2.
+
+use std::path::{Path, PathBuf};
+
+use git2::{
+    AutotagOption, Cred, CredentialType, ErrorClass, ErrorCode, FetchOptions, ObjectType, Oid,
+    RemoteCallbacks, Repository, build::CheckoutBuilder,
+};
+use slipway_core::Secret;
+
+use crate::{BuildError, BuildLog};
+
+/// Where to fetch from and how to authenticate; always from configuration.
+#[derive(Debug, Clone)]
+pub struct GitSource {
+    pub url: String,
+    pub auth: GitAuth,
+}
+
+#[derive(Debug, Clone)]
+pub enum GitAuth {
+    None,
+    /// HTTP(S) basic authentication (a token is a password here).
+    Basic {
+        username: String,
+        password: Secret,
+    },
+    /// SSH with a private key file (a deploy key).
+    SshKey {
+        username: String,
+        private_key: PathBuf,
+        passphrase: Option<Secret>,
+    },
+}
+
+/// The URL with any `user:password@` removed, for logs, labels and error messages.
+pub fn strip_credentials(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let host_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..host_end].rfind('@') {
+        Some(at) => format!("{}{}", &url[..scheme_end + 3], &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+/// Brings `commit` into the bare mirror at `mirror` (creating it on first use), then checks
+/// its tree out into `dest`. Returns the commit id that was checked out (an annotated tag is
+/// peeled to its commit). Runs on a blocking thread.
+pub fn fetch_and_checkout(
+    mirror: &Path,
+    source: &GitSource,
+    git_ref: &str,
+    commit: &str,
+    dest: &Path,
+    log: &BuildLog,
+) -> Result<String, BuildError> {
+    let public_url = strip_credentials(&source.url);
+    let oid = Oid::from_str(commit)
+        .map_err(|_| BuildError::user(format!("{commit:?} is not a commit id")))?;
+    let repo = open_or_init_mirror(mirror)?;
+
+    if repo.find_object(oid, None).is_ok() {
+        log.blocking_line(format!(
+            "git: {} already in the mirror, no fetch needed",
+            short(commit)
+        ));
+    } else {
+        log.blocking_line(format!("git: fetching {git_ref} from {public_url}"));
+        let refspec = format!("+{git_ref}:{git_ref}");
+        fetch(&repo, source, &[refspec.as_str()], &public_url)?;
+        if repo.find_object(oid, None).is_err() {
+            // The ref may have moved on since the push; the commit can still be reachable from
+            // another branch or tag.
+            log.blocking_line(format!(
+                "git: {} is no longer at {git_ref}; fetching all branches and tags",
+                short(commit)
+            ));
+            fetch(
+                &repo,
+                source,
+                &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
+                &public_url,
+            )?;
+        }
+    }
+
+    let object = repo.find_object(oid, None).map_err(|_| {
+        BuildError::user(format!(
+            "commit {commit} is not in {public_url} (was the push rewritten?)"
+        ))
+    })?;
+    let commit_object = object.peel(ObjectType::Commit).map_err(|e| {
+        BuildError::user(format!("{commit} does not name a commit: {}", e.message()))
+    })?;
+    let commit_id = commit_object.id().to_string();
+    if commit_id != commit {
+        log.blocking_line(format!(
+            "git: tag object {} points at commit {}",
+            short(commit),
+            short(&commit_id)
+        ));
+    }
+    let tree = commit_object.peel_to_tree().map_err(|e| {
+        BuildError::infrastructure(format!(
+            "cannot read the tree of {commit_id}: {}",
+            e.message()
+        ))
+    })?;
+
+    let mut checkout = CheckoutBuilder::new();
+    checkout
+        .target_dir(dest)
+        .force()
+        .recreate_missing(true)
+        .update_index(false);
+    repo.checkout_tree(tree.as_object(), Some(&mut checkout))
+        .map_err(|e| {
+            BuildError::infrastructure(format!("checkout of {commit_id} failed: {}", e.message()))
+        })?;
+    log.blocking_line(format!("git: checked out {commit_id}"));
+    Ok(commit_id)
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+fn open_or_init_mirror(mirror: &Path) -> Result<Repository, BuildError> {
+    let opened = if mirror.exists() {
+        Repository::open_bare(mirror)
+    } else {
+        if let Some(parent) = mirror.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                BuildError::infrastructure(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        Repository::init_bare(mirror)
+    };
+    opened.map_err(|e| {
+        BuildError::infrastructure(format!(
+            "cannot open the mirror {}: {}",
+            mirror.display(),
+            e.message()
+        ))
+    })
+}
+
+fn fetch(
+    repo: &Repository,
+    source: &GitSource,
+    refspecs: &[&str],
+    public_url: &str,
+) -> Result<(), BuildError> {
+    let mut remote = repo
+        .remote_anonymous(&source.url)
+        .map_err(|e| BuildError::user(format!("invalid git URL {public_url}: {}", e.message())))?;
+    let mut callbacks = RemoteCallbacks::new();
+    let mut attempts = 0;
+    let auth = source.auth.clone();
+    callbacks.credentials(move |_url, username_from_url, allowed| {
+        // libgit2 asks again after a refused attempt; answering the same credentials forever
+        // would loop, so the second request ends the fetch with an authentication error.
+        attempts += 1;
+        if attempts > 1 {
+            return Err(git2::Error::new(
+                ErrorCode::Auth,
+                ErrorClass::Http,
+                "credentials were refused",
+            ));
+        }
+        credentials(&auth, username_from_url, allowed)
+    });
+    let mut options = FetchOptions::new();
+    options
+        .remote_callbacks(callbacks)
+        .download_tags(AutotagOption::None);
+    remote
+        .fetch(refspecs, Some(&mut options), None)
+        .map_err(|e| {
+            let detail = strip_url_credentials_in(e.message(), &source.url, public_url);
+            match (e.code(), e.class()) {
+                (ErrorCode::Auth, _) => BuildError::user(format!(
+                    "git fetch from {public_url} failed: authentication was refused ({detail})"
+                )),
+                (_, ErrorClass::Net | ErrorClass::Http | ErrorClass::Ssh | ErrorClass::Os) => {
+                    BuildError::infrastructure(format!(
+                        "git fetch from {public_url} failed: {detail}"
+                    ))
+                }
+                _ => BuildError::user(format!("git fetch from {public_url} failed: {detail}")),
+            }
+        })
+}
+
+/// libgit2 messages can quote the URL it was given; make sure a credential in it never leaks.
+fn strip_url_credentials_in(message: &str, url: &str, public_url: &str) -> String {
+    message.replace(url, public_url)
+}
+
+fn credentials(
+    auth: &GitAuth,
+    username_from_url: Option<&str>,
+    allowed: CredentialType,
+) -> Result<Cred, git2::Error> {
+    match auth {
+        GitAuth::Basic { username, password }
+            if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) =>
+        {
+            Cred::userpass_plaintext(username, password.expose())
+        }
+        GitAuth::SshKey {
+            username,
+            private_key,
+            passphrase,
+        } if allowed.contains(CredentialType::SSH_KEY) => Cred::ssh_key(
+            username,
+            None,
+            private_key,
+            passphrase.as_ref().map(Secret::expose),
+        ),
+        GitAuth::SshKey { username, .. } if allowed.contains(CredentialType::USERNAME) => {
+            Cred::username(username)
+        }
+        _ if allowed.contains(CredentialType::USERNAME) => {
+            Cred::username(username_from_url.unwrap_or("git"))
+        }
+        _ => Err(git2::Error::new(
+            ErrorCode::Auth,
+            ErrorClass::Http,
+            "the server asks for credentials, and none of a kind it accepts are configured",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_userinfo_only() {
+        assert_eq!(
+            strip_credentials("http://bot:tok@127.0.0.1:9000/a/b.git"),
+            "http://127.0.0.1:9000/a/b.git"
+        );
+        assert_eq!(
+            strip_credentials("https://host/a@b.git"),
+            "https://host/a@b.git"
+        );
+        assert_eq!(
+            strip_credentials("ssh://git@host/x.git"),
+            "ssh://host/x.git"
+        );
+        assert_eq!(strip_credentials("file:///srv/x.git"), "file:///srv/x.git");
+    }
+}

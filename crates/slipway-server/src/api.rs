@@ -1,0 +1,117 @@
+//! Read-only API: builds, their logs, health.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use slipway_store::{BuildRecord, Store};
+use uuid::Uuid;
+
+use crate::{ApiError, AppState};
+
+pub async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    state.store.ping().await?;
+    Ok(Json(
+        json!({"status": "ok", "database": state.store.backend_name()}),
+    ))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+fn parse_build_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::not_found(format!("no build {id:?}")))
+}
+
+pub async fn build(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_build_id(&id)?;
+    let build = state
+        .store
+        .build(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no build {id}")))?;
+    Ok(Json(build_json(&build, &state.public_url)))
+}
+
+/// A build as the API shows it; times as RFC 3339.
+pub fn build_json(build: &BuildRecord, public_url: &str) -> Value {
+    json!({
+        "id": build.id,
+        "repository": build.repository.to_string(),
+        "ref": build.git_ref,
+        "commit": build.commit,
+        "image": build.image,
+        "tags": build.tags,
+        "dockerfile": build.dockerfile,
+        "context": build.context,
+        "status": build.status,
+        "error": build.error,
+        "digest": build.digest,
+        "attempts": build.attempts,
+        "queued_at": rfc3339(Some(build.queued_at)),
+        "started_at": rfc3339(build.started_at),
+        "finished_at": rfc3339(build.finished_at),
+        "links": {
+            "self": format!("{public_url}/api/builds/{}", build.id),
+            "log": format!("{public_url}/api/builds/{}/log", build.id),
+        },
+    })
+}
+
+fn rfc3339(millis: Option<i64>) -> Option<String> {
+    let nanos = i128::from(millis?) * 1_000_000;
+    let time = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?;
+    time.format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+/// The build's log as plain text, streamed page by page from the store so that a large log is
+/// never held in memory whole.
+pub async fn build_log(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_build_id(&id)?;
+    state
+        .store
+        .build(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no build {id}")))?;
+    let body = Body::from_stream(log_pages(state.store.clone(), id));
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response())
+}
+
+fn log_pages(
+    store: Store,
+    id: Uuid,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    const PAGE: i64 = 64;
+    futures_util::stream::unfold(Some(0i64), move |after| {
+        let store = store.clone();
+        async move {
+            let after = after?;
+            match store.log_chunks(id, after, PAGE).await {
+                Ok(chunks) if chunks.is_empty() => None,
+                Ok(chunks) => {
+                    let last = chunks.last().map_or(after, |c| c.seq);
+                    let next = (chunks.len() as i64 == PAGE).then_some(last);
+                    let bytes: Vec<u8> = chunks.into_iter().flat_map(|c| c.data).collect();
+                    Some((Ok(Bytes::from(bytes)), next))
+                }
+                Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
+            }
+        }
+    })
+}

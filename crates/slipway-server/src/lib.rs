@@ -1,0 +1,53 @@
+//! The HTTP edge: forge webhooks under `/hooks`, the JSON API under `/api`, and `/healthz`.
+//!
+//! **Invariants:**
+//! - A webhook is verified over its raw, size-bounded body before any parsing.
+//! - A 2xx to a forge means the delivery and every build it planned are committed.
+//! - Errors reach clients as one JSON shape; internal details are logged, not sent.
+
+mod api;
+mod error;
+mod hooks;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use slipway_core::Secret;
+use slipway_store::Store;
+
+pub use error::ApiError;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+    /// Webhook secrets by repository name (`owner/name`), from configuration only.
+    pub webhook_secrets: Arc<HashMap<String, Secret>>,
+    /// The externally visible base URL, for links in answers.
+    pub public_url: String,
+}
+
+/// The whole application's routes; tests drive this router directly.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/hooks/{owner}/{name}", post(hooks::receive))
+        .route("/api/builds/{id}", get(api::build))
+        .route("/api/builds/{id}/log", get(api::build_log))
+        .fallback(api::not_found)
+        .with_state(state)
+}
+
+/// Serves the application on `listener` until `shutdown` resolves, then finishes the requests
+/// in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,344 @@
+//! The worker: claims queued builds, runs each under a lease kept alive by heartbeats, stores
+//! the log as it streams, and records how the build ended.
+//!
+//! **Invariants:**
+//! - A build is owned by at most one worker at a time (the store's lease); a worker that loses
+//!   its lease stops the build and records nothing further.
+//! - A panic while running one build fails that build only.
+//! - A build's log is stored completely before its final status is recorded, so a finished
+//!   build always has its whole log.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use slipway_build::{
+    BuildError, BuildJob, BuildLog, Engine, FailureKind, GitSource, LogReceiver, RegistryAuth,
+    Workspace, run_build,
+};
+use slipway_core::{BuildStatus, ImageName};
+use slipway_store::{BuildRecord, BuildResult, Store};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, info_span, warn};
+
+/// How a worker process behaves.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// This worker's identity in leases; unique per process.
+    pub owner_id: String,
+    /// How many builds run at once.
+    pub slots: usize,
+    /// How long a claim stays valid without a heartbeat.
+    pub lease: Duration,
+    /// How often a running build renews its lease.
+    pub heartbeat_every: Duration,
+    /// How often to look for work when no wake-up arrives (the fallback, not the main path).
+    pub poll_every: Duration,
+    /// How many times a build may be claimed before a lost worker's build is failed.
+    pub max_attempts: u32,
+}
+
+impl WorkerSettings {
+    pub fn new(owner_id: String, slots: usize) -> Self {
+        Self {
+            owner_id,
+            slots: slots.max(1),
+            lease: Duration::from_secs(60),
+            heartbeat_every: Duration::from_secs(15),
+            poll_every: Duration::from_secs(2),
+            max_attempts: 3,
+        }
+    }
+}
+
+/// What the configuration says about reaching a repository's code and a registry. Secrets
+/// live here, in memory, never in the database.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Keyed by `owner/name`.
+    pub repositories: HashMap<String, GitSource>,
+    /// Keyed by registry host (`127.0.0.1:5000`).
+    pub registries: HashMap<String, RegistryAuth>,
+}
+
+/// A worker process's claim loop and its running builds.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    store: Store,
+    engine: Engine,
+    workspace: Workspace,
+    access: Arc<Access>,
+    settings: WorkerSettings,
+}
+
+impl Worker {
+    pub fn new(
+        store: Store,
+        engine: Engine,
+        workspace: Workspace,
+        access: Access,
+        settings: WorkerSettings,
+    ) -> Self {
+        Self {
+            store,
+            engine,
+            workspace,
+            access: Arc::new(access),
+            settings,
+        }
+    }
+
+    /// Claims and runs builds until `shutdown` fires, then waits for the running builds.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(self.settings.slots));
+        let mut running = JoinSet::new();
+        running.spawn(self.clone().reap_loop(shutdown.clone()));
+        info!(owner = %self.settings.owner_id, slots = self.settings.slots, "worker started");
+        loop {
+            let permit = tokio::select! {
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                () = shutdown.cancelled() => break,
+            };
+            let Some(build) = self.next_build(&shutdown).await else {
+                break;
+            };
+            let worker = self.clone();
+            running.spawn(async move {
+                worker.run_claimed(build).await;
+                drop(permit);
+            });
+            // Reap finished tasks so the set does not grow without bound.
+            while running.try_join_next().is_some() {}
+        }
+        info!("worker stopping: waiting for running builds");
+        while running.join_next().await.is_some() {}
+    }
+
+    /// Waits for a claimable build: woken at once when this process queues one, and polling
+    /// as a fallback for builds queued by other processes.
+    async fn next_build(&self, shutdown: &CancellationToken) -> Option<BuildRecord> {
+        let notifier = self.store.queued_notifier();
+        loop {
+            // Registering interest before the claim attempt means a build queued between the
+            // attempt and the wait still wakes us.
+            let notified = notifier.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self
+                .store
+                .claim_build(&self.settings.owner_id, self.settings.lease)
+                .await
+            {
+                Ok(Some(build)) => return Some(build),
+                Ok(None) => {}
+                Err(e) => warn!(error = %e, "claiming a build failed; trying again"),
+            }
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep(self.settings.poll_every) => {}
+                () = shutdown.cancelled() => return None,
+            }
+        }
+    }
+
+    async fn reap_loop(self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(self.settings.lease / 2) => {}
+                () = shutdown.cancelled() => return,
+            }
+            match self
+                .store
+                .reap_expired_leases(self.settings.max_attempts)
+                .await
+            {
+                Ok(0) => {}
+                Ok(count) => info!(
+                    count,
+                    "re-queued or failed builds whose worker stopped responding"
+                ),
+                Err(e) => warn!(error = %e, "reaping expired leases failed"),
+            }
+        }
+    }
+
+    async fn run_claimed(&self, build: BuildRecord) {
+        let span = info_span!("build", build_id = %build.id, repository = %build.repository);
+        async {
+            info!(git_ref = %build.git_ref, commit = %build.commit, "build started");
+            let (log, receiver) = BuildLog::channel(256);
+            let first_seq = self.store.last_log_seq(build.id).await.unwrap_or(0);
+            let log_writer = tokio::spawn(store_log(self.store.clone(), build.id, first_seq, receiver));
+            let lease_lost = CancellationToken::new();
+            let heartbeat = tokio::spawn(self.clone().heartbeat(build.id, lease_lost.clone()));
+
+            let outcome = match self.job_for(&build) {
+                Ok(job) => {
+                    log.line(format!(
+                        "slipway: building {} at {} for {} tag(s): {}",
+                        build.git_ref,
+                        build.commit,
+                        build.tags.len(),
+                        build.tags.join(", ")
+                    ))
+                    .await;
+                    self.execute(job, log.clone(), &lease_lost).await
+                }
+                Err(e) => Err(e),
+            };
+            heartbeat.abort();
+            if lease_lost.is_cancelled() {
+                warn!("lease lost while building; leaving the build to its new owner");
+                return;
+            }
+            let result = match outcome {
+                Ok(output) => {
+                    log.line(format!("slipway: build succeeded, digest {}", output.digest)).await;
+                    BuildResult { status: BuildStatus::Succeeded, error: None, digest: Some(output.digest) }
+                }
+                Err(e) => {
+                    let whose = match e.kind {
+                        FailureKind::User => "",
+                        FailureKind::Infrastructure => " (infrastructure)",
+                    };
+                    log.line(format!("slipway: build failed{whose}: {}", e.message)).await;
+                    BuildResult { status: BuildStatus::Failed, error: Some(e.message), digest: None }
+                }
+            };
+            drop(log);
+            if let Err(e) = log_writer.await {
+                warn!(error = %e, "the log writer stopped early");
+            }
+            match self.store.finish_build(build.id, &self.settings.owner_id, &result).await {
+                Ok(true) => info!(status = %result.status, "build finished"),
+                Ok(false) => warn!("build finished, but its lease had passed to another owner; result dropped"),
+                Err(e) => error!(error = %e, "recording the build result failed; the reaper will retry the build"),
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Runs the build on its own task, so that a panic inside it becomes a failed build
+    /// instead of taking the worker down.
+    async fn execute(
+        &self,
+        job: BuildJob,
+        log: BuildLog,
+        lease_lost: &CancellationToken,
+    ) -> Result<slipway_build::BuildOutput, BuildError> {
+        let (workspace, engine) = (self.workspace.clone(), self.engine.clone());
+        let mut task =
+            tokio::spawn(async move { run_build(&job, &workspace, &engine, &log).await });
+        tokio::select! {
+            joined = &mut task => match joined {
+                Ok(result) => result,
+                Err(e) if e.is_panic() => Err(BuildError::infrastructure("internal error: the build panicked; see the worker's log")),
+                Err(e) => Err(BuildError::infrastructure(format!("the build task ended unexpectedly: {e}"))),
+            },
+            () = lease_lost.cancelled() => {
+                task.abort();
+                Err(BuildError::infrastructure("lease lost"))
+            }
+        }
+    }
+
+    async fn heartbeat(self, build_id: uuid::Uuid, lease_lost: CancellationToken) {
+        loop {
+            tokio::time::sleep(self.settings.heartbeat_every).await;
+            match self
+                .store
+                .heartbeat(build_id, &self.settings.owner_id, self.settings.lease)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    lease_lost.cancel();
+                    return;
+                }
+                // A database hiccup is not a lost lease; the next beat may succeed before the
+                // lease runs out.
+                Err(e) => warn!(error = %e, "heartbeat failed"),
+            }
+        }
+    }
+
+    /// Combines the stored build with the configuration's access to its repository and
+    /// registry.
+    fn job_for(&self, build: &BuildRecord) -> Result<BuildJob, BuildError> {
+        let name = build.repository.to_string();
+        let source = self
+            .access
+            .repositories
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| {
+                BuildError::user(format!(
+                    "repository {name} is not in this worker's configuration"
+                ))
+            })?;
+        let image: ImageName = build
+            .image
+            .parse()
+            .map_err(|e: String| BuildError::user(format!("stored image name is invalid: {e}")))?;
+        let registry_auth = self.access.registries.get(image.registry()).cloned();
+        Ok(BuildJob {
+            build_id: build.id.to_string(),
+            repository: name,
+            source,
+            git_ref: build.git_ref.clone(),
+            commit: build.commit.clone(),
+            image,
+            tags: build.tags.clone(),
+            dockerfile: build.dockerfile.clone(),
+            context: build.context.clone(),
+            registry_auth,
+        })
+    }
+}
+
+/// Drains the log channel into the store. Whatever arrived while the previous chunk was being
+/// written goes into the next one, so a fast build writes few large chunks and a slow one
+/// shows up line by line.
+async fn store_log(store: Store, build_id: uuid::Uuid, mut seq: i64, mut receiver: LogReceiver) {
+    const MAX_CHUNK: usize = 256 * 1024;
+    while let Some(first) = receiver.recv().await {
+        let mut chunk: Vec<u8> = first.to_vec();
+        while chunk.len() < MAX_CHUNK {
+            match receiver.try_recv() {
+                Ok(more) => chunk.extend_from_slice(&more),
+                Err(_) => break,
+            }
+        }
+        seq += 1;
+        if let Err(e) = append_with_retry(&store, build_id, seq, Bytes::from(chunk)).await {
+            warn!(error = %e, "storing a log chunk failed; it is lost");
+        }
+    }
+}
+
+async fn append_with_retry(
+    store: &Store,
+    build_id: uuid::Uuid,
+    seq: i64,
+    data: Bytes,
+) -> Result<(), slipway_store::StoreError> {
+    let mut delay = Duration::from_millis(100);
+    for _ in 0..4 {
+        match store.append_log(build_id, seq, &data).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                warn!(error = %e, "storing a log chunk failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+    store.append_log(build_id, seq, &data).await
+}

@@ -1,0 +1,100 @@
+//! The command line.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+/// Slipway: a self-hosted automated container build service.
+#[derive(Debug, Parser)]
+#[command(name = "slipway", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything in one process: the HTTP server and the build workers.
+    Serve,
+    /// Run only the HTTP server (webhooks, API); builds are left to `slipway worker` processes.
+    Web,
+    /// Run only build workers, claiming builds from the shared database.
+    Worker,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective settings and where each came from; secrets are redacted.
+    Show,
+}
+
+/// Process settings. Each may also be given in the config file under the same name (with `_`
+/// for `-`) and through its environment variable; a flag wins over the environment, which
+/// wins over the file.
+#[derive(Debug, Args)]
+pub struct SettingsArgs {
+    /// The TOML config file with repositories, registries and any of these settings.
+    #[arg(long, env = "SLIPWAY_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "SLIPWAY_LISTEN", global = true)]
+    pub listen: Option<SocketAddr>,
+    /// The base URL people and forges reach this server at, used in links [default: http://<listen>].
+    #[arg(long, env = "SLIPWAY_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// Directory for the SQLite database, git mirrors and build scratch space [default: ./slipway-data].
+    #[arg(long, env = "SLIPWAY_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [default: sqlite in the data dir].
+    #[arg(long, env = "SLIPWAY_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// How many builds this process runs at once [default: 2].
+    #[arg(long, env = "SLIPWAY_WORKERS", global = true)]
+    pub workers: Option<usize>,
+    /// The Docker Engine to build with, e.g. unix:///var/run/docker.sock [default: DOCKER_HOST, else the local socket].
+    #[arg(long, env = "SLIPWAY_DOCKER_HOST", global = true)]
+    pub docker_host: Option<String>,
+    /// Log format [default: text].
+    #[arg(long, env = "SLIPWAY_LOG_FORMAT", global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// The ids of the settings above, for looking up where each value came from.
+pub const SETTING_IDS: [&str; 8] = [
+    "config",
+    "listen",
+    "public_url",
+    "data_dir",
+    "database_url",
+    "workers",
+    "docker_host",
+    "log_format",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
+}

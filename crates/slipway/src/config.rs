@@ -1,0 +1,510 @@
+//! Settings: each comes from a flag, a `SLIPWAY_*` environment variable, the TOML file given
+//! with `--config`, or its default, in that order. Repositories and registries come from the
+//! file only. Secrets are named by environment variable or file and resolved here, once.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::parser::ValueSource;
+use serde::Deserialize;
+use slipway_build::{GitAuth, GitSource, RegistryAuth, strip_credentials};
+use slipway_core::{BuildRule, ImageName, Provider, RepositoryName, Secret};
+use slipway_store::RepositorySpec;
+
+use crate::cli::{LogFormat, SettingsArgs};
+
+/// Where an effective value came from, for `config show`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Flag,
+    Env,
+    File,
+    Default,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::Flag => "flag",
+            Source::Env => "environment",
+            Source::File => "config file",
+            Source::Default => "default",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Setting<T> {
+    pub value: T,
+    pub source: Source,
+}
+
+/// The TOML file. Unknown keys are errors, so a misspelt key never silently does nothing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    public_url: Option<String>,
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    workers: Option<usize>,
+    docker_host: Option<String>,
+    log_format: Option<LogFormat>,
+    #[serde(default)]
+    registries: Vec<RegistryConfig>,
+    #[serde(default)]
+    repositories: Vec<RepositoryConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistryConfig {
+    host: String,
+    username: String,
+    password: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RepositoryConfig {
+    name: RepositoryName,
+    provider: Provider,
+    git_url: String,
+    git_username: Option<String>,
+    git_password: Option<String>,
+    git_password_env: Option<String>,
+    git_password_file: Option<PathBuf>,
+    git_ssh_key_file: Option<PathBuf>,
+    git_ssh_passphrase_env: Option<String>,
+    webhook_secret: Option<String>,
+    webhook_secret_env: Option<String>,
+    webhook_secret_file: Option<PathBuf>,
+    image: ImageName,
+    #[serde(default)]
+    rules: Vec<BuildRule>,
+}
+
+/// How a secret was given, for `config show` (which never prints the value).
+#[derive(Debug, Clone)]
+pub enum SecretOrigin {
+    Env(String),
+    File(PathBuf),
+    Inline,
+}
+
+impl fmt::Display for SecretOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretOrigin::Env(name) => write!(f, "from environment variable {name}"),
+            SecretOrigin::File(path) => write!(f, "from file {}", path.display()),
+            SecretOrigin::Inline => f.write_str("inline in the config file"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Registry {
+    pub host: String,
+    pub username: String,
+    pub password: Secret,
+    pub password_origin: SecretOrigin,
+}
+
+#[derive(Debug, Clone)]
+pub struct Repository {
+    pub name: RepositoryName,
+    pub provider: Provider,
+    pub git: GitSource,
+    pub webhook_secret: Secret,
+    pub webhook_secret_origin: SecretOrigin,
+    pub image: ImageName,
+    pub rules: Vec<BuildRule>,
+}
+
+/// Everything the process runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: Option<PathBuf>,
+    pub listen: Setting<SocketAddr>,
+    pub public_url: Setting<String>,
+    pub data_dir: Setting<PathBuf>,
+    pub database_url: Setting<String>,
+    pub workers: Setting<usize>,
+    pub docker_host: Setting<Option<String>>,
+    pub log_format: Setting<LogFormat>,
+    pub registries: Vec<Registry>,
+    pub repositories: Vec<Repository>,
+    /// Things worth telling the operator at start-up (e.g. inline secrets).
+    pub warnings: Vec<String>,
+}
+
+fn pick<T>(
+    flag: Option<T>,
+    flag_source: Option<ValueSource>,
+    file: Option<T>,
+    default: impl FnOnce() -> T,
+) -> Setting<T> {
+    match (flag, flag_source) {
+        (Some(value), Some(ValueSource::EnvVariable)) => Setting {
+            value,
+            source: Source::Env,
+        },
+        (Some(value), _) => Setting {
+            value,
+            source: Source::Flag,
+        },
+        (None, _) => match file {
+            Some(value) => Setting {
+                value,
+                source: Source::File,
+            },
+            None => Setting {
+                value: default(),
+                source: Source::Default,
+            },
+        },
+    }
+}
+
+impl Config {
+    /// Loads the file named by `--config` (if any) and merges it with flags and environment.
+    pub fn load(args: &SettingsArgs, sources: &HashMap<&'static str, ValueSource>) -> Result<Self> {
+        let (file, file_config) = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the config file {}", path.display()))?;
+                let parsed: FileConfig = toml::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+                (Some(path.clone()), parsed)
+            }
+            None => (None, FileConfig::default()),
+        };
+        let shown_file = file.as_deref().map_or_else(
+            || "(no config file)".to_owned(),
+            |p| p.display().to_string(),
+        );
+        let src = |name: &str| sources.get(name).copied();
+
+        let listen = pick(args.listen, src("listen"), file_config.listen, || {
+            SocketAddr::from(([127, 0, 0, 1], 8080))
+        });
+        let data_dir = pick(
+            args.data_dir.clone(),
+            src("data_dir"),
+            file_config.data_dir,
+            || PathBuf::from("./slipway-data"),
+        );
+        let database_url = pick(
+            args.database_url.clone(),
+            src("database_url"),
+            file_config.database_url,
+            || format!("sqlite://{}", data_dir.value.join("slipway.db").display()),
+        );
+        let workers = pick(args.workers, src("workers"), file_config.workers, || 2);
+        let docker_host = pick(
+            args.docker_host.clone().map(Some),
+            src("docker_host"),
+            file_config.docker_host.map(Some),
+            || std::env::var("DOCKER_HOST").ok(),
+        );
+        let public_url = pick(
+            args.public_url.clone(),
+            src("public_url"),
+            file_config.public_url,
+            || format!("http://{}", listen.value),
+        );
+        let log_format = pick(
+            args.log_format,
+            src("log_format"),
+            file_config.log_format,
+            || LogFormat::Text,
+        );
+
+        let mut warnings = Vec::new();
+        let mut registries = Vec::new();
+        for (index, registry) in file_config.registries.into_iter().enumerate() {
+            let at = format!("{shown_file}: registries[{index}] ({})", registry.host);
+            let (password, password_origin) = resolve_secret(
+                &at,
+                "password",
+                registry.password,
+                registry.password_env,
+                registry.password_file,
+                &mut warnings,
+            )?
+            .with_context(|| {
+                format!("{at}: one of password_env, password_file or password is required")
+            })?;
+            registries.push(Registry {
+                host: registry.host,
+                username: registry.username,
+                password,
+                password_origin,
+            });
+        }
+
+        let mut repositories: Vec<Repository> = Vec::new();
+        for (index, repository) in file_config.repositories.into_iter().enumerate() {
+            let at = format!("{shown_file}: repositories[{index}] ({})", repository.name);
+            if repositories.iter().any(|r| r.name == repository.name) {
+                bail!("{at}: repository {} is listed twice", repository.name);
+            }
+            if strip_credentials(&repository.git_url) != repository.git_url {
+                bail!(
+                    "{at}: git_url must not contain credentials; use git_username with git_password_env or git_password_file"
+                );
+            }
+            let (webhook_secret, webhook_secret_origin) = resolve_secret(
+                &at,
+                "webhook_secret",
+                repository.webhook_secret,
+                repository.webhook_secret_env,
+                repository.webhook_secret_file,
+                &mut warnings,
+            )?
+            .with_context(|| format!("{at}: webhook_secret_env (or webhook_secret_file) is required: no secret, no webhooks"))?;
+            let git_password = resolve_secret(
+                &at,
+                "git_password",
+                repository.git_password,
+                repository.git_password_env,
+                repository.git_password_file,
+                &mut warnings,
+            )?;
+            let auth = match (repository.git_ssh_key_file, git_password) {
+                (Some(_), Some(_)) => {
+                    bail!("{at}: give either git_ssh_key_file or a git password, not both")
+                }
+                (Some(key), None) => {
+                    let passphrase = match repository.git_ssh_passphrase_env {
+                        Some(var) => Some(Secret::new(env_secret(
+                            &at,
+                            "git_ssh_passphrase_env",
+                            &var,
+                        )?)),
+                        None => None,
+                    };
+                    GitAuth::SshKey {
+                        username: repository.git_username.unwrap_or_else(|| "git".to_owned()),
+                        private_key: key,
+                        passphrase,
+                    }
+                }
+                (None, Some((password, _))) => GitAuth::Basic {
+                    username: repository.git_username.with_context(|| {
+                        format!("{at}: git_username is required with a git password")
+                    })?,
+                    password,
+                },
+                (None, None) => GitAuth::None,
+            };
+            repositories.push(Repository {
+                name: repository.name,
+                provider: repository.provider,
+                git: GitSource {
+                    url: repository.git_url,
+                    auth,
+                },
+                webhook_secret,
+                webhook_secret_origin,
+                image: repository.image,
+                rules: repository.rules,
+            });
+        }
+
+        Ok(Self {
+            file,
+            listen,
+            public_url,
+            data_dir,
+            database_url,
+            workers,
+            docker_host,
+            log_format,
+            registries,
+            repositories,
+            warnings,
+        })
+    }
+
+    pub fn repository_specs(&self) -> Vec<RepositorySpec> {
+        self.repositories
+            .iter()
+            .map(|r| RepositorySpec {
+                name: r.name.clone(),
+                provider: r.provider,
+                git_url: r.git.url.clone(),
+                image: r.image.clone(),
+                rules: r.rules.clone(),
+            })
+            .collect()
+    }
+
+    pub fn webhook_secrets(&self) -> HashMap<String, Secret> {
+        self.repositories
+            .iter()
+            .map(|r| (r.name.to_string(), r.webhook_secret.clone()))
+            .collect()
+    }
+
+    pub fn access(&self) -> slipway_worker::Access {
+        slipway_worker::Access {
+            repositories: self
+                .repositories
+                .iter()
+                .map(|r| (r.name.to_string(), r.git.clone()))
+                .collect(),
+            registries: self
+                .registries
+                .iter()
+                .map(|r| {
+                    (
+                        r.host.clone(),
+                        RegistryAuth {
+                            host: r.host.clone(),
+                            username: r.username.clone(),
+                            password: r.password.clone(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// The effective settings, one per line with their source; secrets redacted.
+    pub fn show(&self) -> String {
+        let mut out = String::new();
+        let file = self
+            .file
+            .as_deref()
+            .map_or_else(|| "(none)".to_owned(), |p| p.display().to_string());
+        out.push_str(&format!("config file    {file}\n"));
+        let mut line = |key: &str, value: String, source: Source| {
+            out.push_str(&format!("{key:<14} {value}  ({source})\n"));
+        };
+        line("listen", self.listen.value.to_string(), self.listen.source);
+        line(
+            "public_url",
+            self.public_url.value.clone(),
+            self.public_url.source,
+        );
+        line(
+            "data_dir",
+            self.data_dir.value.display().to_string(),
+            self.data_dir.source,
+        );
+        line(
+            "database_url",
+            slipway_store::redact_url(&self.database_url.value),
+            self.database_url.source,
+        );
+        line(
+            "workers",
+            self.workers.value.to_string(),
+            self.workers.source,
+        );
+        let docker = self
+            .docker_host
+            .value
+            .clone()
+            .unwrap_or_else(|| "local socket".to_owned());
+        line("docker_host", docker, self.docker_host.source);
+        line(
+            "log_format",
+            self.log_format.value.to_string(),
+            self.log_format.source,
+        );
+        for registry in &self.registries {
+            out.push_str(&format!(
+                "registry       {}  username={}  password=*** ({})\n",
+                registry.host, registry.username, registry.password_origin
+            ));
+        }
+        for repository in &self.repositories {
+            let rules = if repository.rules.is_empty() {
+                "default (branch main -> latest)".to_owned()
+            } else {
+                repository
+                    .rules
+                    .iter()
+                    .map(|r| format!("{} -> {}", r.describe(), r.tags))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            let git_auth = match &repository.git.auth {
+                GitAuth::None => "none".to_owned(),
+                GitAuth::Basic { username, .. } => format!("user {username}, password ***"),
+                GitAuth::SshKey {
+                    username,
+                    private_key,
+                    ..
+                } => format!("ssh user {username}, key {}", private_key.display()),
+            };
+            out.push_str(&format!(
+                "repository     {}  provider={}  git_url={}  git_auth={}  image={}  webhook_secret=*** ({})  rules: {}\n",
+                repository.name,
+                repository.provider,
+                repository.git.url,
+                git_auth,
+                repository.image,
+                repository.webhook_secret_origin,
+                rules
+            ));
+        }
+        out
+    }
+}
+
+fn env_secret(at: &str, key: &str, var: &str) -> Result<String> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Ok(value),
+        Ok(_) => bail!("{at}: {key}: environment variable {var} is empty"),
+        Err(_) => bail!("{at}: {key}: environment variable {var} is not set"),
+    }
+}
+
+/// Resolves `<key>`, `<key>_env` or `<key>_file`; at most one may be given.
+fn resolve_secret(
+    at: &str,
+    key: &str,
+    inline: Option<String>,
+    env: Option<String>,
+    file: Option<PathBuf>,
+    warnings: &mut Vec<String>,
+) -> Result<Option<(Secret, SecretOrigin)>> {
+    let given =
+        usize::from(inline.is_some()) + usize::from(env.is_some()) + usize::from(file.is_some());
+    if given > 1 {
+        bail!("{at}: give only one of {key}, {key}_env and {key}_file");
+    }
+    if let Some(var) = env {
+        let value = env_secret(at, &format!("{key}_env"), &var)?;
+        return Ok(Some((Secret::new(value), SecretOrigin::Env(var))));
+    }
+    if let Some(path) = file {
+        let value = read_secret_file(&path).with_context(|| format!("{at}: {key}_file"))?;
+        return Ok(Some((Secret::new(value), SecretOrigin::File(path))));
+    }
+    if let Some(value) = inline {
+        warnings.push(format!(
+            "{at}: {key} is written inline in the config file; prefer {key}_env or {key}_file"
+        ));
+        return Ok(Some((Secret::new(value), SecretOrigin::Inline)));
+    }
+    Ok(None)
+}
+
+fn read_secret_file(path: &Path) -> Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let trimmed = text.trim_end_matches(['\n', '\r']);
+    if trimmed.is_empty() {
+        bail!("{} is empty", path.display());
+    }
+    Ok(trimmed.to_owned())
+}

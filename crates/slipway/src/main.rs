@@ -1,0 +1,230 @@
+//! The `slipway` binary: parses the command line and configuration, then wires the library
+//! crates together. No build or webhook logic lives here.
+
+mod cli;
+mod config;
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{CommandFactory, FromArgMatches};
+use slipway_build::{Engine, Workspace};
+use slipway_server::AppState;
+use slipway_store::Store;
+use slipway_worker::{Worker, WorkerSettings};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::cli::{Cli, Command, ConfigCommand, LogFormat, SETTING_IDS};
+use crate::config::Config;
+
+fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // Global flags may be given before or after the subcommand; look in both places.
+    let mut sources = HashMap::new();
+    for id in SETTING_IDS {
+        let source = matches
+            .subcommand()
+            .and_then(|(_, sub)| sub.value_source(id))
+            .or_else(|| matches.value_source(id));
+        if let Some(source) = source {
+            sources.insert(id, source);
+        }
+    }
+    let config = match Config::load(&cli.settings, &sources) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("slipway: configuration error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_format.value);
+    for warning in &config.warnings {
+        warn!("{warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("slipway: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("slipway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run(command: Command, config: Config) -> Result<()> {
+    match command {
+        Command::Config {
+            command: ConfigCommand::Show,
+        } => {
+            #[allow(
+                clippy::print_stdout,
+                reason = "printing the settings is this command's purpose"
+            )]
+            {
+                print!("{}", config.show());
+            }
+            Ok(())
+        }
+        Command::Migrate => {
+            open_store(&config).await?;
+            info!("migrations applied");
+            Ok(())
+        }
+        Command::Serve => run_processes(config, true, true).await,
+        Command::Web => run_processes(config, true, false).await,
+        Command::Worker => run_processes(config, false, true).await,
+    }
+}
+
+async fn open_store(config: &Config) -> Result<Store> {
+    if config.database_url.value.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir.value).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                config.data_dir.value.display()
+            )
+        })?;
+    }
+    let shown = slipway_store::redact_url(&config.database_url.value);
+    let store = Store::connect(&config.database_url.value)
+        .await
+        .with_context(|| format!("cannot open the database {shown}"))?;
+    store
+        .migrate()
+        .await
+        .with_context(|| format!("cannot migrate the database {shown}"))?;
+    Ok(store)
+}
+
+/// Runs the HTTP server, the workers, or both, until SIGINT or SIGTERM.
+async fn run_processes(config: Config, web: bool, workers: bool) -> Result<()> {
+    let store = open_store(&config).await?;
+    store
+        .sync_repositories(&config.repository_specs())
+        .await
+        .context("cannot store the configured repositories")?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+
+    let worker_task = workers.then(|| {
+        let owner_id = format!(
+            "{}-{}-{}",
+            hostname(),
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let settings = WorkerSettings::new(owner_id, config.workers.value);
+        let workspace = Workspace::new(&config.data_dir.value);
+        let access = config.access();
+        let docker_host = config.docker_host.value.clone();
+        let (store, shutdown) = (store.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let Some(engine) = connect_engine(docker_host.as_deref(), &shutdown).await else {
+                return;
+            };
+            Worker::new(store, engine, workspace, access, settings)
+                .run(shutdown)
+                .await;
+        })
+    });
+
+    if web {
+        let state = AppState {
+            store: store.clone(),
+            webhook_secrets: Arc::new(config.webhook_secrets()),
+            public_url: config.public_url.value.trim_end_matches('/').to_owned(),
+        };
+        let listener = tokio::net::TcpListener::bind(config.listen.value)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen.value))?;
+        info!(listen = %config.listen.value, repositories = config.repositories.len(), "slipway is listening");
+        let until = shutdown.clone();
+        slipway_server::serve(listener, state, async move { until.cancelled().await })
+            .await
+            .context("the HTTP server failed")?;
+    } else {
+        shutdown.cancelled().await;
+    }
+    if let Some(task) = worker_task {
+        let _ = task.await;
+    }
+    Ok(())
+}
+
+/// Connects to the Docker engine, retrying while it is not there yet, so the HTTP side keeps
+/// accepting webhooks (they queue) while the engine starts.
+async fn connect_engine(host: Option<&str>, shutdown: &CancellationToken) -> Option<Engine> {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match Engine::connect(host).await {
+            Ok(engine) => {
+                info!("connected to the Docker engine");
+                return Some(engine);
+            }
+            Err(e) => {
+                warn!(error = %e, retry_in = ?delay, "the Docker engine is not reachable; builds wait")
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shutdown.cancelled() => return None,
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    info!("shutting down: no new builds are claimed; running builds finish");
+    shutdown.cancel();
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "slipway".to_owned())
+}
