@@ -166,6 +166,17 @@ impl Store {
         Ok(())
     }
 
+    /// Runs one statement outside any transaction; tests use it to create databases.
+    #[doc(hidden)]
+    pub async fn execute_raw_for_tests(&self, statement: &str) -> Result<()> {
+        with_pool!(self, write, |pool| {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
     /// Whether the database answers; for `/healthz`.
     pub async fn ping(&self) -> Result<()> {
         with_pool!(self, read, |pool| {
