@@ -178,8 +178,13 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read the config file {}", path.display()))?;
-                let parsed: FileConfig = toml::from_str(&text)
-                    .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+                let parsed: FileConfig = toml::from_str(&text).map_err(|e| {
+                    anyhow::anyhow!(
+                        "config file {}: {e}{}",
+                        path.display(),
+                        toml_hint(&text, &e)
+                    )
+                })?;
                 (Some(path.clone()), parsed)
             }
             None => (None, FileConfig::default()),
@@ -457,6 +462,22 @@ impl Config {
             ));
         }
         out
+    }
+}
+
+/// A hint for the one TOML mistake Docker Hub users are sure to make: `"{\1}"` in a
+/// double-quoted string, where `\1` is not a valid escape.
+fn toml_hint(text: &str, error: &toml::de::Error) -> &'static str {
+    let line = error.span().map(|span| {
+        let at = span.start.min(text.len());
+        let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+        &text[start..end]
+    });
+    if error.message().contains("escape") && line.is_some_and(|l| l.contains("{\\")) {
+        "\nhint: write capture-group placeholders in a single-quoted TOML string, e.g. tags = '{\\1},latest', or double the backslash: \"{\\\\1}\""
+    } else {
+        ""
     }
 }
 

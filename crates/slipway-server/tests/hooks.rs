@@ -1,0 +1,309 @@
+//! The webhook endpoint through the real router and a real SQLite database.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::Value;
+use slipway_core::{BuildRule, Secret};
+use slipway_server::{AppState, app};
+use slipway_store::{RepositorySpec, Store};
+use tower::ServiceExt;
+
+const SECRET: &str = "It's a Secret to Everybody";
+const COMMIT: &str = "9f2c3c0a1b1e4a7a8c6d5e4f3a2b1c0d9e8f7a6b";
+
+struct Harness {
+    state: AppState,
+    _dir: tempfile::TempDir,
+}
+
+async fn harness() -> Harness {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+        .await
+        .expect("open");
+    store.migrate().await.expect("migrate");
+    let tag_rule: BuildRule =
+        serde_json::from_value(serde_json::json!({"source_type": "tag", "source": "/^v([0-9.]+)$/", "tags": "{\\1},latest"}))
+            .expect("rule");
+    store
+        .sync_repositories(&[RepositorySpec {
+            name: "acme/web".parse().expect("name"),
+            provider: "github".parse().expect("provider"),
+            git_url: "http://127.0.0.1:9/acme/web.git".to_owned(),
+            image: "127.0.0.1:5000/acme/web".parse().expect("image"),
+            rules: vec![BuildRule::default_rule(), tag_rule],
+        }])
+        .await
+        .expect("sync");
+    let secrets = HashMap::from([("acme/web".to_owned(), Secret::new(SECRET))]);
+    Harness {
+        state: AppState {
+            store,
+            webhook_secrets: Arc::new(secrets),
+            public_url: "http://slipway.test".to_owned(),
+        },
+        _dir: dir,
+    }
+}
+
+fn push_body(git_ref: &str, after: &str) -> String {
+    serde_json::json!({
+        "ref": git_ref, "before": "0".repeat(40), "after": after, "created": true,
+        "deleted": after.bytes().all(|b| b == b'0'), "forced": false,
+        "head_commit": {"id": after, "message": "msg"}, "pusher": {"name": "dev"}
+    })
+    .to_string()
+}
+
+fn signed(event: &str, delivery: &str, body: &str) -> Request<Body> {
+    let signature = format!(
+        "sha256={}",
+        slipway_forge::hmac_sha256_hex(SECRET.as_bytes(), body.as_bytes())
+    );
+    Request::post("/hooks/acme/web")
+        .header("content-type", "application/json")
+        .header("x-github-event", event)
+        .header("x-github-delivery", delivery)
+        .header("x-hub-signature-256", signature)
+        .body(Body::from(body.to_owned()))
+        .expect("request")
+}
+
+async fn send(harness: &Harness, request: Request<Body>) -> (StatusCode, Value) {
+    let response = app(harness.state.clone())
+        .oneshot(request)
+        .await
+        .expect("response");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn build_count(harness: &Harness) -> usize {
+    let repo = harness
+        .state
+        .store
+        .repository_by_name("acme/web")
+        .await
+        .expect("query")
+        .expect("repo");
+    harness
+        .state
+        .store
+        .builds_for_repository(repo.id)
+        .await
+        .expect("list")
+        .len()
+}
+
+#[tokio::test]
+async fn push_is_accepted_once_and_replayed_for_duplicates() {
+    let h = harness().await;
+    let body = push_body("refs/heads/main", COMMIT);
+    let (status, first) = send(&h, signed("push", "d-1", &body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let builds = first["builds"].as_array().expect("builds");
+    assert_eq!(builds.len(), 1);
+    assert_eq!(builds[0]["tags"], serde_json::json!(["latest"]));
+    assert_eq!(builds[0]["ref"], "refs/heads/main");
+    assert_eq!(builds[0]["commit"], COMMIT);
+    let (status, again) = send(&h, signed("push", "d-1", &body)).await;
+    assert_eq!((status, &again), (StatusCode::ACCEPTED, &first));
+    assert_eq!(build_count(&h).await, 1);
+
+    let id = builds[0]["id"].as_str().expect("id");
+    let request = Request::get(format!("/api/builds/{id}"))
+        .body(Body::empty())
+        .expect("request");
+    let (status, build) = send(&h, request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(build["status"], "queued");
+    assert_eq!(build["repository"], "acme/web");
+}
+
+#[tokio::test]
+async fn tag_rule_renders_capture_groups() {
+    let h = harness().await;
+    let (status, answer) = send(
+        &h,
+        signed("push", "t-1", &push_body("refs/tags/v1.2.3", COMMIT)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(
+        answer["builds"][0]["tags"],
+        serde_json::json!(["1.2.3", "latest"])
+    );
+}
+
+#[tokio::test]
+async fn ping_deletion_and_unmatched_refs_build_nothing() {
+    let h = harness().await;
+    let (status, _) = send(
+        &h,
+        signed("ping", "p-1", "{\"zen\":\"Keep it logically awesome.\"}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, deleted) = send(
+        &h,
+        signed(
+            "push",
+            "del-1",
+            &push_body("refs/heads/main", &"0".repeat(40)),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(deleted["ignored"], "branch main deleted: nothing to build");
+    let (status, unmatched) = send(
+        &h,
+        signed("push", "dev-1", &push_body("refs/heads/dev", COMMIT)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(
+        unmatched["ignored"],
+        "ref refs/heads/dev matched no rule (rules: branch main, tag /^v([0-9.]+)$/)"
+    );
+    let (status, other) = send(&h, signed("issues", "i-1", "{}")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert!(
+        other["ignored"]
+            .as_str()
+            .is_some_and(|r| r.contains("issues")),
+        "{other}"
+    );
+    assert_eq!(build_count(&h).await, 0);
+}
+
+#[tokio::test]
+async fn bad_signatures_are_refused_and_store_nothing() {
+    let h = harness().await;
+    let body = push_body("refs/heads/main", COMMIT);
+    let mut wrong = signed("push", "bad-1", &body);
+    wrong.headers_mut().insert(
+        "x-hub-signature-256",
+        format!("sha256={}", "0".repeat(64))
+            .parse()
+            .expect("header"),
+    );
+    let (status, error) = send(&h, wrong).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("signature mismatch")),
+        "{error}"
+    );
+
+    let mut missing = signed("push", "bad-1", &body);
+    missing.headers_mut().remove("x-hub-signature-256");
+    assert_eq!(send(&h, missing).await.0, StatusCode::UNAUTHORIZED);
+
+    let mut empty = signed("push", "bad-1", &body);
+    empty
+        .headers_mut()
+        .insert("x-hub-signature-256", "sha256=".parse().expect("header"));
+    assert_eq!(send(&h, empty).await.0, StatusCode::UNAUTHORIZED);
+
+    let repo = h
+        .state
+        .store
+        .repository_by_name("acme/web")
+        .await
+        .expect("query")
+        .expect("repo");
+    assert_eq!(
+        h.state.store.delivery_count(repo.id).await.expect("count"),
+        0
+    );
+    // The same delivery id, correctly signed, is still accepted: refusals do not burn it.
+    assert_eq!(
+        send(&h, signed("push", "bad-1", &body)).await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(build_count(&h).await, 1);
+}
+
+#[tokio::test]
+async fn malformed_oversized_unknown_and_foreign_requests() {
+    let h = harness().await;
+    let (status, error) = send(&h, signed("push", "m-1", "{not json")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+
+    let big = "x".repeat(25 * 1024 * 1024 + 1);
+    let (status, _) = send(&h, signed("push", "big-1", &big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Without a Content-Length the limit still holds while reading.
+    let stream = futures_util::stream::iter(
+        (0..27).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 1024 * 1024]))),
+    );
+    let mut chunked = signed("push", "big-2", "");
+    *chunked.body_mut() = Body::from_stream(stream);
+    assert_eq!(send(&h, chunked).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+
+    let mut unknown = signed("push", "u-1", "{}");
+    *unknown.uri_mut() = "/hooks/acme/nope".parse().expect("uri");
+    let (status, error) = send(&h, unknown).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        error["error"]["message"],
+        "no repository acme/nope is configured"
+    );
+
+    let mut foreign = signed("push", "f-1", "{}");
+    foreign.headers_mut().remove("x-github-event");
+    foreign
+        .headers_mut()
+        .insert("x-gitlab-event", "Push Hook".parse().expect("header"));
+    let (status, error) = send(&h, foreign).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("expects github")),
+        "{error}"
+    );
+    assert_eq!(build_count(&h).await, 0);
+}
+
+#[tokio::test]
+async fn form_encoded_deliveries_work() {
+    let h = harness().await;
+    let json = push_body("refs/heads/main", COMMIT);
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &json)
+        .finish();
+    let mut request = signed("push", "form-1", &form);
+    request.headers_mut().insert(
+        "content-type",
+        "application/x-www-form-urlencoded".parse().expect("header"),
+    );
+    let (status, answer) = send(&h, request).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(build_count(&h).await, 1);
+}
+
+#[tokio::test]
+async fn unknown_builds_and_endpoints_are_404_in_one_shape() {
+    let h = harness().await;
+    for path in [
+        "/api/builds/not-a-uuid",
+        "/api/builds/01a20934-bb04-7237-b0dc-5863732552bb",
+        "/api/nothing",
+    ] {
+        let (status, error) =
+            send(&h, Request::get(path).body(Body::empty()).expect("request")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(error["error"]["code"], "not_found", "{path}");
+    }
+}
