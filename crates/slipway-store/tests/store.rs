@@ -177,7 +177,7 @@ async fn delivery_and_builds_are_recorded_once(store: Store) {
     let repo = repository(&store, "acme/web").await;
     let first = build();
     let outcome = store
-        .record_delivery(&delivery(repo, "d-1"), &[first.clone()])
+        .record_delivery(&delivery(repo, "d-1"), std::slice::from_ref(&first))
         .await
         .expect("record");
     assert_eq!(outcome, RecordOutcome::Recorded);
@@ -305,7 +305,7 @@ async fn expired_leases_are_requeued_then_failed(store: Store) {
     let repo = repository(&store, "acme/web").await;
     let only = build();
     store
-        .record_delivery(&delivery(repo, "lease"), &[only.clone()])
+        .record_delivery(&delivery(repo, "lease"), std::slice::from_ref(&only))
         .await
         .expect("record");
     for attempt in 1..=2 {
@@ -334,7 +334,7 @@ async fn logs_are_paged_in_order(store: Store) {
     let repo = repository(&store, "acme/web").await;
     let only = build();
     store
-        .record_delivery(&delivery(repo, "log"), &[only.clone()])
+        .record_delivery(&delivery(repo, "log"), std::slice::from_ref(&only))
         .await
         .expect("record");
     assert_eq!(store.last_log_seq(only.id).await.expect("seq"), 0);

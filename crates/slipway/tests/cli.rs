@@ -106,7 +106,8 @@ fn config_show_reports_each_source_and_redacts_secrets() {
 #[test]
 fn config_errors_name_the_file_and_key_and_exit_non_zero() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cases: [(&str, String, &[(&str, &str)], &str); 6] = [
+    type Case<'a> = (&'a str, String, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 6] = [
         (
             "escape.toml",
             CONFIG.replace("'{\\1},latest'", "\"{\\1},latest\""),
