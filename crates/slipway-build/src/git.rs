@@ -2,9 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
 use git2::{
-    AutotagOption, Cred, CredentialType, ErrorClass, ErrorCode, FetchOptions, ObjectType, Oid,
-    RemoteCallbacks, Repository, build::CheckoutBuilder,
+    AutotagOption, CertificateCheckStatus, Cred, CredentialType, ErrorClass, ErrorCode,
+    FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, build::CheckoutBuilder,
 };
 use slipway_core::Secret;
 
@@ -15,6 +17,9 @@ use crate::{BuildError, BuildLog};
 pub struct GitSource {
     pub url: String,
     pub auth: GitAuth,
+    /// The SSH server's host key fingerprint, `SHA256:<base64>` as `ssh-keygen -lf` prints
+    /// it. When set, only that key is accepted; when unset, `~/.ssh/known_hosts` decides.
+    pub ssh_host_key: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -173,6 +178,26 @@ fn fetch(
         }
         credentials(&auth, username_from_url, allowed)
     });
+    if let Some(pinned) = source.ssh_host_key.clone() {
+        callbacks.certificate_check(move |cert, host| {
+            let Some(presented) = cert.as_hostkey().and_then(|key| key.hash_sha256()) else {
+                // Not an SSH host key (an HTTPS certificate): the usual TLS checks apply.
+                return Ok(CertificateCheckStatus::CertificatePassthrough);
+            };
+            let presented = format!("SHA256:{}", STANDARD_NO_PAD.encode(presented));
+            if presented == pinned.trim_end_matches('=') {
+                Ok(CertificateCheckStatus::CertificateOk)
+            } else {
+                Err(git2::Error::new(
+                    ErrorCode::Certificate,
+                    ErrorClass::Ssh,
+                    format!(
+                        "the SSH host key of {host} is {presented}, not the configured {pinned}"
+                    ),
+                ))
+            }
+        });
+    }
     let mut options = FetchOptions::new();
     options
         .remote_callbacks(callbacks)

@@ -1,10 +1,11 @@
 //! `POST /hooks/{owner}/{name}`: verify, parse, plan, store, answer.
 
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use slipway_core::plan::{PushPlan, RuleDecision, plan_builds};
 use slipway_forge::{VerifyError, WebhookEvent, body_fingerprint, forge_for};
@@ -104,7 +105,13 @@ pub async fn receive(
         .into_response())
 }
 
-/// Reads the body, refusing with 413 anything over the forge's limit without buffering it.
+/// How much of an oversized body is read and thrown away before answering 413. A client that
+/// is still sending when the server answers and closes sees a reset instead of the answer;
+/// reading a bounded excess lets it see the 413. Anything larger is cut off.
+const DISCARD_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Reads the body, refusing with 413 anything over the forge's limit; nothing over the limit
+/// is kept in memory.
 async fn read_bounded(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
@@ -117,18 +124,33 @@ async fn read_bounded(headers: &HeaderMap, body: Body, limit: usize) -> Result<B
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
+    if declared.is_some_and(|length| length > DISCARD_LIMIT as u64) {
         return Err(too_large());
     }
-    to_bytes(body, limit).await.map_err(|error| {
-        let over_limit = std::error::Error::source(&error)
-            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
-        if over_limit {
-            too_large()
-        } else {
+    let mut body = body;
+    let mut kept =
+        Vec::with_capacity(declared.map_or(0, |length| length.min(limit as u64) as usize));
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| {
             ApiError::bad_request(format!("the request body could not be read: {error}"))
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > DISCARD_LIMIT {
+            break;
         }
-    })
+        if seen <= limit {
+            kept.extend_from_slice(&data);
+        }
+    }
+    if seen > limit {
+        Err(too_large())
+    } else {
+        Ok(Bytes::from(kept))
+    }
 }
 
 /// The answer to a verified delivery, computed before anything is stored so that it can be

@@ -81,6 +81,7 @@ struct RepositoryConfig {
     git_password_file: Option<PathBuf>,
     git_ssh_key_file: Option<PathBuf>,
     git_ssh_passphrase_env: Option<String>,
+    git_ssh_host_key: Option<String>,
     webhook_secret: Option<String>,
     webhook_secret_env: Option<String>,
     webhook_secret_file: Option<PathBuf>,
@@ -259,6 +260,13 @@ impl Config {
             if repositories.iter().any(|r| r.name == repository.name) {
                 bail!("{at}: repository {} is listed twice", repository.name);
             }
+            if let Some(key) = &repository.git_ssh_host_key
+                && !key.starts_with("SHA256:")
+            {
+                bail!(
+                    "{at}: git_ssh_host_key must be a SHA256 fingerprint as `ssh-keygen -lf` prints it, e.g. SHA256:AbC…"
+                );
+            }
             if strip_credentials(&repository.git_url) != repository.git_url {
                 bail!(
                     "{at}: git_url must not contain credentials; use git_username with git_password_env or git_password_file"
@@ -314,6 +322,7 @@ impl Config {
                 git: GitSource {
                     url: repository.git_url,
                     auth,
+                    ssh_host_key: repository.git_ssh_host_key,
                 },
                 webhook_secret,
                 webhook_secret_origin,

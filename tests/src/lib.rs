@@ -1,0 +1,213 @@
+//! The end-to-end harness: real components only. Tests start the real `slipway` binary and
+//! point it at a real git server (`git http-backend` behind Basic authentication), the rig's
+//! Docker Engine and registries, and optionally its PostgreSQL.
+//!
+//! Every test makes its own names ([`unique_name`]), so tests can run in parallel against the
+//! shared registries. A missing rig fails a test with instructions; it never skips it.
+
+mod config;
+mod docker;
+mod git;
+mod git_server;
+mod payload;
+mod postgres;
+mod registry;
+mod rig;
+mod slipway;
+
+pub use config::{Config, RegistryConfig, RepositoryConfig, Rule};
+pub use docker::Docker;
+pub use git::{Git, git_output};
+pub use git_server::{CommitInfo, GitHttpServer, RepoFile, RepoHandle, RequestRecord, TagIds};
+pub use payload::{ZERO_ID, github_push_payload, github_signature, new_delivery_id};
+pub use postgres::TestDatabase;
+pub use registry::{Registry, manifest_digest};
+pub use rig::Rig;
+pub use slipway::{BUILD_TIMEOUT, HttpResponse, Slipway, SlipwayBuilder, binary_path};
+
+/// The environment variables a [`Fixture`]'s configuration names for its secrets.
+pub const GIT_PASSWORD_ENV: &str = "E2E_GIT_PASSWORD";
+pub const WEBHOOK_SECRET_ENV: &str = "E2E_WEBHOOK_SECRET";
+pub const REGISTRY_PASSWORD_ENV: &str = "E2E_REGISTRY_PASSWORD";
+
+/// The user name Slipway clones with.
+pub const GIT_USER: &str = "slipway-bot";
+
+/// `<label>-<8 random hex digits>`: unique per test run, and valid both as a repository name
+/// part and in a Docker image path.
+pub fn unique_name(label: &str) -> String {
+    assert!(
+        label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+        "labels are lower-case letters, digits and '-': {label:?}"
+    );
+    format!(
+        "{label}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// One test's world: the rig, a git server with one repository (`e2e/<label>-<random>`) that
+/// needs credentials, and the secrets Slipway is configured with. The repository's name is
+/// also its Slipway name and its path in the authenticated registry.
+#[derive(Debug)]
+pub struct Fixture {
+    pub rig: Rig,
+    pub git: GitHttpServer,
+    pub repo: RepoHandle,
+    pub webhook_secret: String,
+}
+
+impl Fixture {
+    pub fn new(label: &str) -> Self {
+        let rig = Rig::load();
+        let git = GitHttpServer::start(GIT_USER, &format!("git-{}", uuid::Uuid::new_v4().simple()));
+        let repo = git.create_repo(&format!("e2e/{}", unique_name(label)));
+        let webhook_secret = format!("hook-{}", uuid::Uuid::new_v4().simple());
+        Self {
+            rig,
+            git,
+            repo,
+            webhook_secret,
+        }
+    }
+
+    /// `e2e/<label>-<random>`: the repository, its webhook path and its registry path.
+    pub fn name(&self) -> &str {
+        self.repo.name()
+    }
+
+    /// The image Slipway pushes to, in the authenticated registry.
+    pub fn image(&self) -> String {
+        format!("{}/{}", self.rig.auth_registry, self.name())
+    }
+
+    /// A configuration with the authenticated registry and this repository with `rules`; the
+    /// secrets are named by [`GIT_PASSWORD_ENV`], [`WEBHOOK_SECRET_ENV`] and
+    /// [`REGISTRY_PASSWORD_ENV`].
+    pub fn config(&self, rules: Vec<Rule>) -> Config {
+        Config {
+            public_url: None,
+            registries: vec![RegistryConfig {
+                host: self.rig.auth_registry.clone(),
+                username: self.rig.auth_registry_user.clone(),
+                password_env: Some(REGISTRY_PASSWORD_ENV.to_owned()),
+                ..RegistryConfig::default()
+            }],
+            repositories: vec![RepositoryConfig {
+                name: self.name().to_owned(),
+                provider: "github".to_owned(),
+                git_url: self.repo.url().to_owned(),
+                git_username: Some(GIT_USER.to_owned()),
+                git_password_env: Some(GIT_PASSWORD_ENV.to_owned()),
+                webhook_secret_env: Some(WEBHOOK_SECRET_ENV.to_owned()),
+                image: self.image(),
+                rules,
+            }],
+        }
+    }
+
+    /// Slipway with `config` and the right secrets in its environment; `.env(...)` on the
+    /// result overrides any of them.
+    pub fn slipway(&self, config: &Config) -> SlipwayBuilder {
+        Slipway::builder(&config.to_toml())
+            .env(GIT_PASSWORD_ENV, self.git.password())
+            .env(WEBHOOK_SECRET_ENV, &self.webhook_secret)
+            .env(REGISTRY_PASSWORD_ENV, &self.rig.auth_registry_password)
+    }
+
+    /// Slipway serving this repository with `rules`, on its default (SQLite) database.
+    pub fn start_slipway(&self, rules: Vec<Rule>) -> Slipway {
+        self.slipway(&self.config(rules)).start()
+    }
+
+    /// The push payload GitHub would send now for `git_ref`, which moved from `before` to
+    /// whatever it points at in the repository (for an annotated tag, the tag object).
+    pub fn push_payload(&self, git_ref: &str, before: &str) -> String {
+        let after = self
+            .repo
+            .ref_target(git_ref)
+            .unwrap_or_else(|| panic!("{git_ref} does not exist in {}", self.name()));
+        let head = self.repo.commit_info(&after);
+        github_push_payload(self.name(), git_ref, before, &after, Some(&head))
+    }
+
+    /// The payload GitHub sends when `git_ref`, which pointed at `before`, is deleted.
+    pub fn deletion_payload(&self, git_ref: &str, before: &str) -> String {
+        github_push_payload(self.name(), git_ref, before, ZERO_ID, None)
+    }
+
+    /// Delivers a correctly signed `push` event with a fresh delivery id.
+    pub fn deliver_push(&self, slipway: &Slipway, body: &str) -> HttpResponse {
+        slipway.post_hook(
+            self.name(),
+            "push",
+            &new_delivery_id(),
+            body,
+            Some(&self.webhook_secret),
+        )
+    }
+
+    /// The authenticated registry, with the rig's credentials.
+    pub fn registry(&self) -> Registry {
+        Registry::new(
+            &self.rig.auth_registry,
+            Some(self.rig.auth_registry_credentials()),
+        )
+    }
+
+    /// A small application whose image shows that each Dockerfile instruction ran: `RUN`
+    /// writes a file, `COPY` brings one from the repository, and `CMD` prints both.
+    pub fn sample_app(&self) -> SampleApp {
+        let greeting = format!("hello from {}\n", self.name());
+        let dockerfile = format!(
+            "FROM {}\n\
+             RUN mkdir -p /app && echo 'written by RUN' > /app/run.txt\n\
+             COPY greeting.txt /app/greeting.txt\n\
+             CMD [\"cat\", \"/app/run.txt\", \"/app/greeting.txt\"]\n",
+            self.rig.base_image
+        );
+        SampleApp {
+            files: vec![
+                RepoFile::text("Dockerfile", &dockerfile),
+                RepoFile::text("greeting.txt", &greeting),
+            ],
+            expected_output: format!("written by RUN\n{greeting}"),
+        }
+    }
+
+    /// The docker CLI, logged in to the authenticated registry in a private configuration.
+    pub fn docker(&self) -> Docker {
+        let docker = Docker::new();
+        docker.login(
+            &self.rig.auth_registry,
+            &self.rig.auth_registry_user,
+            &self.rig.auth_registry_password,
+        );
+        docker
+    }
+}
+
+/// The files of [`Fixture::sample_app`] and what its container prints.
+#[derive(Debug, Clone)]
+pub struct SampleApp {
+    pub files: Vec<RepoFile>,
+    pub expected_output: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_names_differ_and_keep_the_label() {
+        let a = unique_name("happy-path");
+        let b = unique_name("happy-path");
+        assert_ne!(a, b);
+        assert!(
+            a.starts_with("happy-path-") && a.len() == "happy-path-".len() + 8,
+            "{a}"
+        );
+    }
+}

@@ -1,0 +1,429 @@
+//! The real `slipway` binary as a child process, and a client for its HTTP interface.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::Client;
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::payload::github_signature;
+
+/// How long `slipway serve` may take to answer `GET /healthz`.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a build may take by default: builds are real, on a two-core machine.
+pub const BUILD_TIMEOUT: Duration = Duration::from_secs(180);
+const TERMINAL_STATUSES: [&str; 3] = ["succeeded", "failed", "cancelled"];
+
+/// How to start Slipway: the configuration file's text, extra environment (secrets are named
+/// in the configuration and passed this way) and an optional database URL.
+#[derive(Debug, Clone)]
+pub struct SlipwayBuilder {
+    config: String,
+    env: Vec<(String, String)>,
+    database_url: Option<String>,
+    binary: Option<PathBuf>,
+}
+
+impl SlipwayBuilder {
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn database_url(mut self, url: &str) -> Self {
+        self.database_url = Some(url.to_owned());
+        self
+    }
+
+    /// Runs this program instead of [`binary_path`]; the harness's own tests use a stand-in.
+    pub fn binary(mut self, path: &Path) -> Self {
+        self.binary = Some(path.to_path_buf());
+        self
+    }
+
+    /// Starts `slipway serve` and waits until it is healthy.
+    pub fn start(self) -> Slipway {
+        // A free port is found by binding and releasing it, so another process can take it in
+        // between; a start that fails for that reason is retried on a new port.
+        for _ in 0..3 {
+            match Slipway::spawn(&self) {
+                Ok(slipway) => return slipway,
+                Err(StartError::PortTaken) => continue,
+            }
+        }
+        panic!("slipway could not bind a free port on 127.0.0.1 in three attempts");
+    }
+}
+
+enum StartError {
+    PortTaken,
+}
+
+/// A running `slipway serve`. Its output goes to files in its temporary directory and is
+/// printed when the test fails; the process is killed when this is dropped.
+#[derive(Debug)]
+pub struct Slipway {
+    child: Child,
+    base_url: String,
+    http: Client,
+    dir: TempDir,
+}
+
+/// A response from Slipway, kept whole so that assertion messages can show it.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub text: String,
+}
+
+impl HttpResponse {
+    /// The body as JSON, or `Value::Null` when it is not JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
+    }
+
+    /// The `builds` array of a webhook answer (empty when there is none).
+    pub fn builds(&self) -> Vec<Value> {
+        self.json()["builds"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The id of the only build a webhook answer queued, failing the test otherwise.
+    pub fn single_build_id(&self) -> String {
+        let builds = self.builds();
+        assert_eq!(
+            builds.len(),
+            1,
+            "expected exactly one queued build in {self:#?}"
+        );
+        builds[0]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("the build has no string id: {self:#?}"))
+            .to_owned()
+    }
+
+    /// Fails the test unless the status is `expected`, showing the whole response.
+    #[track_caller]
+    pub fn assert_status(&self, expected: u16) -> &Self {
+        assert_eq!(
+            self.status, expected,
+            "unexpected status; the response was {self:#?}"
+        );
+        self
+    }
+}
+
+impl Slipway {
+    /// Prepares to start Slipway with this configuration file text. A missing `public_url` is
+    /// set to the address Slipway listens on.
+    pub fn builder(config: &str) -> SlipwayBuilder {
+        SlipwayBuilder {
+            config: config.to_owned(),
+            env: Vec::new(),
+            database_url: None,
+            binary: None,
+        }
+    }
+
+    fn spawn(options: &SlipwayBuilder) -> Result<Self, StartError> {
+        let binary = options.binary.clone().unwrap_or_else(binary_path);
+        let dir = TempDir::with_prefix("slipway-e2e-serve-").expect("create Slipway's directory");
+        let listen = free_loopback_address();
+        let base_url = format!("http://{listen}");
+        let config_path = dir.path().join("slipway.toml");
+        let config = if options
+            .config
+            .lines()
+            .any(|line| line.trim_start().starts_with("public_url"))
+        {
+            options.config.clone()
+        } else {
+            // Top-level keys have to come before the first table, so the key goes first.
+            format!("public_url = \"{base_url}\"\n{}", options.config)
+        };
+        std::fs::write(&config_path, config).expect("write Slipway's configuration file");
+
+        let mut command = Command::new(&binary);
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--listen")
+            .arg(&listen)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"));
+        if let Some(url) = &options.database_url {
+            command.arg("--database-url").arg(url);
+        }
+        // Slipway reads SLIPWAY_* settings from its environment; none from the developer's shell
+        // (or the rig's SLIPWAY_TEST_* variables) may change what a test runs.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("SLIPWAY_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(log_file(dir.path(), "stdout.log"))
+            .stderr(log_file(dir.path(), "stderr.log"));
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let http = Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .expect("build an HTTP client");
+        let mut slipway = Self {
+            child,
+            base_url,
+            http,
+            dir,
+        };
+        slipway.wait_until_healthy()?;
+        Ok(slipway)
+    }
+
+    fn wait_until_healthy(&mut self) -> Result<(), StartError> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let url = self.url("/healthz");
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the slipway process") {
+                let stderr = self.stderr();
+                if stderr.contains("in use") {
+                    return Err(StartError::PortTaken);
+                }
+                panic!(
+                    "slipway serve exited before it became healthy ({status}).\nstderr:\n{stderr}\nstdout:\n{}",
+                    self.stdout()
+                );
+            }
+            let answer = self.http.get(&url).timeout(Duration::from_secs(2)).send();
+            if let Ok(response) = answer
+                && response.status().as_u16() == 200
+            {
+                return Ok(());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "slipway serve did not answer GET /healthz with 200 within {STARTUP_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `http://127.0.0.1:PORT<path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Sends a webhook delivery as GitHub does: JSON, the event and delivery headers, and an
+    /// `X-Hub-Signature-256` over the body when a secret is given.
+    pub fn post_hook(
+        &self,
+        repository: &str,
+        event: &str,
+        delivery_id: &str,
+        body: &str,
+        secret: Option<&str>,
+    ) -> HttpResponse {
+        let signature = secret.map(|secret| github_signature(secret, body.as_bytes()));
+        let mut headers = github_headers(event, delivery_id);
+        if let Some(signature) = &signature {
+            headers.push(("X-Hub-Signature-256", signature));
+        }
+        self.post_hook_raw(repository, &headers, body.as_bytes().to_vec())
+    }
+
+    /// Sends anything to `POST /hooks/<repository>`: exactly these headers and this body.
+    pub fn post_hook_raw(
+        &self,
+        repository: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> HttpResponse {
+        let mut request = self
+            .http
+            .post(self.url(&format!("/hooks/{repository}")))
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request
+            .send()
+            .unwrap_or_else(|e| panic!("POST /hooks/{repository} failed: {e}"));
+        into_http_response(response)
+    }
+
+    /// `GET <path>`, whatever the status.
+    pub fn get(&self, path: &str) -> HttpResponse {
+        let response = self
+            .http
+            .get(self.url(path))
+            .send()
+            .unwrap_or_else(|e| panic!("GET {path} failed: {e}"));
+        into_http_response(response)
+    }
+
+    /// `GET /api/builds/{id}` as JSON.
+    pub fn build(&self, id: &str) -> Value {
+        let response = self.get(&format!("/api/builds/{id}"));
+        response.assert_status(200);
+        serde_json::from_str(&response.text)
+            .unwrap_or_else(|e| panic!("build {id} is not JSON ({e}): {response:#?}"))
+    }
+
+    /// `GET /api/builds/{id}/log` as text.
+    pub fn log(&self, id: &str) -> String {
+        let response = self.get(&format!("/api/builds/{id}/log"));
+        response.assert_status(200);
+        response.text
+    }
+
+    /// Polls the build until it has finished (succeeded, failed or cancelled) and returns it.
+    /// On timeout the test fails with the build's last state and its log.
+    pub fn wait_for_build(&self, id: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let build = self.build(id);
+            if build["status"]
+                .as_str()
+                .is_some_and(|status| TERMINAL_STATUSES.contains(&status))
+            {
+                return build;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "build {id} did not finish within {timeout:?}.\nlast state: {build:#}\nlog:\n{}",
+                    self.log(id)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Waits for the build and fails the test, with its log, unless it succeeded.
+    pub fn wait_for_success(&self, id: &str) -> Value {
+        let build = self.wait_for_build(id, BUILD_TIMEOUT);
+        assert_eq!(
+            build["status"],
+            "succeeded",
+            "build {id} did not succeed: {build:#}\nlog:\n{}",
+            self.log(id)
+        );
+        build
+    }
+
+    /// Waits for the build and fails the test unless it failed; returns the build and its
+    /// `error` text.
+    pub fn wait_for_failure(&self, id: &str) -> (Value, String) {
+        let build = self.wait_for_build(id, BUILD_TIMEOUT);
+        assert_eq!(
+            build["status"],
+            "failed",
+            "build {id} was expected to fail: {build:#}\nlog:\n{}",
+            self.log(id)
+        );
+        let error = build["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("failed build {id} has no error text: {build:#}"))
+            .to_owned();
+        (build, error)
+    }
+
+    /// What Slipway has written to standard error so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// What Slipway has written to standard output so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Slipway {
+    fn drop(&mut self) {
+        // Only the child this harness started is killed, by its handle.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- slipway stdout ----\n{}\n---- slipway stderr ----\n{}\n---- end of slipway output ----",
+                self.stdout(),
+                self.stderr()
+            );
+        }
+    }
+}
+
+/// The headers GitHub sends with every delivery, except the signature.
+fn github_headers<'a>(event: &'a str, delivery_id: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("Content-Type", "application/json"),
+        ("User-Agent", "GitHub-Hookshot/e2e"),
+        ("X-GitHub-Event", event),
+        ("X-GitHub-Delivery", delivery_id),
+    ]
+}
+
+fn into_http_response(response: reqwest::blocking::Response) -> HttpResponse {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let text = response
+        .text()
+        .unwrap_or_else(|e| panic!("cannot read a response body: {e}"));
+    HttpResponse {
+        status,
+        content_type,
+        text,
+    }
+}
+
+/// The binary under test: `$SLIPWAY_BIN`, or `target/debug/slipway` in this workspace.
+pub fn binary_path() -> PathBuf {
+    let path = match std::env::var_os("SLIPWAY_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+                || {
+                    Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("..")
+                        .join("target")
+                },
+                PathBuf::from,
+            );
+            target.join("debug").join("slipway")
+        }
+    };
+    assert!(
+        path.is_file(),
+        "the slipway binary is not at {}: build it with cargo build --bins (or set SLIPWAY_BIN)",
+        path.display()
+    );
+    path
+}
+
+fn free_loopback_address() -> String {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").expect("find a free port on 127.0.0.1");
+    listener
+        .local_addr()
+        .expect("the free port's address")
+        .to_string()
+}
+
+fn log_file(dir: &Path, name: &str) -> File {
+    File::create(dir.join(name)).unwrap_or_else(|e| panic!("cannot create {name}: {e}"))
+}
