@@ -9,29 +9,52 @@ CREATE TABLE repositories (
     image       TEXT NOT NULL,
     rules_json  TEXT NOT NULL DEFAULT '[]',
     enabled     BOOLEAN NOT NULL DEFAULT TRUE,
+    -- Verification choices, kept here (not secret) so the API can warn about them.
+    allow_unsigned     BOOLEAN NOT NULL DEFAULT FALSE,
+    allow_legacy_sha1  BOOLEAN NOT NULL DEFAULT FALSE,
     created_at  INTEGER NOT NULL,
     updated_at  INTEGER NOT NULL
 );
 
+-- Every request to /hooks, accepted or not. Only verified deliveries have a delivery_key
+-- (the idempotency key) and a body; a refused request can therefore never block the genuine
+-- delivery that carries the same id.
 CREATE TABLE deliveries (
-    id              TEXT PRIMARY KEY NOT NULL,
-    repository_id   TEXT NOT NULL REFERENCES repositories (id),
-    delivery_key    TEXT NOT NULL,
-    provider        TEXT NOT NULL,
-    event           TEXT NOT NULL DEFAULT '',
-    received_at     INTEGER NOT NULL,
-    status_code     INTEGER NOT NULL,
-    outcome         TEXT NOT NULL DEFAULT '',
-    decisions_json  TEXT NOT NULL DEFAULT '[]',
-    response_json   TEXT NOT NULL DEFAULT '{}',
-    body            BLOB,
+    id                 TEXT PRIMARY KEY NOT NULL,
+    repository_id      TEXT REFERENCES repositories (id),
+    repository_name    TEXT NOT NULL,
+    provider           TEXT NOT NULL DEFAULT '',
+    event              TEXT NOT NULL DEFAULT '',
+    forge_delivery_id  TEXT,
+    delivery_key       TEXT,
+    source_address     TEXT NOT NULL DEFAULT '',
+    received_at        INTEGER NOT NULL,
+    status_code        INTEGER NOT NULL,
+    verification       TEXT NOT NULL,
+    outcome            TEXT NOT NULL DEFAULT '',
+    decisions_json     TEXT NOT NULL DEFAULT '[]',
+    response_json      TEXT NOT NULL DEFAULT '{}',
+    -- The request's event and delivery headers (never signatures or tokens), so a stored
+    -- body can be parsed again for a redelivery.
+    headers_json       TEXT NOT NULL DEFAULT '{}',
+    body               BLOB,
+    redelivery_of      TEXT REFERENCES deliveries (id),
     UNIQUE (repository_id, delivery_key)
 );
+
+CREATE INDEX deliveries_by_repository ON deliveries (repository_id, received_at);
+CREATE INDEX deliveries_by_time ON deliveries (received_at);
 
 CREATE TABLE builds (
     id                TEXT PRIMARY KEY NOT NULL,
     repository_id     TEXT NOT NULL REFERENCES repositories (id),
     delivery_id       TEXT REFERENCES deliveries (id),
+    -- What started the build: push, redelivery (later also trigger, retry, manual).
+    trigger           TEXT NOT NULL DEFAULT 'push',
+    -- rule:ref:commit for builds planned from pushes; a second delivery of the same push
+    -- (a redelivery, or a second hook on the repository) finds the first build instead of
+    -- making another. NULL for builds that are new on purpose (retries, manual builds).
+    dedupe_key        TEXT,
     rule_index        INTEGER NOT NULL DEFAULT 0,
     git_ref           TEXT NOT NULL,
     commit_sha        TEXT NOT NULL,
@@ -51,7 +74,9 @@ CREATE TABLE builds (
     not_before        INTEGER
 );
 
+CREATE UNIQUE INDEX builds_dedupe ON builds (repository_id, dedupe_key);
 CREATE INDEX builds_queue ON builds (status, queued_at);
+CREATE INDEX builds_by_delivery ON builds (delivery_id);
 CREATE INDEX builds_by_repository ON builds (repository_id, queued_at);
 
 CREATE TABLE build_log_chunks (

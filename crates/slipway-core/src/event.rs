@@ -149,6 +149,8 @@ pub struct PushEvent {
     pub after: Option<CommitId>,
     /// The head commit's message, when the forge sent it.
     pub head_message: Option<String>,
+    /// When the head commit was made (Unix milliseconds), when the forge sent it.
+    pub head_timestamp: Option<i64>,
     /// Who pushed, as the forge names them.
     pub pusher: Option<String>,
     pub forced: bool,

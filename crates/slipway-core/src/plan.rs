@@ -175,6 +175,7 @@ mod tests {
                     .expect("commit"),
             ),
             head_message: None,
+            head_timestamp: None,
             pusher: None,
             forced: false,
         }

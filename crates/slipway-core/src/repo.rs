@@ -75,15 +75,34 @@ impl From<RepositoryName> for String {
 
 /// The forge a repository lives on; it decides how webhooks are verified and parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(try_from = "String", into = "String")]
 pub enum Provider {
     Github,
+    /// Bitbucket Cloud.
+    Bitbucket,
+    /// Bitbucket Data Center (formerly Server).
+    BitbucketServer,
+    Gitlab,
+    /// Gitea and Forgejo, which share a webhook format.
+    Gitea,
 }
 
 impl Provider {
+    pub const ALL: [Provider; 5] = [
+        Provider::Github,
+        Provider::Bitbucket,
+        Provider::BitbucketServer,
+        Provider::Gitlab,
+        Provider::Gitea,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::Github => "github",
+            Provider::Bitbucket => "bitbucket",
+            Provider::BitbucketServer => "bitbucket-server",
+            Provider::Gitlab => "gitlab",
+            Provider::Gitea => "gitea",
         }
     }
 }
@@ -98,9 +117,32 @@ impl FromStr for Provider {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
-            "github" => Ok(Provider::Github),
-            other => Err(format!("unknown provider {other:?} (supported: github)")),
+            // Forgejo is a Gitea fork with the same webhook format.
+            "forgejo" => Ok(Provider::Gitea),
+            // Atlassian renamed Server to Data Center; accept both names.
+            "bitbucket-datacenter" | "bitbucket-data-center" => Ok(Provider::BitbucketServer),
+            other => Provider::ALL
+                .into_iter()
+                .find(|p| p.as_str() == other)
+                .ok_or_else(|| {
+                    format!(
+                        "unknown provider {other:?} (supported: github, bitbucket, bitbucket-server, gitlab, gitea, forgejo)"
+                    )
+                }),
         }
+    }
+}
+
+impl TryFrom<String> for Provider {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
+impl From<Provider> for String {
+    fn from(value: Provider) -> Self {
+        value.as_str().to_owned()
     }
 }
 
@@ -113,6 +155,24 @@ mod tests {
         let name: RepositoryName = "acme/web".parse().expect("valid");
         assert_eq!((name.owner(), name.name()), ("acme", "web"));
         assert_eq!(name.to_string(), "acme/web");
+    }
+
+    #[test]
+    fn providers_round_trip_and_accept_aliases() {
+        for provider in Provider::ALL {
+            assert_eq!(provider.as_str().parse::<Provider>(), Ok(provider));
+        }
+        assert_eq!("forgejo".parse::<Provider>(), Ok(Provider::Gitea));
+        assert_eq!(
+            "bitbucket-datacenter".parse::<Provider>(),
+            Ok(Provider::BitbucketServer)
+        );
+        assert!(
+            "svn"
+                .parse::<Provider>()
+                .expect_err("unknown")
+                .contains("supported")
+        );
     }
 
     #[test]

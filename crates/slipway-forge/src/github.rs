@@ -2,11 +2,28 @@
 
 use http::HeaderMap;
 use serde::Deserialize;
-use slipway_core::{CommitId, GitRef, Provider, PushEvent, Secret};
+use slipway_core::{GitRef, Provider, PushEvent, Secret};
 
-use crate::{Forge, ParseError, VerifyError, WebhookEvent, form_payload, header, is_form};
+use crate::signature::{Algorithm, SignatureScheme, unsigned};
+use crate::{
+    Forge, ParseError, Verified, VerifyError, VerifyPolicy, WebhookEvent, form_payload, header,
+    is_form, non_empty_header, optional_commit, parse_json,
+};
 
-const SIGNATURE_256: &str = "x-hub-signature-256";
+const SHA256: SignatureScheme = SignatureScheme {
+    header: "x-hub-signature-256",
+    prefix: "sha256=",
+    algorithm: Algorithm::Sha256,
+    expected: "sha256=<64 hex digits>",
+};
+
+/// The legacy header, accepted only when a repository opts in.
+const SHA1: SignatureScheme = SignatureScheme {
+    header: "x-hub-signature",
+    prefix: "sha1=",
+    algorithm: Algorithm::Sha1,
+    expected: "sha1=<40 hex digits>",
+};
 
 /// GitHub caps payloads at 25 MB; anything larger is not from GitHub.
 const MAX_BODY: usize = 25 * 1024 * 1024;
@@ -31,6 +48,8 @@ struct PushPayload {
 #[derive(Deserialize)]
 struct HeadCommit {
     message: Option<String>,
+    #[serde(default)]
+    timestamp: serde_json::Value,
 }
 
 #[derive(Deserialize)]
@@ -47,48 +66,41 @@ impl Forge for Github {
         MAX_BODY
     }
 
+    fn recognizes(&self, headers: &HeaderMap) -> bool {
+        headers.contains_key("x-github-event")
+    }
+
     fn delivery_id(&self, headers: &HeaderMap) -> Option<String> {
-        let delivery = header(headers, "x-github-delivery").filter(|d| !d.is_empty())?;
+        let delivery = non_empty_header(headers, "x-github-delivery")?;
         // Delivery GUIDs are unique per hook; the hook id keeps two hooks on one repository
         // (say, an organisation hook and a repository hook) apart.
-        Some(
-            match header(headers, "x-github-hook-id").filter(|h| !h.is_empty()) {
-                Some(hook) => format!("{hook}:{delivery}"),
-                None => delivery.to_owned(),
-            },
-        )
+        Some(match non_empty_header(headers, "x-github-hook-id") {
+            Some(hook) => format!("{hook}:{delivery}"),
+            None => delivery.to_owned(),
+        })
     }
 
     fn event_name(&self, headers: &HeaderMap) -> Option<String> {
         header(headers, "x-github-event").map(str::to_owned)
     }
 
-    fn verify(&self, secret: &Secret, headers: &HeaderMap, body: &[u8]) -> Result<(), VerifyError> {
-        if headers.get("x-github-event").is_none() {
-            return Err(VerifyError::WrongProvider {
-                expected: Provider::Github,
-            });
+    fn verify(
+        &self,
+        secret: &Secret,
+        policy: VerifyPolicy,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Verified, VerifyError> {
+        let secret = secret.expose().as_bytes();
+        if let Some(value) = SHA256.signature(headers) {
+            return SHA256.check(secret, body, value);
         }
-        let value = header(headers, SIGNATURE_256).ok_or(VerifyError::MissingSignature {
-            header: "X-Hub-Signature-256",
-        })?;
-        let hex = value
-            .strip_prefix("sha256=")
-            .filter(|hex| !hex.is_empty())
-            .ok_or(VerifyError::MalformedSignature {
-                header: "X-Hub-Signature-256",
-                expected: "sha256=<64 hex digits>",
-            })?;
-        match crate::verify_hmac_sha256(secret.expose().as_bytes(), body, hex) {
-            Some(true) => Ok(()),
-            Some(false) => Err(VerifyError::SignatureMismatch {
-                header: "X-Hub-Signature-256",
-            }),
-            None => Err(VerifyError::MalformedSignature {
-                header: "X-Hub-Signature-256",
-                expected: "sha256=<64 hex digits>",
-            }),
+        if policy.allow_legacy_sha1
+            && let Some(value) = SHA1.signature(headers)
+        {
+            return SHA1.check(secret, body, value);
         }
+        unsigned(policy, "X-Hub-Signature-256")
     }
 
     fn parse(&self, headers: &HeaderMap, body: &[u8]) -> Result<WebhookEvent, ParseError> {
@@ -112,35 +124,29 @@ impl Forge for Github {
 }
 
 fn parse_push(json: &[u8]) -> Result<WebhookEvent, ParseError> {
-    let payload: PushPayload = serde_json::from_slice(json).map_err(|e| {
-        ParseError(format!(
-            "push payload is not valid JSON of the expected shape: {e}"
-        ))
-    })?;
+    let payload: PushPayload = parse_json("GitHub push", json)?;
     let Some(git_ref) = GitRef::parse(&payload.git_ref) else {
         return Ok(WebhookEvent::Ignored(format!(
             "ref {:?} is neither a branch nor a tag",
             payload.git_ref
         )));
     };
-    let commit = |field: &str, value: Option<String>| -> Result<Option<CommitId>, ParseError> {
-        match value {
-            None => Ok(None),
-            Some(text) => {
-                let id: CommitId = text
-                    .parse()
-                    .map_err(|e| ParseError(format!("push payload field {field}: {e}")))?;
-                Ok((!id.is_zero()).then_some(id))
-            }
-        }
+    let before = optional_commit("before", payload.before.as_deref())?;
+    let after = optional_commit("after", payload.after.as_deref())?;
+    let (head_message, head_timestamp) = match payload.head_commit {
+        Some(commit) => (
+            commit.message,
+            crate::parse_timestamp_millis(&commit.timestamp),
+        ),
+        None => (None, None),
     };
-    let before = commit("before", payload.before)?;
-    let after = commit("after", payload.after)?;
     Ok(WebhookEvent::Push(vec![PushEvent {
         git_ref,
         before,
+        // For an annotated tag GitHub sends the tag object's id; the worker peels it.
         after: if payload.deleted { None } else { after },
-        head_message: payload.head_commit.and_then(|c| c.message),
+        head_message,
+        head_timestamp,
         pusher: payload.pusher.and_then(|p| p.name),
         forced: payload.forced,
     }]))
@@ -150,6 +156,8 @@ fn parse_push(json: &[u8]) -> Result<WebhookEvent, ParseError> {
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use slipway_core::CommitId;
+    const SIGNATURE_256: &str = "x-hub-signature-256";
 
     const SECRET: &str = "s3cret";
     const AFTER: &str = "9f2c3c0a1b1e4a7a8c6d5e4f3a2b1c0d9e8f7a6b";
@@ -199,7 +207,12 @@ mod tests {
         let body = push_body("refs/heads/main", AFTER, false);
         let headers = headers("push", body.as_bytes(), SECRET);
         Github
-            .verify(&Secret::new(SECRET), &headers, body.as_bytes())
+            .verify(
+                &Secret::new(SECRET),
+                VerifyPolicy::default(),
+                &headers,
+                body.as_bytes(),
+            )
             .expect("verifies");
         assert_eq!(
             Github.delivery_id(&headers).as_deref(),
@@ -241,7 +254,12 @@ mod tests {
             HeaderValue::from_static("application/x-www-form-urlencoded"),
         );
         Github
-            .verify(&Secret::new(SECRET), &headers, body.as_bytes())
+            .verify(
+                &Secret::new(SECRET),
+                VerifyPolicy::default(),
+                &headers,
+                body.as_bytes(),
+            )
             .expect("verifies");
         assert!(matches!(
             Github.parse(&headers, body.as_bytes()),
@@ -255,32 +273,95 @@ mod tests {
         let secret = Secret::new(SECRET);
         let wrong = headers("push", body.as_bytes(), "other");
         assert!(matches!(
-            Github.verify(&secret, &wrong, body.as_bytes()),
+            Github.verify(&secret, VerifyPolicy::default(), &wrong, body.as_bytes()),
             Err(VerifyError::SignatureMismatch { .. })
         ));
         let mut missing = headers("push", body.as_bytes(), SECRET);
         missing.remove(SIGNATURE_256);
         assert!(matches!(
-            Github.verify(&secret, &missing, body.as_bytes()),
+            Github.verify(&secret, VerifyPolicy::default(), &missing, body.as_bytes()),
             Err(VerifyError::MissingSignature { .. })
         ));
         let mut empty = headers("push", body.as_bytes(), SECRET);
+        // A prefix-only header is no signature at all, not a malformed one.
         empty.insert(SIGNATURE_256, HeaderValue::from_static("sha256="));
         assert!(matches!(
-            Github.verify(&secret, &empty, body.as_bytes()),
+            Github.verify(&secret, VerifyPolicy::default(), &empty, body.as_bytes()),
+            Err(VerifyError::MissingSignature { .. })
+        ));
+        let mut garbage = headers("push", body.as_bytes(), SECRET);
+        garbage.insert(SIGNATURE_256, HeaderValue::from_static("sha256=not-hex"));
+        assert!(matches!(
+            Github.verify(&secret, VerifyPolicy::default(), &garbage, body.as_bytes()),
             Err(VerifyError::MalformedSignature { .. })
         ));
         let mut not_github = headers("push", body.as_bytes(), SECRET);
         not_github.remove("x-github-event");
-        assert!(matches!(
-            Github.verify(&secret, &not_github, body.as_bytes()),
-            Err(VerifyError::WrongProvider { .. })
-        ));
+        assert!(!Github.recognizes(&not_github));
+        assert_eq!(
+            crate::check_provider(Provider::Github, &not_github),
+            Err(VerifyError::WrongProvider {
+                expected: Provider::Github,
+                found: None
+            })
+        );
         let tampered = body.replace("main", "prod");
         let signed = headers("push", body.as_bytes(), SECRET);
         assert!(
             Github
-                .verify(&secret, &signed, tampered.as_bytes())
+                .verify(
+                    &secret,
+                    VerifyPolicy::default(),
+                    &signed,
+                    tampered.as_bytes()
+                )
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn legacy_sha1_only_when_allowed_and_unsigned_only_when_allowed() {
+        let body = push_body("refs/heads/main", AFTER, false);
+        let mut legacy = headers("push", body.as_bytes(), SECRET);
+        legacy.remove(SIGNATURE_256);
+        let sha1 = format!(
+            "sha1={}",
+            crate::hmac_sha1_hex(SECRET.as_bytes(), body.as_bytes())
+        );
+        legacy.insert(
+            "x-hub-signature",
+            HeaderValue::from_str(&sha1).expect("header"),
+        );
+        let secret = Secret::new(SECRET);
+        assert!(matches!(
+            Github.verify(&secret, VerifyPolicy::default(), &legacy, body.as_bytes()),
+            Err(VerifyError::MissingSignature { .. })
+        ));
+        let opt_in = VerifyPolicy {
+            allow_legacy_sha1: true,
+            ..VerifyPolicy::default()
+        };
+        assert_eq!(
+            Github.verify(&secret, opt_in, &legacy, body.as_bytes()),
+            Ok(Verified::Signed {
+                scheme: "x-hub-signature"
+            })
+        );
+        let mut none = legacy.clone();
+        none.remove("x-hub-signature");
+        let unsigned_ok = VerifyPolicy {
+            allow_unsigned: true,
+            ..VerifyPolicy::default()
+        };
+        assert_eq!(
+            Github.verify(&secret, unsigned_ok, &none, body.as_bytes()),
+            Ok(Verified::Unsigned)
+        );
+        // Allowing unsigned deliveries never lets a wrong signature through.
+        let wrong = headers("push", body.as_bytes(), "other");
+        assert!(
+            Github
+                .verify(&secret, unsigned_ok, &wrong, body.as_bytes())
                 .is_err()
         );
     }
@@ -316,7 +397,8 @@ mod tests {
                 let mut headers = HeaderMap::new();
                 if let Ok(value) = HeaderValue::from_str(&event) { headers.insert("x-github-event", value); }
                 if let Ok(value) = HeaderValue::from_str(&sig) { headers.insert(SIGNATURE_256, value); }
-                let _ = Github.verify(&Secret::new("k"), &headers, &body);
+                let _ = Github.verify(&Secret::new("k"), VerifyPolicy::default(), &headers, &body);
+                let _ = Github.verify(&Secret::new("k"), VerifyPolicy { allow_unsigned: true, allow_legacy_sha1: true }, &headers, &body);
                 let _ = Github.parse(&headers, &body);
                 let _ = Github.delivery_id(&headers);
             }

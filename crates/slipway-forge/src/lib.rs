@@ -2,35 +2,71 @@
 //! one event shape.
 //!
 //! **Invariant:** [`Forge::verify`] runs before [`Forge::parse`] sees a byte of an untrusted
-//! body; the server's extractor enforces the order, and nothing here allocates in proportion
-//! to a header an attacker controls.
+//! body; the server calls them in that order and nowhere else. Nothing here allocates in
+//! proportion to a header an attacker controls, and no input makes anything here panic (the
+//! property tests feed every verifier and parser arbitrary bytes and headers).
 
 mod github;
 mod signature;
+mod timestamp;
 
 use http::HeaderMap;
 use slipway_core::{Provider, PushEvent, Secret};
 
 pub use github::Github;
-pub use signature::{hmac_sha256_hex, verify_hmac_sha256};
+pub use signature::{hmac_sha1_hex, hmac_sha256_hex, verify_hmac_sha256};
+pub use timestamp::parse_timestamp_millis;
 
 /// What a verified delivery asks of us.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WebhookEvent {
     /// The forge checking that the hook works.
     Ping,
-    /// One or more ref updates (some forges batch several into one delivery).
+    /// One or more ref updates (some forges batch several into one delivery); each is planned
+    /// on its own.
     Push(Vec<PushEvent>),
     /// An event Slipway does not act on, with the reason recorded for the deliveries log.
     Ignored(String),
 }
 
-/// Why a delivery was not verified. Each maps to a 401 (or 400 for a provider mismatch).
+/// A repository's choices about verification.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VerifyPolicy {
+    /// Accept deliveries that carry no signature at all (a wrong signature is still refused).
+    /// Off by default; the API shows a warning for repositories that turn it on.
+    pub allow_unsigned: bool,
+    /// GitHub only: accept the legacy SHA-1 `X-Hub-Signature` when no SHA-256 one is present.
+    pub allow_legacy_sha1: bool,
+}
+
+/// How a delivery passed verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// Signed (or token-authenticated) with the configured secret, checked by `scheme`.
+    Signed { scheme: &'static str },
+    /// Carried no signature, and the repository allows that.
+    Unsigned,
+}
+
+impl Verified {
+    /// Words for the deliveries log.
+    pub fn describe(self) -> String {
+        match self {
+            Verified::Signed { scheme } => format!("verified ({scheme})"),
+            Verified::Unsigned => {
+                "unsigned, accepted because the repository allows unsigned webhooks".to_owned()
+            }
+        }
+    }
+}
+
+/// Why a delivery was not accepted as coming from the repository's forge: 401, or 400 for a
+/// request from another forge.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
-    #[error("the delivery carries no {header} signature header")]
+    #[error("missing signature: the delivery carries no {header} header (or an empty one)")]
     MissingSignature { header: &'static str },
-    #[error("the {header} header is not of the form {expected}")]
+    #[error("malformed signature: the {header} header is not of the form {expected}")]
     MalformedSignature {
         header: &'static str,
         expected: &'static str,
@@ -39,10 +75,37 @@ pub enum VerifyError {
         "signature mismatch: the {header} header does not match the body and the configured secret"
     )]
     SignatureMismatch { header: &'static str },
-    #[error(
-        "this repository expects {expected} webhooks, but the request carries no {expected} headers"
-    )]
-    WrongProvider { expected: Provider },
+    #[error("token mismatch: the {header} header does not match the configured secret")]
+    TokenMismatch { header: &'static str },
+    #[error("{}", wrong_provider_message(*.expected, *.found))]
+    WrongProvider {
+        expected: Provider,
+        found: Option<Provider>,
+    },
+}
+
+fn wrong_provider_message(expected: Provider, found: Option<Provider>) -> String {
+    match found {
+        Some(found) => format!(
+            "wrong provider: this repository expects {expected} webhooks, but the request is a {found} delivery"
+        ),
+        None => format!(
+            "wrong provider: this repository expects {expected} webhooks, but the request carries no {expected} headers"
+        ),
+    }
+}
+
+impl VerifyError {
+    /// The short result for the deliveries log.
+    pub fn verification_result(&self) -> &'static str {
+        match self {
+            VerifyError::MissingSignature { .. } => "missing signature",
+            VerifyError::MalformedSignature { .. } => "malformed signature",
+            VerifyError::SignatureMismatch { .. } => "signature mismatch",
+            VerifyError::TokenMismatch { .. } => "token mismatch",
+            VerifyError::WrongProvider { .. } => "wrong provider",
+        }
+    }
 }
 
 /// Why a verified delivery could not be understood (a 400).
@@ -54,8 +117,11 @@ pub struct ParseError(pub String);
 pub trait Forge: Send + Sync {
     fn provider(&self) -> Provider;
 
-    /// The largest body this forge sends; larger requests are refused with 413 before reading.
+    /// The largest body this forge sends; larger requests are refused with 413.
     fn max_body_bytes(&self) -> usize;
+
+    /// Whether the request carries this forge's identifying headers.
+    fn recognizes(&self, headers: &HeaderMap) -> bool;
 
     /// The forge's own id for this delivery, stable across redeliveries, if it sends one.
     fn delivery_id(&self, headers: &HeaderMap) -> Option<String>;
@@ -63,8 +129,14 @@ pub trait Forge: Send + Sync {
     /// The forge's name for the event, for the deliveries log.
     fn event_name(&self, headers: &HeaderMap) -> Option<String>;
 
-    /// Checks the delivery's signature over the raw body, in constant time.
-    fn verify(&self, secret: &Secret, headers: &HeaderMap, body: &[u8]) -> Result<(), VerifyError>;
+    /// Checks the delivery's signature or token over the raw body, in constant time.
+    fn verify(
+        &self,
+        secret: &Secret,
+        policy: VerifyPolicy,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Verified, VerifyError>;
 
     /// Parses a verified delivery.
     fn parse(&self, headers: &HeaderMap, body: &[u8]) -> Result<WebhookEvent, ParseError>;
@@ -74,6 +146,37 @@ pub trait Forge: Send + Sync {
 pub fn forge_for(provider: Provider) -> &'static dyn Forge {
     match provider {
         Provider::Github => &Github,
+        Provider::Bitbucket | Provider::BitbucketServer | Provider::Gitlab | Provider::Gitea => {
+            &Github
+        }
+    }
+}
+
+/// Which forge a request comes from, judged by its headers. Gitea also sends GitHub's headers
+/// for compatibility, so the more specific forges are asked first.
+pub fn detect(headers: &HeaderMap) -> Option<Provider> {
+    const ORDER: [Provider; 5] = [
+        Provider::Gitea,
+        Provider::Gitlab,
+        Provider::BitbucketServer,
+        Provider::Bitbucket,
+        Provider::Github,
+    ];
+    ORDER
+        .into_iter()
+        .find(|&provider| forge_for(provider).recognizes(headers))
+}
+
+/// Refuses a request that does not come from `expected`'s forge, naming the one it seems to
+/// come from.
+pub fn check_provider(expected: Provider, headers: &HeaderMap) -> Result<(), VerifyError> {
+    if forge_for(expected).recognizes(headers) {
+        Ok(())
+    } else {
+        Err(VerifyError::WrongProvider {
+            expected,
+            found: detect(headers),
+        })
     }
 }
 
@@ -84,26 +187,96 @@ pub fn body_fingerprint(body: &[u8]) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(body)))
 }
 
-/// A header's value as text, if present and valid UTF-8.
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// The request headers that say what a delivery is (event, delivery id, content type), kept
+/// with a verified body so it can be parsed again for a redelivery. Signature and token
+/// headers are deliberately absent: they are secrets' derivatives and useless once verified.
+pub const REPLAYABLE_HEADERS: &[&str] = &[
+    "content-type",
+    "user-agent",
+    "x-github-event",
+    "x-github-delivery",
+    "x-github-hook-id",
+    "x-event-key",
+    "x-request-uuid",
+    "x-hook-uuid",
+    "x-request-id",
+    "x-gitlab-event",
+    "x-gitlab-event-uuid",
+    "x-gitlab-webhook-uuid",
+    "idempotency-key",
+    "x-gitea-event",
+    "x-gitea-event-type",
+    "x-gitea-delivery",
+    "x-forgejo-event",
+    "x-forgejo-event-type",
+    "x-forgejo-delivery",
+    "x-gogs-event",
+];
+
+/// The [`REPLAYABLE_HEADERS`] of a request, as name/value pairs.
+pub fn replayable_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    REPLAYABLE_HEADERS
+        .iter()
+        .filter_map(|name| {
+            header(headers, name).map(|value| ((*name).to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+/// A header's value as text, if present and valid UTF-8, trimmed.
+pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
 }
 
+/// A header's value, if present and not empty.
+pub(crate) fn non_empty_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    header(headers, name).filter(|v| !v.is_empty())
+}
+
 /// Takes the `payload` field out of an `application/x-www-form-urlencoded` body, as forges send
 /// when a hook is configured for form deliveries.
-fn form_payload(body: &[u8]) -> Result<Vec<u8>, ParseError> {
+pub(crate) fn form_payload(body: &[u8]) -> Result<Vec<u8>, ParseError> {
     form_urlencoded::parse(body)
         .find(|(key, _)| key == "payload")
         .map(|(_, value)| value.into_owned().into_bytes())
         .ok_or_else(|| ParseError("form-encoded delivery has no payload field".to_owned()))
 }
 
-fn is_form(headers: &HeaderMap) -> bool {
+pub(crate) fn is_form(headers: &HeaderMap) -> bool {
     header(headers, "content-type").is_some_and(|ct| {
         ct.to_ascii_lowercase()
             .starts_with("application/x-www-form-urlencoded")
     })
+}
+
+/// Parses a JSON payload into `T`, turning serde's complaint into a [`ParseError`] that says
+/// which forge's event was malformed.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    what: &str,
+    json: &[u8],
+) -> Result<T, ParseError> {
+    serde_json::from_slice(json).map_err(|e| {
+        ParseError(format!(
+            "{what} payload is not valid JSON of the expected shape: {e}"
+        ))
+    })
+}
+
+/// A commit id field that may be absent, empty or all zeros ("no commit").
+pub(crate) fn optional_commit(
+    field: &str,
+    value: Option<&str>,
+) -> Result<Option<slipway_core::CommitId>, ParseError> {
+    match value.filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(text) => {
+            let id: slipway_core::CommitId = text
+                .parse()
+                .map_err(|e| ParseError(format!("payload field {field}: {e}")))?;
+            Ok((!id.is_zero()).then_some(id))
+        }
+    }
 }

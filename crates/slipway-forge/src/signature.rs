@@ -1,18 +1,32 @@
-//! HMAC helpers shared by the forges that sign deliveries.
+//! Signature and token checks shared by the forges, all in constant time.
 
 use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::{Verified, VerifyError, VerifyPolicy};
 
 /// Verifies `HMAC-SHA256(secret, body) == expected_hex` in constant time. Returns `None` when
-/// `expected_hex` is not hex of the right length, so callers can report a malformed header
-/// apart from a mismatch.
+/// `expected_hex` is not 64 hex digits, so callers can report a malformed header apart from a
+/// mismatch.
 pub fn verify_hmac_sha256(secret: &[u8], body: &[u8], expected_hex: &str) -> Option<bool> {
-    // A SHA-256 tag is 64 hex digits; refusing other lengths first keeps decoding bounded.
+    // Refusing other lengths first keeps decoding bounded by a constant.
     if expected_hex.len() != 64 {
         return None;
     }
     let expected = hex::decode(expected_hex).ok()?;
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).ok()?;
+    mac.update(body);
+    Some(mac.verify_slice(&expected).is_ok())
+}
+
+fn verify_hmac_sha1(secret: &[u8], body: &[u8], expected_hex: &str) -> Option<bool> {
+    if expected_hex.len() != 40 {
+        return None;
+    }
+    let expected = hex::decode(expected_hex).ok()?;
+    let mut mac = Hmac::<Sha1>::new_from_slice(secret).ok()?;
     mac.update(body);
     Some(mac.verify_slice(&expected).is_ok())
 }
@@ -23,6 +37,89 @@ pub fn hmac_sha256_hex(secret: &[u8], body: &[u8]) -> String {
         .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
+}
+
+/// `HMAC-SHA1(secret, body)` as lower-case hex (GitHub's legacy `X-Hub-Signature`).
+pub fn hmac_sha1_hex(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha1>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The HMAC algorithms forges sign with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Algorithm {
+    Sha256,
+    Sha1,
+}
+
+/// One signature header's scheme: its name, the prefix before the hex (`sha256=`, or none for
+/// Gitea's bare hex) and the algorithm.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SignatureScheme {
+    pub header: &'static str,
+    pub prefix: &'static str,
+    pub algorithm: Algorithm,
+    /// How the header should look, for error messages.
+    pub expected: &'static str,
+}
+
+impl SignatureScheme {
+    /// The header's signature, or `None` when the header is absent, empty or only the prefix
+    /// (`sha256=`), all of which mean "unsigned".
+    pub fn signature<'a>(&self, headers: &'a http::HeaderMap) -> Option<&'a str> {
+        let value = crate::non_empty_header(headers, self.header)?;
+        let rest = value.strip_prefix(self.prefix).unwrap_or(value);
+        (!rest.is_empty() && value != self.prefix).then_some(value)
+    }
+
+    /// Checks `value` (as found by [`SignatureScheme::signature`]) against `signed`.
+    pub fn check(
+        &self,
+        secret: &[u8],
+        signed: &[u8],
+        value: &str,
+    ) -> Result<Verified, VerifyError> {
+        let malformed = VerifyError::MalformedSignature {
+            header: self.header,
+            expected: self.expected,
+        };
+        let hex = value.strip_prefix(self.prefix).ok_or(malformed.clone())?;
+        let matched = match self.algorithm {
+            Algorithm::Sha256 => verify_hmac_sha256(secret, signed, hex),
+            Algorithm::Sha1 => verify_hmac_sha1(secret, signed, hex),
+        };
+        match matched {
+            Some(true) => Ok(Verified::Signed {
+                scheme: self.header,
+            }),
+            Some(false) => Err(VerifyError::SignatureMismatch {
+                header: self.header,
+            }),
+            None => Err(malformed),
+        }
+    }
+}
+
+/// The outcome for a delivery that carries none of the accepted signature headers.
+pub(crate) fn unsigned(
+    policy: VerifyPolicy,
+    header: &'static str,
+) -> Result<Verified, VerifyError> {
+    if policy.allow_unsigned {
+        Ok(Verified::Unsigned)
+    } else {
+        Err(VerifyError::MissingSignature { header })
+    }
+}
+
+/// Compares a shared-secret token (GitLab's `X-Gitlab-Token`) in constant time. Both sides are
+/// hashed first so that not even the secret's length leaks through timing.
+pub(crate) fn tokens_match(secret: &str, presented: &str) -> bool {
+    let secret = Sha256::digest(secret.as_bytes());
+    let presented = Sha256::digest(presented.as_bytes());
+    secret.ct_eq(&presented).into()
 }
 
 #[cfg(test)]
@@ -40,5 +137,45 @@ mod tests {
         assert_eq!(verify_hmac_sha256(b"wrong", body, expected), Some(false));
         assert_eq!(verify_hmac_sha256(secret, body, "zz"), None);
         assert_eq!(verify_hmac_sha256(secret, body, &"g".repeat(64)), None);
+    }
+
+    #[test]
+    fn sha1_round_trips() {
+        let signature = hmac_sha1_hex(b"k", b"body");
+        assert_eq!(signature.len(), 40);
+        assert_eq!(verify_hmac_sha1(b"k", b"body", &signature), Some(true));
+        assert_eq!(verify_hmac_sha1(b"x", b"body", &signature), Some(false));
+    }
+
+    #[test]
+    fn empty_and_prefix_only_headers_are_no_signature() {
+        let scheme = SignatureScheme {
+            header: "x-sig",
+            prefix: "sha256=",
+            algorithm: Algorithm::Sha256,
+            expected: "sha256=<hex>",
+        };
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(scheme.signature(&headers), None);
+        headers.insert("x-sig", http::HeaderValue::from_static(""));
+        assert_eq!(scheme.signature(&headers), None);
+        headers.insert("x-sig", http::HeaderValue::from_static("sha256="));
+        assert_eq!(scheme.signature(&headers), None);
+        headers.insert("x-sig", http::HeaderValue::from_static("sha256=ab"));
+        assert_eq!(scheme.signature(&headers), Some("sha256=ab"));
+        let bare = SignatureScheme {
+            header: "x-sig",
+            prefix: "",
+            algorithm: Algorithm::Sha256,
+            expected: "<hex>",
+        };
+        assert_eq!(bare.signature(&headers), Some("sha256=ab"));
+    }
+
+    #[test]
+    fn tokens_compare_exactly() {
+        assert!(tokens_match("secret", "secret"));
+        assert!(!tokens_match("secret", "secreT"));
+        assert!(!tokens_match("secret", ""));
     }
 }

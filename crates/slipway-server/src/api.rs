@@ -55,6 +55,8 @@ pub fn build_json(build: &BuildRecord, public_url: &str) -> Value {
         "error": build.error,
         "digest": build.digest,
         "attempts": build.attempts,
+        "trigger": build.trigger,
+        "delivery": build.delivery_id,
         "queued_at": rfc3339(Some(build.queued_at)),
         "started_at": rfc3339(build.started_at),
         "finished_at": rfc3339(build.finished_at),
@@ -65,7 +67,7 @@ pub fn build_json(build: &BuildRecord, public_url: &str) -> Value {
     })
 }
 
-fn rfc3339(millis: Option<i64>) -> Option<String> {
+pub fn rfc3339(millis: Option<i64>) -> Option<String> {
     let nanos = i128::from(millis?) * 1_000_000;
     let time = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?;
     time.format(&time::format_description::well_known::Rfc3339)

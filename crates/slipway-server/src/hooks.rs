@@ -1,114 +1,239 @@
-//! `POST /hooks/{owner}/{name}`: verify, parse, plan, store, answer.
+//! `POST /hooks/{owner}/{name}`: verify, parse, plan, store, answer, and log every request,
+//! accepted or not, in the deliveries log.
+
+use std::net::SocketAddr;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use slipway_core::plan::{PushPlan, RuleDecision, plan_builds};
-use slipway_forge::{VerifyError, WebhookEvent, body_fingerprint, forge_for};
-use slipway_store::{NewBuild, NewDelivery, RecordOutcome, RepositoryRecord, now_millis};
+use slipway_forge::{
+    VerifyPolicy, WebhookEvent, body_fingerprint, check_provider, forge_for, replayable_headers,
+};
+use slipway_store::{
+    BuildPlacement, DeliveryAnswer, NewBuild, NewDelivery, RecordOutcome, RepositoryRecord,
+    now_millis,
+};
 use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::{ApiError, AppState};
 
+/// How much of an oversized body is read and thrown away before answering 413. A client that
+/// is still sending when the server answers and closes sees a reset instead of the answer;
+/// reading a bounded excess lets it see the 413. Anything larger is cut off.
+const DISCARD_LIMIT: usize = 64 * 1024 * 1024;
+
+/// A refused request: the error to send and the verification result to log.
+struct Refusal {
+    error: ApiError,
+    verification: String,
+}
+
+impl Refusal {
+    fn new(error: ApiError, verification: impl Into<String>) -> Self {
+        Self {
+            error,
+            verification: verification.into(),
+        }
+    }
+}
+
+impl From<slipway_store::StoreError> for Refusal {
+    fn from(error: slipway_store::StoreError) -> Self {
+        ApiError::from(error).into()
+    }
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        Self::new(
+            error,
+            "not checked: the server could not process the request",
+        )
+    }
+}
+
 pub async fn receive(
     State(state): State<AppState>,
     Path((owner, name)): Path<(String, String)>,
-    headers: HeaderMap,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let source_address = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(String::new, |ConnectInfo(peer)| peer.to_string());
+    let mut delivery = NewDelivery {
+        id: Uuid::now_v7(),
+        repository_id: None,
+        repository_name: format!("{owner}/{name}"),
+        provider: String::new(),
+        event: String::new(),
+        forge_delivery_id: None,
+        delivery_key: None,
+        source_address,
+        received_at: now_millis(),
+        verification: String::new(),
+        headers_json: Value::Object(
+            replayable_headers(&parts.headers)
+                .into_iter()
+                .map(|(name, value)| (name, Value::String(value)))
+                .collect(),
+        )
+        .to_string(),
+        body: None,
+        redelivery_of: None,
+    };
+    match accept(&state, &mut delivery, &parts.headers, body).await {
+        Ok(response) => response,
+        Err(refusal) => {
+            delivery.verification = refusal.verification;
+            let status = refusal.error.status;
+            warn!(repository = %delivery.repository_name, status = status.as_u16(), reason = %refusal.error.message, "webhook refused");
+            // A refusal caused by the database itself cannot be logged in it.
+            if status != StatusCode::SERVICE_UNAVAILABLE
+                && let Err(error) = state
+                    .store
+                    .record_refused_delivery(&delivery, status.as_u16(), &refusal.error.message)
+                    .await
+            {
+                warn!(%error, "could not log a refused delivery");
+            }
+            refusal.error.into_response()
+        }
+    }
+}
+
+async fn accept(
+    state: &AppState,
+    delivery: &mut NewDelivery,
+    headers: &HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
-    let full_name = format!("{owner}/{name}");
-    let repository = match state.store.repository_by_name(&full_name).await? {
+) -> Result<Response, Refusal> {
+    let repository = match state
+        .store
+        .repository_by_name(&delivery.repository_name)
+        .await?
+    {
         Some(repository) if repository.enabled => repository,
         _ => {
-            return Err(ApiError::not_found(format!(
-                "no repository {full_name} is configured"
-            )));
+            let message = format!("no repository {} is configured", delivery.repository_name);
+            return Err(Refusal::new(
+                ApiError::not_found(message),
+                "not checked: no such repository",
+            ));
         }
     };
     let forge = forge_for(repository.provider);
-    let body = read_bounded(&headers, body, forge.max_body_bytes()).await?;
+    delivery.repository_id = Some(repository.id);
+    delivery.provider = repository.provider.to_string();
+    delivery.event = forge.event_name(headers).unwrap_or_default();
+    delivery.forge_delivery_id = forge.delivery_id(headers);
 
-    let secret = state.webhook_secrets.get(&full_name).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "this repository has no webhook secret configured",
+    let body = read_bounded(headers, body, forge.max_body_bytes())
+        .await
+        .map_err(|error| Refusal::new(error, "not checked: body too large or unreadable"))?;
+    check_provider(repository.provider, headers).map_err(|error| {
+        Refusal::new(
+            ApiError::new(StatusCode::BAD_REQUEST, "wrong_provider", error.to_string()),
+            error.verification_result(),
         )
     })?;
-    if let Err(error) = forge.verify(secret, &headers, &body) {
-        warn!(repository = %full_name, %error, "webhook refused");
-        let status = match error {
-            VerifyError::WrongProvider { .. } => StatusCode::BAD_REQUEST,
-            _ => StatusCode::UNAUTHORIZED,
-        };
-        let code = if status == StatusCode::BAD_REQUEST {
-            "wrong_provider"
-        } else {
-            "unauthorized"
-        };
-        return Err(ApiError::new(status, code, error.to_string()));
-    }
-
-    let event = forge
-        .parse(&headers, &body)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let delivery_key = forge
-        .delivery_id(&headers)
-        .unwrap_or_else(|| body_fingerprint(&body));
-    let delivery_id = Uuid::now_v7();
-    let answer = plan_answer(&repository, delivery_id, &event);
-
-    let delivery = NewDelivery {
-        id: delivery_id,
-        repository_id: repository.id,
-        delivery_key: delivery_key.clone(),
-        provider: forge.provider().to_string(),
-        event: forge.event_name(&headers).unwrap_or_default(),
-        received_at: now_millis(),
-        status_code: answer.status.as_u16(),
-        outcome: answer.outcome.clone(),
-        decisions_json: serde_json::to_string(&answer.decisions)
-            .unwrap_or_else(|_| "[]".to_owned()),
-        response_json: answer.body.to_string(),
-        body: Some(body.to_vec()),
+    let secret = state
+        .webhook_secrets
+        .get(&delivery.repository_name)
+        .ok_or_else(|| {
+            Refusal::new(
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "this repository has no webhook secret configured",
+                ),
+                "not checked: no secret configured",
+            )
+        })?;
+    let policy = VerifyPolicy {
+        allow_unsigned: repository.allow_unsigned,
+        allow_legacy_sha1: repository.allow_legacy_sha1,
     };
-    let response = match state
+    let verified = forge
+        .verify(secret, policy, headers, &body)
+        .map_err(|error| {
+            Refusal::new(
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", error.to_string()),
+                error.verification_result(),
+            )
+        })?;
+    delivery.verification = verified.describe();
+    // Only now, verified, may the body be kept.
+    delivery.body = Some(body.to_vec());
+
+    let event = forge.parse(headers, &body).map_err(|error| {
+        Refusal::new(
+            ApiError::bad_request(format!("malformed payload: {error}")),
+            verified.describe(),
+        )
+    })?;
+    delivery.delivery_key = Some(
+        forge
+            .delivery_id(headers)
+            .unwrap_or_else(|| body_fingerprint(&body)),
+    );
+    let (status, response_json) =
+        record_planned(state, delivery, &repository, &event, "push").await?;
+    Ok((
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        response_json,
+    )
+        .into_response())
+}
+
+/// Plans `event` for `repository`, stores the delivery with its builds, and returns the
+/// answer (the stored one, for a duplicate). Shared by live deliveries and redeliveries.
+pub(crate) async fn record_planned(
+    state: &AppState,
+    delivery: &NewDelivery,
+    repository: &RepositoryRecord,
+    event: &WebhookEvent,
+    trigger: &str,
+) -> Result<(StatusCode, String), ApiError> {
+    let plan = plan_event(repository, delivery.id, event, trigger);
+    let outcome = state
         .store
-        .record_delivery(&delivery, &answer.builds)
-        .await?
-    {
-        RecordOutcome::Recorded => {
-            info!(repository = %full_name, delivery = %delivery_key, builds = answer.builds.len(), outcome = %answer.outcome, "webhook accepted");
-            (answer.status, answer.body.to_string())
+        .record_delivery(delivery, &plan.builds, |placements| plan.answer(placements))
+        .await?;
+    Ok(match outcome {
+        RecordOutcome::Recorded(answer) => {
+            info!(
+                repository = %repository.name,
+                delivery = %delivery.id,
+                forge_delivery = delivery.forge_delivery_id.as_deref().unwrap_or(""),
+                outcome = %answer.outcome,
+                "webhook accepted"
+            );
+            (
+                StatusCode::from_u16(answer.status_code).unwrap_or(StatusCode::ACCEPTED),
+                answer.response_json,
+            )
         }
         RecordOutcome::Duplicate {
             status_code,
             response_json,
         } => {
-            info!(repository = %full_name, delivery = %delivery_key, "duplicate delivery; answering as before");
+            info!(repository = %repository.name, "duplicate delivery; answering as before");
             (
                 StatusCode::from_u16(status_code).unwrap_or(StatusCode::ACCEPTED),
                 response_json,
             )
         }
-    };
-    Ok((
-        response.0,
-        [(header::CONTENT_TYPE, "application/json")],
-        response.1,
-    )
-        .into_response())
+    })
 }
-
-/// How much of an oversized body is read and thrown away before answering 413. A client that
-/// is still sending when the server answers and closes sees a reset instead of the answer;
-/// reading a bounded excess lets it see the 413. Anything larger is cut off.
-const DISCARD_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Reads the body, refusing with 413 anything over the forge's limit; nothing over the limit
 /// is kept in memory.
@@ -153,32 +278,39 @@ async fn read_bounded(headers: &HeaderMap, body: Body, limit: usize) -> Result<B
     }
 }
 
-/// The answer to a verified delivery, computed before anything is stored so that it can be
-/// stored with the delivery and replayed verbatim for a duplicate.
-struct Answer {
+/// What a verified event asks for, before it is stored: the builds to insert, and how to
+/// answer once their final ids are known.
+struct EventPlan {
+    delivery_id: Uuid,
     status: StatusCode,
-    body: Value,
-    outcome: String,
+    /// For ping and ignored events: the reason.
+    ignored: Option<String>,
+    summary: String,
     decisions: Vec<RuleDecision>,
     builds: Vec<NewBuild>,
 }
 
-fn plan_answer(repository: &RepositoryRecord, delivery_id: Uuid, event: &WebhookEvent) -> Answer {
-    match event {
-        WebhookEvent::Ping => Answer {
-            status: StatusCode::OK,
-            body: json!({"delivery": delivery_id, "pong": true}),
-            outcome: "ping answered".to_owned(),
-            decisions: Vec::new(),
-            builds: Vec::new(),
-        },
-        WebhookEvent::Ignored(reason) => Answer {
-            status: StatusCode::ACCEPTED,
-            body: json!({"delivery": delivery_id, "builds": [], "ignored": reason}),
-            outcome: reason.clone(),
-            decisions: Vec::new(),
-            builds: Vec::new(),
-        },
+fn plan_event(
+    repository: &RepositoryRecord,
+    delivery_id: Uuid,
+    event: &WebhookEvent,
+    trigger: &str,
+) -> EventPlan {
+    let (status, ignored, summary, decisions, builds) = match event {
+        WebhookEvent::Ping => (
+            StatusCode::OK,
+            None,
+            "ping answered".to_owned(),
+            Vec::new(),
+            Vec::new(),
+        ),
+        WebhookEvent::Ignored(reason) => (
+            StatusCode::ACCEPTED,
+            Some(reason.clone()),
+            reason.clone(),
+            Vec::new(),
+            Vec::new(),
+        ),
         WebhookEvent::Push(events) => {
             let plans: Vec<PushPlan> = events
                 .iter()
@@ -191,29 +323,87 @@ fn plan_answer(repository: &RepositoryRecord, delivery_id: Uuid, event: &Webhook
                     id: Uuid::now_v7(),
                     image: repository.image.to_string(),
                     plan: plan.clone(),
+                    trigger: trigger.to_owned(),
                 })
                 .collect();
-            let outcome = plans
+            let summary = plans
                 .iter()
                 .map(|p| p.summary.as_str())
                 .collect::<Vec<_>>()
                 .join("; ");
-            let listed: Vec<Value> = builds
-                .iter()
-                .map(|b| json!({"id": b.id, "tags": b.plan.tags, "ref": b.plan.git_ref.full(), "commit": b.plan.commit.as_str()}))
-                .collect();
-            let body = if builds.is_empty() {
-                json!({"delivery": delivery_id, "builds": listed, "ignored": outcome})
-            } else {
-                json!({"delivery": delivery_id, "builds": listed})
-            };
-            Answer {
-                status: StatusCode::ACCEPTED,
-                body,
-                outcome,
-                decisions: plans.into_iter().flat_map(|p| p.decisions).collect(),
-                builds,
-            }
+            let ignored = builds.is_empty().then(|| summary.clone());
+            let decisions = plans.into_iter().flat_map(|p| p.decisions).collect();
+            (StatusCode::ACCEPTED, ignored, summary, decisions, builds)
+        }
+    };
+    EventPlan {
+        delivery_id,
+        status,
+        ignored,
+        summary,
+        decisions,
+        builds,
+    }
+}
+
+impl EventPlan {
+    /// The answer to the forge, and the log's record of every rule, with the builds' final
+    /// ids: a build that already existed for the same rule, ref and commit is named as such.
+    fn answer(&self, placements: &[BuildPlacement]) -> DeliveryAnswer {
+        let listed: Vec<Value> = self
+            .builds
+            .iter()
+            .zip(placements)
+            .map(|(build, placement)| {
+                let mut entry = json!({
+                    "id": placement.id,
+                    "tags": build.plan.tags,
+                    "ref": build.plan.git_ref.full(),
+                    "commit": build.plan.commit.as_str(),
+                });
+                if !placement.created {
+                    entry["existing"] = json!(true);
+                }
+                entry
+            })
+            .collect();
+        let mut response = json!({"delivery": self.delivery_id, "builds": listed});
+        if let Some(reason) = &self.ignored {
+            response["ignored"] = json!(reason);
+        }
+        if self.status == StatusCode::OK && self.builds.is_empty() && self.ignored.is_none() {
+            response = json!({"delivery": self.delivery_id, "pong": true});
+        }
+
+        let mut build_slots = placements.iter();
+        let decisions: Vec<Value> = self
+            .decisions
+            .iter()
+            .map(|decision| {
+                let mut value = serde_json::to_value(decision).unwrap_or(Value::Null);
+                if matches!(decision, RuleDecision::Build { .. })
+                    && let Some(placement) = build_slots.next()
+                {
+                    value["build_id"] = json!(placement.id);
+                    value["created"] = json!(placement.created);
+                }
+                value
+            })
+            .collect();
+        let existing = placements.iter().filter(|p| !p.created).count();
+        let outcome = if existing > 0 {
+            format!(
+                "{}; {existing} build(s) already existed for this push and were not made again",
+                self.summary
+            )
+        } else {
+            self.summary.clone()
+        };
+        DeliveryAnswer {
+            status_code: self.status.as_u16(),
+            response_json: response.to_string(),
+            outcome,
+            decisions_json: Value::Array(decisions).to_string(),
         }
     }
 }

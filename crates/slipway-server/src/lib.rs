@@ -6,6 +6,7 @@
 //! - Errors reach clients as one JSON shape; internal details are logged, not sent.
 
 mod api;
+mod deliveries;
 mod error;
 mod hooks;
 
@@ -36,6 +37,15 @@ pub fn app(state: AppState) -> Router {
         .route("/hooks/{owner}/{name}", post(hooks::receive))
         .route("/api/builds/{id}", get(api::build))
         .route("/api/builds/{id}/log", get(api::build_log))
+        .route(
+            "/api/repositories/{owner}/{name}/deliveries",
+            get(deliveries::list),
+        )
+        .route("/api/deliveries/{id}", get(deliveries::detail))
+        .route(
+            "/api/deliveries/{id}/redeliver",
+            post(deliveries::redeliver),
+        )
         .fallback(api::not_found)
         .with_state(state)
 }

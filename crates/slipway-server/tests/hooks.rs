@@ -35,6 +35,8 @@ async fn harness() -> Harness {
             git_url: "http://127.0.0.1:9/acme/web.git".to_owned(),
             image: "127.0.0.1:5000/acme/web".parse().expect("image"),
             rules: vec![BuildRule::default_rule(), tag_rule],
+            allow_unsigned: false,
+            allow_legacy_sha1: false,
         }])
         .await
         .expect("sync");

@@ -200,10 +200,12 @@ impl Store {
             let mut tx = pool.begin_write().await?;
             for spec in specs {
                 sqlx::query(
-                    "INSERT INTO repositories (id, name, provider, git_url, image, rules_json, enabled, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $7)
+                    "INSERT INTO repositories (id, name, provider, git_url, image, rules_json, enabled,
+                         allow_unsigned, allow_legacy_sha1, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, TRUE, $8, $9, $7, $7)
                      ON CONFLICT (name) DO UPDATE SET provider = $3, git_url = $4, image = $5,
-                         rules_json = $6, enabled = TRUE, updated_at = $7",
+                         rules_json = $6, enabled = TRUE, allow_unsigned = $8, allow_legacy_sha1 = $9,
+                         updated_at = $7",
                 )
                 .bind(Uuid::now_v7().to_string())
                 .bind(spec.name.to_string())
@@ -212,6 +214,8 @@ impl Store {
                 .bind(spec.image.to_string())
                 .bind(serde_json::to_string(&spec.rules).map_err(|e| StoreError::Corrupt(e.to_string()))?)
                 .bind(now)
+                .bind(spec.allow_unsigned)
+                .bind(spec.allow_legacy_sha1)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -238,7 +242,8 @@ impl Store {
     pub async fn repository_by_name(&self, name: &str) -> Result<Option<RepositoryRecord>> {
         let row: Option<RepositoryRow> = with_pool!(self, read, |pool| {
             sqlx::query_as(
-                "SELECT id, name, provider, git_url, image, rules_json, enabled FROM repositories WHERE name = $1",
+                "SELECT id, name, provider, git_url, image, rules_json, enabled, allow_unsigned, allow_legacy_sha1
+                 FROM repositories WHERE name = $1",
             )
             .bind(name)
             .fetch_optional(pool)
@@ -249,40 +254,32 @@ impl Store {
 
     // ----- deliveries ---------------------------------------------------------------------
 
-    /// Stores a verified delivery and the builds it planned, atomically. If the repository has
-    /// seen this delivery key before, nothing is written and the first answer is returned.
+    /// Stores a verified delivery and the builds it planned, atomically, and returns the answer
+    /// `render` makes from where each build ended up (see [`BuildPlacement`]): a build for a
+    /// rule, ref and commit that already has one is not made twice. If the repository has seen
+    /// this delivery key before, nothing is written and the first answer is returned.
     pub async fn record_delivery(
         &self,
         delivery: &NewDelivery,
         builds: &[NewBuild],
+        render: impl FnOnce(&[BuildPlacement]) -> DeliveryAnswer,
     ) -> Result<RecordOutcome> {
+        let mut created_any = false;
         let outcome = with_pool!(self, write, |pool| {
             let mut tx = pool.begin_write().await?;
-            let inserted: Option<(String,)> = sqlx::query_as(
-                "INSERT INTO deliveries (id, repository_id, delivery_key, provider, event, received_at,
-                     status_code, outcome, decisions_json, response_json, body)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                 ON CONFLICT (repository_id, delivery_key) DO NOTHING
-                 RETURNING id",
-            )
-            .bind(delivery.id.to_string())
-            .bind(delivery.repository_id.to_string())
-            .bind(&delivery.delivery_key)
-            .bind(&delivery.provider)
-            .bind(&delivery.event)
-            .bind(delivery.received_at)
-            .bind(i64::from(delivery.status_code))
-            .bind(&delivery.outcome)
-            .bind(&delivery.decisions_json)
-            .bind(&delivery.response_json)
-            .bind(delivery.body.as_deref())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if inserted.is_none() {
+            // The answer is filled in below, once the builds' ids are known.
+            let pending = DeliveryAnswer {
+                status_code: 0,
+                response_json: String::new(),
+                outcome: String::new(),
+                decisions_json: String::new(),
+            };
+            let inserted = insert_delivery!(&mut *tx, delivery, &pending);
+            if !inserted {
                 let (status_code, response_json): (i64, String) = sqlx::query_as(
                     "SELECT status_code, response_json FROM deliveries WHERE repository_id = $1 AND delivery_key = $2",
                 )
-                .bind(delivery.repository_id.to_string())
+                .bind(delivery.repository_id.map(|id| id.to_string()))
                 .bind(&delivery.delivery_key)
                 .fetch_one(&mut *tx)
                 .await?;
@@ -292,15 +289,20 @@ impl Store {
                     response_json,
                 }
             } else {
+                let mut placements = Vec::with_capacity(builds.len());
                 for build in builds {
-                    sqlx::query(
-                        "INSERT INTO builds (id, repository_id, delivery_id, rule_index, git_ref, commit_sha, image,
-                             tags_json, dockerfile, context, status, queued_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', $11)",
+                    let created: Option<(String,)> = sqlx::query_as(
+                        "INSERT INTO builds (id, repository_id, delivery_id, trigger, dedupe_key, rule_index, git_ref,
+                             commit_sha, image, tags_json, dockerfile, context, status, queued_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'queued', $13)
+                         ON CONFLICT (repository_id, dedupe_key) DO NOTHING
+                         RETURNING id",
                     )
                     .bind(build.id.to_string())
-                    .bind(delivery.repository_id.to_string())
+                    .bind(delivery.repository_id.map(|id| id.to_string()))
                     .bind(delivery.id.to_string())
+                    .bind(&build.trigger)
+                    .bind(build.dedupe_key())
                     .bind(i64::try_from(build.plan.rule_index).unwrap_or(i64::MAX))
                     .bind(build.plan.git_ref.full())
                     .bind(build.plan.commit.as_str())
@@ -309,22 +311,162 @@ impl Store {
                     .bind(&build.plan.dockerfile)
                     .bind(&build.plan.context)
                     .bind(delivery.received_at)
-                    .execute(&mut *tx)
+                    .fetch_optional(&mut *tx)
                     .await?;
+                    let placement = match created {
+                        Some(_) => BuildPlacement {
+                            id: build.id,
+                            created: true,
+                        },
+                        None => {
+                            let (existing,): (String,) = sqlx::query_as(
+                                "SELECT id FROM builds WHERE repository_id = $1 AND dedupe_key = $2",
+                            )
+                            .bind(delivery.repository_id.map(|id| id.to_string()))
+                            .bind(build.dedupe_key())
+                            .fetch_one(&mut *tx)
+                            .await?;
+                            let id = Uuid::parse_str(&existing)
+                                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                            BuildPlacement { id, created: false }
+                        }
+                    };
+                    created_any |= placement.created;
+                    placements.push(placement);
                 }
+                let answer = render(&placements);
+                sqlx::query(
+                    "UPDATE deliveries SET status_code = $2, response_json = $3, outcome = $4, decisions_json = $5
+                     WHERE id = $1",
+                )
+                .bind(delivery.id.to_string())
+                .bind(i64::from(answer.status_code))
+                .bind(&answer.response_json)
+                .bind(&answer.outcome)
+                .bind(&answer.decisions_json)
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
-                RecordOutcome::Recorded
+                RecordOutcome::Recorded(answer)
             }
         });
-        if matches!(outcome, RecordOutcome::Recorded) && !builds.is_empty() {
+        if created_any {
             self.queued.notify_waiters();
         }
         Ok(outcome)
     }
 
+    /// Records a request that was refused (or could not be tied to a repository). It gets no
+    /// delivery key, so it takes part in no idempotency; the caller sets a body only when the
+    /// request was verified (a verified but malformed payload is worth keeping to debug).
+    pub async fn record_refused_delivery(
+        &self,
+        delivery: &NewDelivery,
+        status_code: u16,
+        outcome: &str,
+    ) -> Result<()> {
+        let refused = NewDelivery {
+            delivery_key: None,
+            ..delivery.clone()
+        };
+        let answer = DeliveryAnswer {
+            status_code,
+            response_json: "{}".to_owned(),
+            outcome: outcome.to_owned(),
+            decisions_json: "[]".to_owned(),
+        };
+        with_pool!(self, write, |pool| {
+            let _new_row = insert_delivery!(pool, &refused, &answer);
+        });
+        Ok(())
+    }
+
+    /// The repository's deliveries, newest first, `limit` at a time; `before` continues after
+    /// the last delivery of the previous page.
+    pub async fn deliveries_for_repository(
+        &self,
+        repository_id: Uuid,
+        limit: i64,
+        before: Option<Uuid>,
+    ) -> Result<Vec<DeliveryRecord>> {
+        // Delivery ids are UUIDv7, so their order is their time order; the keyset is the id.
+        let rows: Vec<DeliveryRow> = with_pool!(self, read, |pool| {
+            sqlx::query_as(concat!(
+                delivery_select!(),
+                " WHERE repository_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+            ))
+            .bind(repository_id.to_string())
+            .bind(before.map(|id| id.to_string()))
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(DeliveryRecord::try_from).collect()
+    }
+
+    pub async fn delivery(&self, id: Uuid) -> Result<Option<DeliveryRecord>> {
+        let row: Option<DeliveryRow> = with_pool!(self, read, |pool| {
+            sqlx::query_as(concat!(delivery_select!(), " WHERE id = $1"))
+                .bind(id.to_string())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(DeliveryRecord::try_from).transpose()
+    }
+
+    /// The verified body kept for a delivery, if it was verified and is within retention.
+    pub async fn delivery_body(&self, id: Uuid) -> Result<Option<Vec<u8>>> {
+        let row: Option<(Option<Vec<u8>>,)> = with_pool!(self, read, |pool| {
+            sqlx::query_as("SELECT body FROM deliveries WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.and_then(|(body,)| body))
+    }
+
+    /// The builds a delivery created (not those it found already made).
+    pub async fn builds_for_delivery(&self, delivery_id: Uuid) -> Result<Vec<BuildRecord>> {
+        let rows: Vec<BuildRow> = with_pool!(self, read, |pool| {
+            sqlx::query_as(concat!(
+                build_select!(),
+                " WHERE b.delivery_id = $1 ORDER BY b.id"
+            ))
+            .bind(delivery_id.to_string())
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(BuildRecord::try_from).collect()
+    }
+
+    /// Applies the retention: verified bodies older than `before` are dropped (the delivery's
+    /// record stays), and refused requests older than `before` are deleted. Returns the number
+    /// of rows changed.
+    pub async fn purge_deliveries(&self, before: i64) -> Result<u64> {
+        let changed = with_pool!(self, write, |pool| {
+            let bodies = sqlx::query(
+                "UPDATE deliveries SET body = NULL WHERE received_at < $1 AND body IS NOT NULL",
+            )
+            .bind(before)
+            .execute(pool)
+            .await?
+            .rows_affected();
+            let refused = sqlx::query(
+                "DELETE FROM deliveries WHERE received_at < $1 AND delivery_key IS NULL",
+            )
+            .bind(before)
+            .execute(pool)
+            .await?
+            .rows_affected();
+            bodies + refused
+        });
+        Ok(changed)
+    }
+
+    /// How many verified deliveries a repository has.
     pub async fn delivery_count(&self, repository_id: Uuid) -> Result<i64> {
         let (count,): (i64,) = with_pool!(self, read, |pool| {
-            sqlx::query_as("SELECT COUNT(*) FROM deliveries WHERE repository_id = $1")
+            sqlx::query_as("SELECT COUNT(*) FROM deliveries WHERE repository_id = $1 AND delivery_key IS NOT NULL")
                 .bind(repository_id.to_string())
                 .fetch_one(pool)
                 .await?
@@ -521,13 +663,63 @@ impl Store {
 /// The columns of a [`BuildRecord`]; a macro so queries built from it stay `'static` text.
 macro_rules! build_select {
     () => {
-        "SELECT b.id, r.name AS repository, b.repository_id, b.git_ref, b.commit_sha, b.image,
+        "SELECT b.id, r.name AS repository, b.repository_id, b.delivery_id, b.trigger, b.git_ref, b.commit_sha, b.image,
             b.tags_json, b.dockerfile, b.context, b.status, b.error, b.digest, b.queued_at, b.started_at,
             b.finished_at, b.attempts
          FROM builds b JOIN repositories r ON r.id = b.repository_id"
     };
 }
 use build_select;
+
+/// The columns of a [`DeliveryRecord`].
+macro_rules! delivery_select {
+    () => {
+        "SELECT id, repository_id, repository_name, provider, event, forge_delivery_id, source_address,
+            received_at, status_code, verification, outcome, decisions_json, response_json, headers_json,
+            body IS NOT NULL AS has_body, redelivery_of
+         FROM deliveries"
+    };
+}
+use delivery_select;
+
+/// Inserts a delivery row and evaluates to whether it was new (false: its key was taken, a
+/// duplicate). A macro rather than a generic function: a function generic over the executor
+/// makes every future that calls it lose `Send` (a known limitation of higher-ranked bounds).
+macro_rules! insert_delivery {
+    ($executor:expr, $delivery:expr, $answer:expr) => {{
+        let delivery: &NewDelivery = $delivery;
+        let answer: &DeliveryAnswer = $answer;
+        let inserted: Option<(String,)> = sqlx::query_as(
+            "INSERT INTO deliveries (id, repository_id, repository_name, provider, event, forge_delivery_id,
+                 delivery_key, source_address, received_at, status_code, verification, outcome,
+                 decisions_json, response_json, headers_json, body, redelivery_of)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+             ON CONFLICT (repository_id, delivery_key) DO NOTHING
+             RETURNING id",
+        )
+        .bind(delivery.id.to_string())
+        .bind(delivery.repository_id.map(|id| id.to_string()))
+        .bind(&delivery.repository_name)
+        .bind(&delivery.provider)
+        .bind(&delivery.event)
+        .bind(&delivery.forge_delivery_id)
+        .bind(&delivery.delivery_key)
+        .bind(&delivery.source_address)
+        .bind(delivery.received_at)
+        .bind(i64::from(answer.status_code))
+        .bind(&delivery.verification)
+        .bind(&answer.outcome)
+        .bind(&answer.decisions_json)
+        .bind(&answer.response_json)
+        .bind(&delivery.headers_json)
+        .bind(delivery.body.as_deref())
+        .bind(delivery.redelivery_of.map(|id| id.to_string()))
+        .fetch_optional($executor)
+        .await?;
+        inserted.is_some()
+    }};
+}
+use insert_delivery;
 
 /// Claims the oldest runnable queued build. On SQLite the single write connection serialises
 /// claims, so the sub-select cannot hand one build to two workers; PostgreSQL's variant adds

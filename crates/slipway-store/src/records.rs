@@ -15,6 +15,8 @@ pub struct RepositorySpec {
     pub git_url: String,
     pub image: ImageName,
     pub rules: Vec<BuildRule>,
+    pub allow_unsigned: bool,
+    pub allow_legacy_sha1: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -26,6 +28,8 @@ pub struct RepositoryRecord {
     pub image: ImageName,
     pub rules: Vec<BuildRule>,
     pub enabled: bool,
+    pub allow_unsigned: bool,
+    pub allow_legacy_sha1: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -37,6 +41,8 @@ pub(crate) struct RepositoryRow {
     image: String,
     rules_json: String,
     enabled: bool,
+    allow_unsigned: bool,
+    allow_legacy_sha1: bool,
 }
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
@@ -61,41 +67,85 @@ impl TryFrom<RepositoryRow> for RepositoryRecord {
             image: row.image.parse().map_err(|e| corrupt("image", e))?,
             rules: serde_json::from_str(&row.rules_json).map_err(|e| corrupt("rules", e))?,
             enabled: row.enabled,
+            allow_unsigned: row.allow_unsigned,
+            allow_legacy_sha1: row.allow_legacy_sha1,
         })
     }
 }
 
-/// A verified delivery, ready to be stored with its builds.
+/// One request to `/hooks`, as the deliveries log records it.
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
     pub id: Uuid,
-    pub repository_id: Uuid,
-    /// The forge's delivery id, or a hash of the body where the forge sends none.
-    pub delivery_key: String,
+    /// `None` when the URL named no configured repository.
+    pub repository_id: Option<Uuid>,
+    /// The repository as the URL named it.
+    pub repository_name: String,
     pub provider: String,
     pub event: String,
+    /// The forge's delivery id header, as sent.
+    pub forge_delivery_id: Option<String>,
+    /// The idempotency key: the forge's delivery id, or a hash of the body. Only verified
+    /// deliveries have one, so a refused request never blocks the genuine delivery.
+    pub delivery_key: Option<String>,
+    pub source_address: String,
     pub received_at: i64,
-    pub status_code: u16,
-    /// What the delivery led to, in words.
-    pub outcome: String,
-    /// Every rule's decision, as JSON.
-    pub decisions_json: String,
-    /// The exact answer sent to the forge, replayed for a duplicate delivery.
-    pub response_json: String,
-    /// The verified body, kept so the delivery can be replayed.
+    /// The verification result in words ("verified (x-hub-signature-256)", "signature
+    /// mismatch", "not checked: …").
+    pub verification: String,
+    /// The request's event and delivery headers, as a JSON object; never secrets.
+    pub headers_json: String,
+    /// The verified body, kept for replay; never set for an unverified request.
     pub body: Option<Vec<u8>>,
+    /// The delivery this one re-plays, for a redelivery.
+    pub redelivery_of: Option<Uuid>,
 }
 
+/// A build a delivery planned.
 #[derive(Debug, Clone)]
 pub struct NewBuild {
     pub id: Uuid,
     pub image: String,
     pub plan: BuildPlan,
+    /// What started it: `push`, `redelivery`.
+    pub trigger: String,
+}
+
+impl NewBuild {
+    /// One build per rule, ref and commit: the key that makes a second delivery of the same
+    /// push find the first build.
+    pub fn dedupe_key(&self) -> String {
+        format!(
+            "{}:{}:{}",
+            self.plan.rule_index,
+            self.plan.git_ref.full(),
+            self.plan.commit
+        )
+    }
+}
+
+/// Where a planned build ended up: a new row, or an existing build for the same rule, ref and
+/// commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildPlacement {
+    pub id: Uuid,
+    pub created: bool,
+}
+
+/// The answer to a delivery, rendered once the builds' final ids are known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryAnswer {
+    pub status_code: u16,
+    pub response_json: String,
+    /// What the delivery led to, in words.
+    pub outcome: String,
+    /// Every rule's decision, as JSON.
+    pub decisions_json: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordOutcome {
-    Recorded,
+    Recorded(DeliveryAnswer),
     /// The delivery key was seen before; this is the answer given then.
     Duplicate {
         status_code: u16,
@@ -103,11 +153,78 @@ pub enum RecordOutcome {
     },
 }
 
+/// A delivery as the log shows it.
+#[derive(Debug, Clone)]
+pub struct DeliveryRecord {
+    pub id: Uuid,
+    pub repository_id: Option<Uuid>,
+    pub repository_name: String,
+    pub provider: String,
+    pub event: String,
+    pub forge_delivery_id: Option<String>,
+    pub source_address: String,
+    pub received_at: i64,
+    pub status_code: u16,
+    pub verification: String,
+    pub outcome: String,
+    pub decisions_json: String,
+    pub response_json: String,
+    pub headers_json: String,
+    pub has_body: bool,
+    pub redelivery_of: Option<Uuid>,
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct DeliveryRow {
+    id: String,
+    repository_id: Option<String>,
+    repository_name: String,
+    provider: String,
+    event: String,
+    forge_delivery_id: Option<String>,
+    source_address: String,
+    received_at: i64,
+    status_code: i64,
+    verification: String,
+    outcome: String,
+    decisions_json: String,
+    response_json: String,
+    headers_json: String,
+    has_body: bool,
+    redelivery_of: Option<String>,
+}
+
+impl TryFrom<DeliveryRow> for DeliveryRecord {
+    type Error = StoreError;
+    fn try_from(row: DeliveryRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: parse_uuid(&row.id)?,
+            repository_id: row.repository_id.as_deref().map(parse_uuid).transpose()?,
+            repository_name: row.repository_name,
+            provider: row.provider,
+            event: row.event,
+            forge_delivery_id: row.forge_delivery_id,
+            source_address: row.source_address,
+            received_at: row.received_at,
+            status_code: u16::try_from(row.status_code).map_err(|e| corrupt("status code", e))?,
+            verification: row.verification,
+            outcome: row.outcome,
+            decisions_json: row.decisions_json,
+            response_json: row.response_json,
+            headers_json: row.headers_json,
+            has_body: row.has_body,
+            redelivery_of: row.redelivery_of.as_deref().map(parse_uuid).transpose()?,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BuildRecord {
     pub id: Uuid,
     pub repository: RepositoryName,
     pub repository_id: Uuid,
+    pub delivery_id: Option<Uuid>,
+    pub trigger: String,
     pub git_ref: String,
     pub commit: String,
     pub image: String,
@@ -128,6 +245,8 @@ pub(crate) struct BuildRow {
     id: String,
     repository: String,
     repository_id: String,
+    delivery_id: Option<String>,
+    trigger: String,
     git_ref: String,
     commit_sha: String,
     image: String,
@@ -153,6 +272,8 @@ impl TryFrom<BuildRow> for BuildRecord {
                 .parse()
                 .map_err(|e| corrupt("repository name", e))?,
             repository_id: parse_uuid(&row.repository_id)?,
+            delivery_id: row.delivery_id.as_deref().map(parse_uuid).transpose()?,
+            trigger: row.trigger,
             git_ref: row.git_ref,
             commit: row.commit_sha,
             image: row.image,

@@ -6,7 +6,8 @@ use std::time::Duration;
 use slipway_core::plan::BuildPlan;
 use slipway_core::{BuildRule, BuildStatus, GitRef};
 use slipway_store::{
-    BuildResult, NewBuild, NewDelivery, RecordOutcome, RepositorySpec, Store, now_millis,
+    BuildPlacement, BuildResult, DeliveryAnswer, NewBuild, NewDelivery, RecordOutcome,
+    RepositorySpec, Store, now_millis,
 };
 use uuid::Uuid;
 
@@ -68,6 +69,9 @@ on_both_backends!(
     expired_leases_are_requeued_then_failed,
     logs_are_paged_in_order,
     migrations_are_idempotent,
+    one_build_per_rule_ref_and_commit_across_deliveries,
+    refused_deliveries_are_logged_without_blocking_the_real_one,
+    deliveries_page_newest_first_and_retention_purges,
 );
 
 fn spec(name: &str) -> RepositorySpec {
@@ -77,35 +81,67 @@ fn spec(name: &str) -> RepositorySpec {
         git_url: "http://127.0.0.1:9/x.git".to_owned(),
         image: "127.0.0.1:5000/acme/web".parse().expect("image"),
         rules: vec![BuildRule::default_rule()],
+        allow_unsigned: false,
+        allow_legacy_sha1: false,
     }
 }
 
 fn delivery(repository_id: Uuid, key: &str) -> NewDelivery {
     NewDelivery {
         id: Uuid::now_v7(),
-        repository_id,
-        delivery_key: key.to_owned(),
+        repository_id: Some(repository_id),
+        repository_name: "acme/web".to_owned(),
         provider: "github".to_owned(),
         event: "push".to_owned(),
+        forge_delivery_id: Some(key.to_owned()),
+        delivery_key: Some(key.to_owned()),
+        source_address: "127.0.0.1:40000".to_owned(),
         received_at: now_millis(),
-        status_code: 202,
-        outcome: "1 build(s) queued".to_owned(),
-        decisions_json: "[]".to_owned(),
-        response_json: format!("{{\"key\":\"{key}\"}}"),
+        verification: "verified (x-hub-signature-256)".to_owned(),
+        headers_json: "{}".to_owned(),
         body: Some(b"{}".to_vec()),
+        redelivery_of: None,
     }
 }
 
+/// Renders an answer that lists each build and whether it was new.
+fn answer(key: &str) -> impl FnOnce(&[BuildPlacement]) -> DeliveryAnswer {
+    let key = key.to_owned();
+    move |placements| {
+        DeliveryAnswer {
+        status_code: 202,
+        response_json: serde_json::json!({
+            "key": key,
+            "builds": placements.iter().map(|p| serde_json::json!({"id": p.id, "created": p.created})).collect::<Vec<_>>(),
+        })
+        .to_string(),
+        outcome: format!("{} build(s)", placements.len()),
+        decisions_json: "[]".to_owned(),
+    }
+    }
+}
+
+async fn record(store: &Store, delivery: &NewDelivery, builds: &[NewBuild]) -> RecordOutcome {
+    let key = delivery.delivery_key.clone().unwrap_or_default();
+    store
+        .record_delivery(delivery, builds, answer(&key))
+        .await
+        .expect("record")
+}
+
 fn build() -> NewBuild {
+    build_for("1111111111111111111111111111111111111111")
+}
+
+fn build_for(commit: &str) -> NewBuild {
     NewBuild {
         id: Uuid::now_v7(),
         image: "127.0.0.1:5000/acme/web".to_owned(),
+        trigger: "push".to_owned(),
         plan: BuildPlan {
             rule_index: 0,
             git_ref: GitRef::parse("refs/heads/main").expect("ref"),
-            commit: "1111111111111111111111111111111111111111"
-                .parse()
-                .expect("commit"),
+            commit: commit.parse().expect("commit"),
             tags: vec!["latest".to_owned(), "1.0".to_owned()],
             dockerfile: "Dockerfile".to_owned(),
             context: "/".to_owned(),
@@ -176,26 +212,26 @@ async fn repositories_sync_and_disable(store: Store) {
 async fn delivery_and_builds_are_recorded_once(store: Store) {
     let repo = repository(&store, "acme/web").await;
     let first = build();
-    let outcome = store
-        .record_delivery(&delivery(repo, "d-1"), std::slice::from_ref(&first))
-        .await
-        .expect("record");
-    assert_eq!(outcome, RecordOutcome::Recorded);
+    let outcome = record(&store, &delivery(repo, "d-1"), std::slice::from_ref(&first)).await;
+    let RecordOutcome::Recorded(first_answer) = outcome else {
+        panic!("the first delivery is recorded: {outcome:?}")
+    };
     let stored = store.build(first.id).await.expect("query").expect("exists");
     assert_eq!(stored.status, BuildStatus::Queued);
     assert_eq!(stored.tags, vec!["latest".to_owned(), "1.0".to_owned()]);
     assert_eq!(stored.git_ref, "refs/heads/main");
 
-    let again = store
-        .record_delivery(&delivery(repo, "d-1"), &[build()])
-        .await
-        .expect("record again");
+    let again = record(&store, &delivery(repo, "d-1"), &[build()]).await;
     assert_eq!(
         again,
         RecordOutcome::Duplicate {
             status_code: 202,
-            response_json: "{\"key\":\"d-1\"}".to_owned()
+            response_json: first_answer.response_json.clone()
         }
+    );
+    assert!(
+        first_answer.response_json.contains(&first.id.to_string()),
+        "{first_answer:?}"
     );
     assert_eq!(
         store.builds_for_repository(repo).await.expect("list").len(),
@@ -208,15 +244,11 @@ async fn concurrent_duplicate_deliveries_make_one_build(store: Store) {
     let repo = repository(&store, "acme/web").await;
     let attempts = (0..8).map(|_| {
         let store = store.clone();
-        tokio::spawn(async move {
-            store
-                .record_delivery(&delivery(repo, "same"), &[build()])
-                .await
-        })
+        tokio::spawn(async move { record(&store, &delivery(repo, "same"), &[build()]).await })
     });
     let mut recorded = 0;
     for attempt in attempts {
-        if attempt.await.expect("join").expect("record") == RecordOutcome::Recorded {
+        if matches!(attempt.await.expect("join"), RecordOutcome::Recorded(_)) {
             recorded += 1;
         }
     }
@@ -229,11 +261,10 @@ async fn concurrent_duplicate_deliveries_make_one_build(store: Store) {
 
 async fn claims_are_exclusive_and_owner_guarded(store: Store) {
     let repo = repository(&store, "acme/web").await;
-    let builds: Vec<NewBuild> = (0..6).map(|_| build()).collect();
-    store
-        .record_delivery(&delivery(repo, "many"), &builds)
-        .await
-        .expect("record");
+    let builds: Vec<NewBuild> = (0..6)
+        .map(|n| build_for(&format!("{n}").repeat(40)))
+        .collect();
+    record(&store, &delivery(repo, "many"), &builds).await;
     let claims = (0..10).map(|worker| {
         let store = store.clone();
         tokio::spawn(async move {
@@ -304,10 +335,12 @@ async fn claims_are_exclusive_and_owner_guarded(store: Store) {
 async fn expired_leases_are_requeued_then_failed(store: Store) {
     let repo = repository(&store, "acme/web").await;
     let only = build();
-    store
-        .record_delivery(&delivery(repo, "lease"), std::slice::from_ref(&only))
-        .await
-        .expect("record");
+    record(
+        &store,
+        &delivery(repo, "lease"),
+        std::slice::from_ref(&only),
+    )
+    .await;
     for attempt in 1..=2 {
         let claimed = store
             .claim_build("dying", Duration::ZERO)
@@ -333,10 +366,7 @@ async fn expired_leases_are_requeued_then_failed(store: Store) {
 async fn logs_are_paged_in_order(store: Store) {
     let repo = repository(&store, "acme/web").await;
     let only = build();
-    store
-        .record_delivery(&delivery(repo, "log"), std::slice::from_ref(&only))
-        .await
-        .expect("record");
+    record(&store, &delivery(repo, "log"), std::slice::from_ref(&only)).await;
     assert_eq!(store.last_log_seq(only.id).await.expect("seq"), 0);
     for seq in 1..=5 {
         store
@@ -363,4 +393,162 @@ async fn logs_are_paged_in_order(store: Store) {
 async fn migrations_are_idempotent(store: Store) {
     store.migrate().await.expect("second migrate is a no-op");
     store.ping().await.expect("ping");
+}
+
+async fn one_build_per_rule_ref_and_commit_across_deliveries(store: Store) {
+    let repo = repository(&store, "acme/web").await;
+    let first = build();
+    record(
+        &store,
+        &delivery(repo, "hook-a"),
+        std::slice::from_ref(&first),
+    )
+    .await;
+    // A second hook (or a redelivery under a new key) for the same push finds the first build.
+    let second = build();
+    let RecordOutcome::Recorded(answer) = record(
+        &store,
+        &delivery(repo, "hook-b"),
+        std::slice::from_ref(&second),
+    )
+    .await
+    else {
+        panic!("a new delivery key is recorded");
+    };
+    assert!(
+        answer
+            .response_json
+            .contains(&format!("{{\"created\":false,\"id\":\"{}\"}}", first.id)),
+        "{answer:?}"
+    );
+    assert!(store.build(second.id).await.expect("query").is_none());
+    assert_eq!(
+        store.builds_for_repository(repo).await.expect("list").len(),
+        1
+    );
+    assert_eq!(store.delivery_count(repo).await.expect("count"), 2);
+    // Another commit is another build.
+    record(
+        &store,
+        &delivery(repo, "hook-c"),
+        &[build_for(&"2".repeat(40))],
+    )
+    .await;
+    assert_eq!(
+        store.builds_for_repository(repo).await.expect("list").len(),
+        2
+    );
+}
+
+async fn refused_deliveries_are_logged_without_blocking_the_real_one(store: Store) {
+    let repo = repository(&store, "acme/web").await;
+    // The server sets no body on a request it did not verify.
+    let refused = NewDelivery {
+        verification: "signature mismatch".to_owned(),
+        body: None,
+        ..delivery(repo, "same-id")
+    };
+    store
+        .record_refused_delivery(&refused, 401, "signature mismatch: …")
+        .await
+        .expect("log refusal");
+    let unknown = NewDelivery {
+        repository_id: None,
+        repository_name: "acme/nope".to_owned(),
+        ..delivery(repo, "x")
+    };
+    store
+        .record_refused_delivery(&unknown, 404, "no repository acme/nope is configured")
+        .await
+        .expect("log 404");
+
+    let logged = store
+        .delivery(refused.id)
+        .await
+        .expect("query")
+        .expect("logged");
+    assert_eq!(
+        (logged.status_code, logged.verification.as_str()),
+        (401, "signature mismatch")
+    );
+    assert!(!logged.has_body, "an unverified body is never stored");
+    assert!(
+        store
+            .delivery_body(refused.id)
+            .await
+            .expect("query")
+            .is_none()
+    );
+
+    let genuine = delivery(repo, "same-id");
+    assert!(matches!(
+        record(&store, &genuine, &[build()]).await,
+        RecordOutcome::Recorded(_)
+    ));
+    assert_eq!(
+        store.delivery_body(genuine.id).await.expect("query"),
+        Some(b"{}".to_vec())
+    );
+    assert_eq!(
+        store
+            .builds_for_delivery(genuine.id)
+            .await
+            .expect("builds")
+            .len(),
+        1
+    );
+}
+
+async fn deliveries_page_newest_first_and_retention_purges(store: Store) {
+    let repo = repository(&store, "acme/web").await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let mut next = delivery(repo, &format!("page-{n}"));
+        next.received_at = 1_000 + n;
+        ids.push(next.id);
+        record(&store, &next, &[]).await;
+    }
+    let refused = NewDelivery {
+        received_at: 1_000,
+        body: None,
+        ..delivery(repo, "refused")
+    };
+    store
+        .record_refused_delivery(&refused, 401, "missing signature")
+        .await
+        .expect("log");
+    let first_page = store
+        .deliveries_for_repository(repo, 3, None)
+        .await
+        .expect("page");
+    assert_eq!(first_page.len(), 3);
+    assert_eq!(first_page[0].id, refused.id, "newest first");
+    let rest = store
+        .deliveries_for_repository(repo, 10, Some(first_page[2].id))
+        .await
+        .expect("page");
+    assert_eq!(
+        rest.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![ids[2], ids[1], ids[0]]
+    );
+
+    assert_eq!(store.purge_deliveries(1_003).await.expect("purge"), 3 + 1);
+    assert!(
+        store.delivery(refused.id).await.expect("query").is_none(),
+        "old refusals are deleted"
+    );
+    let kept = store
+        .delivery(ids[0])
+        .await
+        .expect("query")
+        .expect("verified deliveries stay");
+    assert!(!kept.has_body, "but their bodies are dropped");
+    assert!(
+        store
+            .delivery(ids[4])
+            .await
+            .expect("query")
+            .expect("recent")
+            .has_body
+    );
 }

@@ -66,6 +66,9 @@ pub struct SettingsArgs {
     /// The Docker Engine to build with, e.g. unix:///var/run/docker.sock [default: DOCKER_HOST, else the local socket].
     #[arg(long, env = "SLIPWAY_DOCKER_HOST", global = true)]
     pub docker_host: Option<String>,
+    /// How long verified webhook bodies (kept for replay) and refused requests stay in the deliveries log [default: 30].
+    #[arg(long, env = "SLIPWAY_DELIVERY_RETENTION_DAYS", global = true)]
+    pub delivery_retention_days: Option<u32>,
     /// Log format [default: text].
     #[arg(long, env = "SLIPWAY_LOG_FORMAT", global = true, value_enum)]
     pub log_format: Option<LogFormat>,

@@ -53,6 +53,7 @@ struct FileConfig {
     workers: Option<usize>,
     docker_host: Option<String>,
     log_format: Option<LogFormat>,
+    delivery_retention_days: Option<u32>,
     #[serde(default)]
     registries: Vec<RegistryConfig>,
     #[serde(default)]
@@ -88,6 +89,12 @@ struct RepositoryConfig {
     image: ImageName,
     #[serde(default)]
     rules: Vec<BuildRule>,
+    /// Accept deliveries without a signature (a wrong one is still refused). Off by default.
+    #[serde(default)]
+    allow_unsigned_webhooks: bool,
+    /// GitHub: accept the legacy SHA-1 `X-Hub-Signature` when no SHA-256 one is sent.
+    #[serde(default)]
+    allow_legacy_sha1: bool,
 }
 
 /// How a secret was given, for `config show` (which never prints the value).
@@ -125,6 +132,8 @@ pub struct Repository {
     pub webhook_secret_origin: SecretOrigin,
     pub image: ImageName,
     pub rules: Vec<BuildRule>,
+    pub allow_unsigned_webhooks: bool,
+    pub allow_legacy_sha1: bool,
 }
 
 /// Everything the process runs with.
@@ -138,6 +147,7 @@ pub struct Config {
     pub workers: Setting<usize>,
     pub docker_host: Setting<Option<String>>,
     pub log_format: Setting<LogFormat>,
+    pub delivery_retention_days: Setting<u32>,
     pub registries: Vec<Registry>,
     pub repositories: Vec<Repository>,
     /// Things worth telling the operator at start-up (e.g. inline secrets).
@@ -229,6 +239,12 @@ impl Config {
             src("log_format"),
             file_config.log_format,
             || LogFormat::Text,
+        );
+        let delivery_retention_days = pick(
+            args.delivery_retention_days,
+            src("delivery_retention_days"),
+            file_config.delivery_retention_days,
+            || 30,
         );
 
         let mut warnings = Vec::new();
@@ -328,6 +344,8 @@ impl Config {
                 webhook_secret_origin,
                 image: repository.image,
                 rules: repository.rules,
+                allow_unsigned_webhooks: repository.allow_unsigned_webhooks,
+                allow_legacy_sha1: repository.allow_legacy_sha1,
             });
         }
 
@@ -340,6 +358,7 @@ impl Config {
             workers,
             docker_host,
             log_format,
+            delivery_retention_days,
             registries,
             repositories,
             warnings,
@@ -355,6 +374,8 @@ impl Config {
                 git_url: r.git.url.clone(),
                 image: r.image.clone(),
                 rules: r.rules.clone(),
+                allow_unsigned: r.allow_unsigned_webhooks,
+                allow_legacy_sha1: r.allow_legacy_sha1,
             })
             .collect()
     }
@@ -460,13 +481,14 @@ impl Config {
                 } => format!("ssh user {username}, key {}", private_key.display()),
             };
             out.push_str(&format!(
-                "repository     {}  provider={}  git_url={}  git_auth={}  image={}  webhook_secret=*** ({})  rules: {}\n",
+                "repository     {}  provider={}  git_url={}  git_auth={}  image={}  webhook_secret=*** ({}){}  rules: {}\n",
                 repository.name,
                 repository.provider,
                 repository.git.url,
                 git_auth,
                 repository.image,
                 repository.webhook_secret_origin,
+                if repository.allow_unsigned_webhooks { "  WARNING: unsigned webhooks accepted" } else { "" },
                 rules
             ));
         }

@@ -160,6 +160,11 @@ async fn run_processes(config: Config, web: bool, workers: bool) -> Result<()> {
     });
 
     if web {
+        tokio::spawn(purge_deliveries(
+            store.clone(),
+            config.delivery_retention_days.value,
+            shutdown.clone(),
+        ));
         let state = AppState {
             store: store.clone(),
             webhook_secrets: Arc::new(config.webhook_secrets()),
@@ -201,6 +206,28 @@ async fn connect_engine(host: Option<&str>, shutdown: &CancellationToken) -> Opt
             () = shutdown.cancelled() => return None,
         }
         delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Applies the deliveries log's retention once an hour.
+async fn purge_deliveries(store: Store, retention_days: u32, shutdown: CancellationToken) {
+    let retention_millis = i64::from(retention_days) * 24 * 60 * 60 * 1000;
+    loop {
+        match store
+            .purge_deliveries(slipway_store::now_millis() - retention_millis)
+            .await
+        {
+            Ok(0) => {}
+            Ok(count) => info!(
+                count,
+                retention_days, "applied the deliveries log's retention"
+            ),
+            Err(e) => warn!(error = %e, "applying the deliveries log's retention failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            () = shutdown.cancelled() => return,
+        }
     }
 }
 
