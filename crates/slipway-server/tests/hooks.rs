@@ -309,3 +309,243 @@ async fn unknown_builds_and_endpoints_are_404_in_one_shape() {
         assert_eq!(error["error"]["code"], "not_found", "{path}");
     }
 }
+
+async fn get_json(harness: &Harness, path: &str) -> (StatusCode, Value) {
+    send(
+        harness,
+        Request::get(path).body(Body::empty()).expect("request"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn every_request_is_logged_with_its_verification_and_outcome() {
+    let h = harness().await;
+    let body = push_body("refs/heads/main", COMMIT);
+    let mut wrong = signed("push", "log-1", &body);
+    wrong.headers_mut().insert(
+        "x-hub-signature-256",
+        format!("sha256={}", "0".repeat(64))
+            .parse()
+            .expect("header"),
+    );
+    assert_eq!(send(&h, wrong).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send(&h, signed("push", "log-2", "{oops")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        send(
+            &h,
+            signed("push", "log-3", &push_body("refs/heads/dev", COMMIT))
+        )
+        .await
+        .0,
+        StatusCode::ACCEPTED
+    );
+    let (_, accepted) = send(&h, signed("push", "log-4", &body)).await;
+
+    let (status, page) = get_json(&h, "/api/repositories/acme/web/deliveries").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let deliveries = page["deliveries"].as_array().expect("deliveries");
+    assert_eq!(deliveries.len(), 4, "{page}");
+    // Newest first.
+    let (newest, unmatched, malformed, refused) = (
+        &deliveries[0],
+        &deliveries[1],
+        &deliveries[2],
+        &deliveries[3],
+    );
+    assert_eq!(refused["status_code"], 401);
+    assert_eq!(refused["verification"], "signature mismatch");
+    assert_eq!(
+        refused["body_kept"], false,
+        "an unverified body is never stored"
+    );
+    assert_eq!(refused["forge_delivery_id"], "log-1");
+    assert_eq!(malformed["status_code"], 400);
+    assert_eq!(malformed["verification"], "verified (x-hub-signature-256)");
+    assert!(
+        malformed["outcome"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("malformed payload")),
+        "{malformed}"
+    );
+    assert_eq!(
+        unmatched["outcome"],
+        "ref refs/heads/dev matched no rule (rules: branch main, tag /^v([0-9.]+)$/)"
+    );
+    assert_eq!(newest["status_code"], 202);
+    assert_eq!(newest["id"], accepted["delivery"]);
+    assert_eq!(newest["builds"][0]["id"], accepted["builds"][0]["id"]);
+    assert_eq!(page["repository"]["warnings"], serde_json::json!([]));
+
+    // The detail says why, rule by rule, and which builds the delivery made.
+    let (status, detail) = get_json(
+        &h,
+        &format!("/api/deliveries/{}", newest["id"].as_str().expect("id")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(detail["decisions"][0]["outcome"], "build");
+    assert_eq!(
+        detail["decisions"][0]["build_id"],
+        accepted["builds"][0]["id"]
+    );
+    assert_eq!(detail["decisions"][1]["outcome"], "no_match");
+    assert_eq!(detail["builds_created"].as_array().map(Vec::len), Some(1));
+    assert_eq!(detail["headers"]["x-github-event"], "push");
+    assert!(
+        detail["headers"].get("x-hub-signature-256").is_none(),
+        "signatures are not kept"
+    );
+
+    // Paging continues after the last delivery of the previous page.
+    let (_, first) = get_json(&h, "/api/repositories/acme/web/deliveries?limit=3").await;
+    let next = first["next"].as_str().expect("a next page");
+    let (_, second) = get_json(
+        &h,
+        &format!("/api/repositories/acme/web/deliveries?limit=3&before={next}"),
+    )
+    .await;
+    assert_eq!(second["deliveries"].as_array().map(Vec::len), Some(1));
+    assert_eq!(second["next"], Value::Null);
+}
+
+#[tokio::test]
+async fn unknown_repositories_are_logged_but_not_listed_anywhere_else() {
+    let h = harness().await;
+    let mut unknown = signed("push", "u-1", "{}");
+    *unknown.uri_mut() = "/hooks/acme/ghost".parse().expect("uri");
+    assert_eq!(send(&h, unknown).await.0, StatusCode::NOT_FOUND);
+    let (status, _) = get_json(&h, "/api/repositories/acme/ghost/deliveries").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn redelivery_replans_from_the_stored_body_without_building_twice() {
+    let h = harness().await;
+    let (_, first) = send(
+        &h,
+        signed("push", "r-1", &push_body("refs/tags/v2.0", COMMIT)),
+    )
+    .await;
+    let original = first["delivery"].as_str().expect("delivery id").to_owned();
+    let build_id = first["builds"][0]["id"].clone();
+
+    let replay = Request::post(format!("/api/deliveries/{original}/redeliver"))
+        .body(Body::empty())
+        .expect("request");
+    let (status, replayed) = send(&h, replay).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{replayed}");
+    assert_ne!(
+        replayed["delivery"], first["delivery"],
+        "the replay is its own delivery"
+    );
+    assert_eq!(
+        replayed["builds"][0]["id"], build_id,
+        "the existing build is found, not made again"
+    );
+    assert_eq!(replayed["builds"][0]["existing"], true);
+    assert_eq!(build_count(&h).await, 1);
+
+    let (_, detail) = get_json(
+        &h,
+        &format!(
+            "/api/deliveries/{}",
+            replayed["delivery"].as_str().expect("id")
+        ),
+    )
+    .await;
+    assert_eq!(detail["redelivery_of"], original.as_str());
+    assert!(
+        detail["verification"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("replayed from delivery")),
+        "{detail}"
+    );
+    assert!(
+        detail["outcome"]
+            .as_str()
+            .is_some_and(|o| o.contains("already existed")),
+        "{detail}"
+    );
+    assert_eq!(detail["builds_created"], serde_json::json!([]));
+
+    // A refused request has no body to replay.
+    let mut wrong = signed("push", "r-2", "{}");
+    wrong.headers_mut().insert(
+        "x-hub-signature-256",
+        format!("sha256={}", "1".repeat(64))
+            .parse()
+            .expect("header"),
+    );
+    send(&h, wrong).await;
+    let (_, page) = get_json(&h, "/api/repositories/acme/web/deliveries?limit=1").await;
+    let refused = page["deliveries"][0]["id"].as_str().expect("id").to_owned();
+    let replay = Request::post(format!("/api/deliveries/{refused}/redeliver"))
+        .body(Body::empty())
+        .expect("request");
+    let (status, error) = send(&h, replay).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{error}");
+}
+
+#[tokio::test]
+async fn unsigned_deliveries_only_where_the_repository_opts_out_and_then_with_a_warning() {
+    let h = harness().await;
+    let body = push_body("refs/heads/main", COMMIT);
+    let mut unsigned = signed("push", "n-1", &body);
+    unsigned.headers_mut().remove("x-hub-signature-256");
+    assert_eq!(send(&h, unsigned).await.0, StatusCode::UNAUTHORIZED);
+
+    let repo = h
+        .state
+        .store
+        .repository_by_name("acme/web")
+        .await
+        .expect("query")
+        .expect("repo");
+    h.state
+        .store
+        .sync_repositories(&[RepositorySpec {
+            name: repo.name.clone(),
+            provider: repo.provider,
+            git_url: repo.git_url.clone(),
+            image: repo.image.clone(),
+            rules: repo.rules.clone(),
+            allow_unsigned: true,
+            allow_legacy_sha1: false,
+        }])
+        .await
+        .expect("opt out");
+    let mut unsigned = signed("push", "n-2", &body);
+    unsigned.headers_mut().remove("x-hub-signature-256");
+    let (status, answer) = send(&h, unsigned).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let mut wrong = signed("push", "n-3", &body);
+    wrong.headers_mut().insert(
+        "x-hub-signature-256",
+        format!("sha256={}", "2".repeat(64))
+            .parse()
+            .expect("header"),
+    );
+    assert_eq!(
+        send(&h, wrong).await.0,
+        StatusCode::UNAUTHORIZED,
+        "a wrong signature is still refused"
+    );
+
+    let (_, page) = get_json(&h, "/api/repositories/acme/web/deliveries").await;
+    assert!(
+        page["repository"]["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.contains("unsigned webhooks are accepted")),
+        "{page}"
+    );
+    assert!(
+        page["deliveries"][1]["verification"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("unsigned")),
+        "{page}"
+    );
+}
