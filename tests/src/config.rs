@@ -35,8 +35,9 @@ pub struct RegistryConfig {
     pub password: Option<String>,
 }
 
-/// `[[repositories]]`: one repository, its webhook and where its image goes.
-#[derive(Debug, Clone, Serialize)]
+/// `[[repositories]]`: one repository, its webhook and where its image goes. Git credentials
+/// are either a password (`git_password_env`) or an SSH deploy key (`git_ssh_*`).
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct RepositoryConfig {
     pub name: String,
     pub provider: String,
@@ -45,6 +46,14 @@ pub struct RepositoryConfig {
     pub git_username: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub git_password_env: Option<String>,
+    /// The private key file of an SSH deploy key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git_ssh_key_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git_ssh_passphrase_env: Option<String>,
+    /// The only SSH host key accepted, `SHA256:<base64>` as `ssh-keygen -lf` prints it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git_ssh_host_key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_secret_env: Option<String>,
     pub image: String,
@@ -116,6 +125,7 @@ mod tests {
                 webhook_secret_env: Some("ACME_WEB_SECRET".to_owned()),
                 image: "127.0.0.1:5001/acme/web".to_owned(),
                 rules: vec![Rule::tag("/^v([0-9.]+)$/", "{\\1},latest").context("")],
+                ..RepositoryConfig::default()
             }],
         };
         let text = config.to_toml();
@@ -131,5 +141,43 @@ mod tests {
         assert_eq!(rule["context"].as_str(), Some(""));
         assert_eq!(rule["dockerfile"].as_str(), Some("Dockerfile"));
         assert!(parsed.get("public_url").is_none());
+        assert!(
+            parsed["repositories"][0].get("git_ssh_key_file").is_none(),
+            "unset SSH keys are left out"
+        );
+    }
+
+    #[test]
+    fn writes_the_ssh_deploy_key_settings() {
+        let config = Config {
+            repositories: vec![RepositoryConfig {
+                name: "acme/web".to_owned(),
+                provider: "github".to_owned(),
+                git_url: "ssh://127.0.0.1:2222/srv/git/acme/web.git".to_owned(),
+                git_username: Some("deploy".to_owned()),
+                git_ssh_key_file: Some("/keys/deploy_ed25519".to_owned()),
+                git_ssh_passphrase_env: Some("DEPLOY_KEY_PASSPHRASE".to_owned()),
+                git_ssh_host_key: Some("SHA256:abc+/def".to_owned()),
+                image: "127.0.0.1:5001/acme/web".to_owned(),
+                rules: vec![Rule::branch("main", "latest")],
+                ..RepositoryConfig::default()
+            }],
+            ..Config::default()
+        };
+        let parsed: toml::Table = config.to_toml().parse().expect("valid TOML");
+        let repository = &parsed["repositories"][0];
+        assert_eq!(
+            repository["git_ssh_key_file"].as_str(),
+            Some("/keys/deploy_ed25519")
+        );
+        assert_eq!(
+            repository["git_ssh_passphrase_env"].as_str(),
+            Some("DEPLOY_KEY_PASSPHRASE")
+        );
+        assert_eq!(
+            repository["git_ssh_host_key"].as_str(),
+            Some("SHA256:abc+/def")
+        );
+        assert!(repository.get("git_password_env").is_none());
     }
 }

@@ -8,6 +8,8 @@ use std::sync::Mutex;
 
 use tempfile::TempDir;
 
+use crate::command;
+
 /// The docker CLI talking to the rig's engine (`DOCKER_HOST` is inherited) with its own
 /// `DOCKER_CONFIG`. Images it pulled are removed again when it is dropped.
 #[derive(Debug)]
@@ -91,14 +93,7 @@ impl Docker {
 
     /// Runs the docker CLI and fails the test, with its error output, unless it succeeds.
     pub fn run(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let output = self.output(args, stdin);
-        assert!(
-            output.status.success(),
-            "docker {args:?} failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        command::expect_success(&format!("docker {args:?}"), &self.output(args, stdin))
     }
 
     /// Runs the docker CLI and returns its output, whether it succeeded or not.

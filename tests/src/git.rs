@@ -4,37 +4,38 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::command;
+
 /// `git` run in one directory.
 #[derive(Debug, Clone)]
 pub struct Git {
     dir: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl Git {
     pub fn new(dir: &Path) -> Self {
         Self {
             dir: dir.to_path_buf(),
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable for every git run, such as `GIT_SSH_COMMAND`.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
     }
 
     /// Runs git and returns its output, whether it succeeded or not.
     pub fn output(&self, args: &[&str]) -> Output {
-        self.command(args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run git {args:?}: {e}"))
+        command::output(&mut self.command(args))
     }
 
     /// Runs git and fails the test, showing git's error output, when it does not succeed.
     pub fn run(&self, args: &[&str]) -> String {
-        let output = self.output(args);
-        assert!(
-            output.status.success(),
-            "git {args:?} in {} failed ({}):\n{}",
-            self.dir.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        let what = format!("git {args:?} in {}", self.dir.display());
+        command::expect_success(&what, &self.output(args))
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -46,6 +47,7 @@ impl Git {
             .env("GIT_TERMINAL_PROMPT", "0")
             .env_remove("GIT_ASKPASS")
             .env_remove("SSH_ASKPASS")
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
             .args([
                 "-c",

@@ -1,10 +1,12 @@
 //! The end-to-end harness: real components only. Tests start the real `slipway` binary and
 //! point it at a real git server (`git http-backend` behind Basic authentication), the rig's
-//! Docker Engine and registries, and optionally its PostgreSQL.
+//! Docker Engine and registries, and optionally its PostgreSQL. Repositories can also be
+//! fetched over SSH from a real `sshd` ([`SshGitServer`]) with a deploy key.
 //!
 //! Every test makes its own names ([`unique_name`]), so tests can run in parallel against the
 //! shared registries. A missing rig fails a test with instructions; it never skips it.
 
+mod command;
 mod config;
 mod docker;
 mod git;
@@ -14,6 +16,7 @@ mod postgres;
 mod registry;
 mod rig;
 mod slipway;
+mod ssh_server;
 
 pub use config::{Config, RegistryConfig, RepositoryConfig, Rule};
 pub use docker::Docker;
@@ -24,6 +27,7 @@ pub use postgres::TestDatabase;
 pub use registry::{Registry, manifest_digest};
 pub use rig::Rig;
 pub use slipway::{BUILD_TIMEOUT, HttpResponse, Slipway, SlipwayBuilder, binary_path};
+pub use ssh_server::{SshGitServer, SshKeyPair};
 
 /// The environment variables a [`Fixture`]'s configuration names for its secrets.
 pub const GIT_PASSWORD_ENV: &str = "E2E_GIT_PASSWORD";
@@ -104,8 +108,24 @@ impl Fixture {
                 webhook_secret_env: Some(WEBHOOK_SECRET_ENV.to_owned()),
                 image: self.image(),
                 rules,
+                ..RepositoryConfig::default()
             }],
         }
+    }
+
+    /// [`Fixture::config`], but this repository is fetched from `ssh` (which serves the same
+    /// bare repository) as its user, with its deploy key and its host key pinned. Tests that
+    /// need a wrong key change `git_ssh_key_file` or `git_ssh_host_key` in the result.
+    pub fn ssh_config(&self, ssh: &SshGitServer, rules: Vec<Rule>) -> Config {
+        let mut config = self.config(rules);
+        let repository = &mut config.repositories[0];
+        repository.git_url = ssh.url(&self.repo);
+        repository.git_username = Some(ssh.user().to_owned());
+        // Slipway takes either a password or a deploy key, not both.
+        repository.git_password_env = None;
+        repository.git_ssh_key_file = Some(ssh.deploy_key().private_key_str().to_owned());
+        repository.git_ssh_host_key = Some(ssh.host_key_fingerprint().to_owned());
+        config
     }
 
     /// Slipway with `config` and the right secrets in its environment; `.env(...)` on the
@@ -147,6 +167,25 @@ impl Fixture {
             body,
             Some(&self.webhook_secret),
         )
+    }
+
+    /// Delivers the push that created `main` (from [`ZERO_ID`] to its head) and returns the id
+    /// of the one build it queued.
+    pub fn push_main(&self, slipway: &Slipway) -> String {
+        let answer = self.deliver_push(slipway, &self.push_payload("refs/heads/main", ZERO_ID));
+        answer.assert_status(202);
+        answer.single_build_id()
+    }
+
+    /// Fails the test if the authenticated registry holds `tag` of this repository's image.
+    #[track_caller]
+    pub fn assert_not_pushed(&self, tag: &str) {
+        assert_eq!(
+            self.registry().manifest_digest(self.name(), tag),
+            None,
+            "a failed build pushed {}:{tag}",
+            self.image()
+        );
     }
 
     /// The authenticated registry, with the rig's credentials.

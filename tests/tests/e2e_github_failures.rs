@@ -2,23 +2,17 @@
 //! error that says why, leak no secret and push nothing.
 
 use serde_json::Value;
-use slipway_e2e::{Docker, Fixture, REGISTRY_PASSWORD_ENV, RepoFile, Rule, Slipway, ZERO_ID};
+use slipway_e2e::{Docker, Fixture, REGISTRY_PASSWORD_ENV, RepoFile, Rule, Slipway};
 
 /// Pushes `main` and waits for the build to fail; returns the build and its error text.
 fn failed_build(fx: &Fixture, slipway: &Slipway) -> (Value, String) {
-    let answer = fx.deliver_push(slipway, &fx.push_payload("refs/heads/main", ZERO_ID));
-    answer.assert_status(202);
-    slipway.wait_for_failure(&answer.single_build_id())
+    slipway.wait_for_failure(&fx.push_main(slipway))
 }
 
 /// Nothing reached the registry under the rule's tag.
+#[track_caller]
 fn assert_nothing_pushed(fx: &Fixture) {
-    assert_eq!(
-        fx.registry().manifest_digest(fx.name(), "latest"),
-        None,
-        "a failed build pushed {}",
-        fx.image()
-    );
+    fx.assert_not_pushed("latest");
 }
 
 /// The Docker Engine built no image for `commit` (every image Slipway builds carries the

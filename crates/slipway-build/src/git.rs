@@ -1,6 +1,7 @@
 //! Fetching one commit into a bare mirror and checking it out, with git2.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
@@ -51,17 +52,31 @@ pub fn strip_credentials(url: &str) -> String {
     }
 }
 
+/// What a checkout found out about the commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedOut {
+    /// The commit that was checked out (an annotated tag peeled to its commit).
+    pub commit: String,
+    /// Its full message.
+    pub message: String,
+    /// The files changed between `before` and the commit (both sides of a rename), when a
+    /// `before` was given and is known; `None` when it is not (a new ref, a forced push whose
+    /// old commit never reached the mirror).
+    pub changed_files: Option<Vec<String>>,
+}
+
 /// Brings `commit` into the bare mirror at `mirror` (creating it on first use), then checks
-/// its tree out into `dest`. Returns the commit id that was checked out (an annotated tag is
-/// peeled to its commit). Runs on a blocking thread.
+/// its tree out into `dest`. With `before`, also lists the files changed since it. Runs on a
+/// blocking thread.
 pub fn fetch_and_checkout(
     mirror: &Path,
     source: &GitSource,
     git_ref: &str,
     commit: &str,
+    before: Option<&str>,
     dest: &Path,
     log: &BuildLog,
-) -> Result<String, BuildError> {
+) -> Result<CheckedOut, BuildError> {
     let public_url = strip_credentials(&source.url);
     let oid = Oid::from_str(commit)
         .map_err(|_| BuildError::user(format!("{commit:?} is not a commit id")))?;
@@ -126,7 +141,38 @@ pub fn fetch_and_checkout(
             BuildError::infrastructure(format!("checkout of {commit_id} failed: {}", e.message()))
         })?;
     log.blocking_line(format!("git: checked out {commit_id}"));
-    Ok(commit_id)
+    let message = commit_object
+        .as_commit()
+        .and_then(|c| c.message().ok().map(str::to_owned))
+        .unwrap_or_default();
+    let changed_files = before.and_then(|before| changed_files(&repo, before, &tree));
+    Ok(CheckedOut {
+        commit: commit_id,
+        message,
+        changed_files,
+    })
+}
+
+/// The paths that differ between `before`'s tree and `tree`, or `None` when `before` is not
+/// in the mirror.
+fn changed_files(repo: &Repository, before: &str, tree: &git2::Tree<'_>) -> Option<Vec<String>> {
+    let old = repo
+        .find_object(Oid::from_str(before).ok()?, None)
+        .ok()?
+        .peel_to_tree()
+        .ok()?;
+    let diff = repo.diff_tree_to_tree(Some(&old), Some(tree), None).ok()?;
+    let mut files = Vec::new();
+    for delta in diff.deltas() {
+        for file in [delta.old_file(), delta.new_file()] {
+            if let Some(path) = file.path().and_then(|p| p.to_str())
+                && !files.iter().any(|f| f == path)
+            {
+                files.push(path.to_owned());
+            }
+        }
+    }
+    Some(files)
 }
 
 fn short(commit: &str) -> &str {
@@ -166,6 +212,11 @@ fn fetch(
     let mut attempts = 0;
     let auth = source.auth.clone();
     callbacks.credentials(move |_url, username_from_url, allowed| {
+        // Over SSH without a user in the URL, libgit2 first asks only for a user name, then for
+        // the key: that first question is not an attempt.
+        if allowed == CredentialType::USERNAME {
+            return credentials(&auth, username_from_url, allowed);
+        }
         // libgit2 asks again after a refused attempt; answering the same credentials forever
         // would loop, so the second request ends the fetch with an authentication error.
         attempts += 1;
@@ -178,7 +229,11 @@ fn fetch(
         }
         credentials(&auth, username_from_url, allowed)
     });
+    // libgit2 replaces the message of a refused host key with its own generic one, so the
+    // callback keeps the real reason here for the error below.
+    let host_key_refusal: Arc<Mutex<Option<String>>> = Arc::default();
     if let Some(pinned) = source.ssh_host_key.clone() {
+        let refusal = host_key_refusal.clone();
         callbacks.certificate_check(move |cert, host| {
             let Some(presented) = cert.as_hostkey().and_then(|key| key.hash_sha256()) else {
                 // Not an SSH host key (an HTTPS certificate): the usual TLS checks apply.
@@ -188,6 +243,12 @@ fn fetch(
             if presented == pinned.trim_end_matches('=') {
                 Ok(CertificateCheckStatus::CertificateOk)
             } else {
+                let reason = format!(
+                    "the SSH host key of {host} is {presented}, not the configured {pinned}"
+                );
+                *refusal
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason);
                 Err(git2::Error::new(
                     ErrorCode::Certificate,
                     ErrorClass::Ssh,
@@ -206,18 +267,31 @@ fn fetch(
         .fetch(refspecs, Some(&mut options), None)
         .map_err(|e| {
             let detail = strip_url_credentials_in(e.message(), &source.url, public_url);
+            if is_host_key_error(&e) || e.code() == ErrorCode::Certificate {
+                let reason = host_key_refusal
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+                    .unwrap_or(detail);
+                return BuildError::user(format!(
+                    "git fetch from {public_url} failed: the server's identity could not be verified ({reason}); for SSH, set git_ssh_host_key to the fingerprint `ssh-keygen -lf` shows for the server's host key"
+                ));
+            }
             match (e.code(), e.class()) {
                 (ErrorCode::Auth, _) => BuildError::user(format!(
                     "git fetch from {public_url} failed: authentication was refused ({detail})"
                 )),
                 (_, ErrorClass::Net | ErrorClass::Http | ErrorClass::Ssh | ErrorClass::Os) => {
-                    BuildError::infrastructure(format!(
-                        "git fetch from {public_url} failed: {detail}"
-                    ))
+                    BuildError::infrastructure(format!("git fetch from {public_url} failed: {detail}"))
                 }
                 _ => BuildError::user(format!("git fetch from {public_url} failed: {detail}")),
             }
         })
+}
+
+/// A refused or unknown SSH host key: libgit2 reports it with class SSH and its own wording.
+fn is_host_key_error(error: &git2::Error) -> bool {
+    error.class() == ErrorClass::Ssh && error.message().contains("hostkey")
 }
 
 /// libgit2 messages can quote the URL it was given; make sure a credential in it never leaks.
