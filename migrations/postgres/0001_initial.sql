@@ -12,6 +12,8 @@ CREATE TABLE repositories (
     -- Verification choices, kept here (not secret) so the API can warn about them.
     allow_unsigned     BOOLEAN NOT NULL DEFAULT FALSE,
     allow_legacy_sha1  BOOLEAN NOT NULL DEFAULT FALSE,
+    -- A newer push also stops running builds of the same rule and ref (queued ones always).
+    supersede_running  BOOLEAN NOT NULL DEFAULT FALSE,
     created_at  BIGINT NOT NULL,
     updated_at  BIGINT NOT NULL
 );
@@ -62,6 +64,15 @@ CREATE TABLE builds (
     tags_json         TEXT NOT NULL,
     dockerfile        TEXT NOT NULL,
     context           TEXT NOT NULL,
+    -- The rule's settings when the build was planned (build args, target, labels, cache,
+    -- path filter, skip markers), as JSON.
+    options_json      TEXT NOT NULL DEFAULT '{}',
+    -- The ref's previous commit, for the path filter's diff.
+    before_sha        TEXT,
+    -- Whether the head commit's message was checked for skip markers when planning.
+    message_checked   BOOLEAN NOT NULL DEFAULT FALSE,
+    -- Set to stop a running build: its worker sees it on the next heartbeat.
+    cancel_requested  BOOLEAN NOT NULL DEFAULT FALSE,
     status            TEXT NOT NULL DEFAULT 'queued',
     error             TEXT,
     digest            TEXT,
@@ -85,4 +96,18 @@ CREATE TABLE build_log_chunks (
     data        BYTEA NOT NULL,
     created_at  BIGINT NOT NULL,
     PRIMARY KEY (build_id, seq)
+);
+
+-- Which build last pushed each tag. A build claims a tag atomically before pushing it and may
+-- not take it from a build of a newer push to the same ref, so an older build never
+-- overwrites the tag a newer commit already pushed.
+CREATE TABLE pushed_tags (
+    image            TEXT NOT NULL,
+    tag              TEXT NOT NULL,
+    build_id         TEXT NOT NULL REFERENCES builds (id),
+    git_ref          TEXT NOT NULL,
+    commit_sha       TEXT NOT NULL,
+    build_queued_at  BIGINT NOT NULL,
+    claimed_at       BIGINT NOT NULL,
+    PRIMARY KEY (image, tag)
 );

@@ -6,14 +6,34 @@ use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::errors::Error as DockerError;
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, PushImageOptionsBuilder, TagImageOptionsBuilder,
+    BuildImageOptionsBuilder, CreateImageOptionsBuilder, PushImageOptionsBuilder,
+    TagImageOptionsBuilder,
 };
 use bytes::Bytes;
 use futures_util::StreamExt;
 use slipway_core::Secret;
 
 use crate::context::{PreparedContext, stream_context};
-use crate::{BuildError, BuildJob, BuildLog};
+use crate::{BuildError, BuildJob, BuildLog, PushGuard};
+
+/// How the engine builds: everything beyond the context and the Dockerfile.
+#[derive(Debug, Clone, Default)]
+pub struct BuildSettings {
+    pub labels: HashMap<String, String>,
+    pub build_args: HashMap<String, String>,
+    pub target: Option<String>,
+    pub no_cache: bool,
+    /// An image whose layers may be reused.
+    pub cache_from: Option<String>,
+}
+
+/// What pushing produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    /// The digest, when at least one tag was pushed.
+    pub digest: Option<String>,
+    pub withheld: Vec<(String, String)>,
+}
 
 /// Credentials for one registry host, from configuration.
 #[derive(Debug, Clone)]
@@ -59,20 +79,28 @@ impl Engine {
         &self,
         job: &BuildJob,
         prepared: &PreparedContext,
-        labels: &HashMap<String, String>,
+        settings: &BuildSettings,
         log: &BuildLog,
     ) -> Result<String, BuildError> {
         let first_tag = job
             .image
             .with_tag(job.tags.first().map_or("latest", String::as_str));
-        let options = BuildImageOptionsBuilder::new()
+        let mut options = BuildImageOptionsBuilder::new()
             .dockerfile(&prepared.dockerfile_in_tar)
             .t(&first_tag)
-            .labels(labels)
+            .labels(&settings.labels)
+            .buildargs(&settings.build_args)
+            .nocache(settings.no_cache)
             .rm(true)
             .forcerm(true)
-            .pull("")
-            .build();
+            .pull("");
+        if let Some(target) = &settings.target {
+            options = options.target(target);
+        }
+        if let Some(image) = &settings.cache_from {
+            options = options.cachefrom(&vec![image.clone()]);
+        }
+        let options = options.build();
         let (receiver, tar_task) = stream_context(prepared.clone());
         let body = tokio_stream_from(receiver);
         let mut stream = self
@@ -125,16 +153,60 @@ impl Engine {
         })
     }
 
-    /// Tags `image_id` with every tag and pushes them; returns the manifest digest. All tags
+    /// The cache source for a build with the cache on: the tag's previous image. If the engine
+    /// already has it (this worker built it), its local layer cache covers it; otherwise it is
+    /// pulled from the registry so its layers can be reused. Failing to find one is fine.
+    pub async fn cache_source(&self, job: &BuildJob, log: &BuildLog) -> Option<String> {
+        let previous = job.image.with_tag(job.tags.first()?);
+        if self.docker.inspect_image(&previous).await.is_ok() {
+            log.line(format!(
+                "cache: the engine has {previous}; its layer cache applies"
+            ))
+            .await;
+            return None;
+        }
+        let options = CreateImageOptionsBuilder::new()
+            .from_image(&job.image.to_string())
+            .tag(job.tags.first()?)
+            .build();
+        let mut stream = self
+            .docker
+            .create_image(Some(options), None, credentials(job));
+        while let Some(item) = stream.next().await {
+            if let Err(e) = item {
+                log.line(format!(
+                    "cache: no previous image to reuse ({})",
+                    describe_engine_error(&e)
+                ))
+                .await;
+                return None;
+            }
+        }
+        log.line(format!("cache: pulled {previous} to reuse its layers"))
+            .await;
+        Some(previous)
+    }
+
+    /// Tags `image_id` with every tag and pushes each one the guard lets it push. All tags
     /// name one image, so the registry reports one digest for all of them.
     pub async fn tag_and_push(
         &self,
         job: &BuildJob,
         image_id: &str,
+        guard: &dyn PushGuard,
         log: &BuildLog,
-    ) -> Result<String, BuildError> {
+    ) -> Result<Pushed, BuildError> {
         let repo = job.image.to_string();
+        let credentials = credentials(job);
+        let mut digest = None;
+        let mut withheld = Vec::new();
         for tag in &job.tags {
+            if let Some(reason) = guard.claim(tag).await? {
+                log.line(format!("push: not pushing {repo}:{tag}: {reason}"))
+                    .await;
+                withheld.push((tag.clone(), reason));
+                continue;
+            }
             let options = TagImageOptionsBuilder::new().repo(&repo).tag(tag).build();
             self.docker
                 .tag_image(image_id, Some(options))
@@ -145,15 +217,6 @@ impl Engine {
                         describe_engine_error(&e)
                     ))
                 })?;
-        }
-        let credentials = job.registry_auth.as_ref().map(|auth| DockerCredentials {
-            username: Some(auth.username.clone()),
-            password: Some(auth.password.expose().to_owned()),
-            serveraddress: Some(auth.host.clone()),
-            ..Default::default()
-        });
-        let mut digest = None;
-        for tag in &job.tags {
             log.line(format!("push: {repo}:{tag}")).await;
             let options = PushImageOptionsBuilder::new().tag(tag).build();
             let mut stream = self
@@ -179,11 +242,11 @@ impl Engine {
                     }
                 }
             }
+            if digest.is_none() {
+                digest = Some(self.repo_digest(&repo, image_id).await?);
+            }
         }
-        match digest {
-            Some(digest) => Ok(digest),
-            None => self.repo_digest(&repo, image_id).await,
-        }
+        Ok(Pushed { digest, withheld })
     }
 
     /// The image's digest in `repo`, from the engine's record of what it pushed.
@@ -203,6 +266,16 @@ impl Engine {
                 BuildError::infrastructure(format!("the push to {repo} reported no digest"))
             })
     }
+}
+
+/// The registry credentials for the job's image, in the engine's form.
+fn credentials(job: &BuildJob) -> Option<DockerCredentials> {
+    job.registry_auth.as_ref().map(|auth| DockerCredentials {
+        username: Some(auth.username.clone()),
+        password: Some(auth.password.expose().to_owned()),
+        serveraddress: Some(auth.host.clone()),
+        ..Default::default()
+    })
 }
 
 /// Adapts an mpsc receiver to a `Stream` without pulling in tokio-stream.

@@ -1,6 +1,7 @@
 //! Running one build: fetch the commit into a per-repository bare mirror, check it out into a
-//! temporary directory, confine the Dockerfile and context to the checkout, stream the context
-//! to the Docker Engine, build, tag and push every tag.
+//! temporary directory, apply the rule's last checks (skip markers, path filter), confine the
+//! Dockerfile and context to the checkout, stream the context to the Docker Engine, build,
+//! and push every tag the build may push.
 //!
 //! **Invariants:**
 //! - The clone URL and credentials come from the caller's configuration, never from a payload.
@@ -8,6 +9,8 @@
 //!   engine is called.
 //! - No shell sees any of it: git runs through git2, Docker through bollard.
 //! - The build log is streamed to a [`BuildLog`] as it is produced, never held whole.
+//! - Every tag is claimed through the [`PushGuard`] right before it is pushed, so an older
+//!   build never overwrites a tag a newer push already pushed.
 
 mod context;
 mod docker;
@@ -16,15 +19,18 @@ mod git;
 mod log;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use slipway_core::{ImageName, Secret};
+use slipway_core::filters::{BuildVariables, PathFilter, skip_marker};
+use slipway_core::{BuildOptions, ImageName, Secret};
 
 pub use context::{PreparedContext, prepare_context, stream_context};
-pub use docker::{Engine, RegistryAuth};
+pub use docker::{BuildSettings, Engine, RegistryAuth};
 pub use error::{BuildError, FailureKind};
-pub use git::{GitAuth, GitSource, fetch_and_checkout, strip_credentials};
+pub use git::{CheckedOut, GitAuth, GitSource, fetch_and_checkout, strip_credentials};
 pub use log::{BuildLog, LogReceiver};
 
 /// Everything a worker needs to run one build; assembled from the stored build and the
@@ -39,11 +45,41 @@ pub struct BuildJob {
     pub git_ref: String,
     /// The pushed commit (or annotated tag object, which is peeled to its commit).
     pub commit: String,
+    /// The ref's previous commit, for the path filter.
+    pub before: Option<String>,
+    /// Whether skip markers were already checked against the forge's copy of the message.
+    pub message_checked: bool,
     pub image: ImageName,
     pub tags: Vec<String>,
     pub dockerfile: String,
     pub context: String,
+    pub options: BuildOptions,
     pub registry_auth: Option<RegistryAuth>,
+}
+
+impl BuildJob {
+    /// `branch` or `tag`, and the short name, from the full ref.
+    fn source(&self) -> (&'static str, &str) {
+        if let Some(name) = self.git_ref.strip_prefix("refs/tags/") {
+            ("tag", name)
+        } else {
+            (
+                "branch",
+                self.git_ref
+                    .strip_prefix("refs/heads/")
+                    .unwrap_or(&self.git_ref),
+            )
+        }
+    }
+}
+
+/// Decides, right before each push, whether this build may push a tag. `Ok(Some(reason))`
+/// withholds the tag.
+pub trait PushGuard: Send + Sync {
+    fn claim<'a>(
+        &'a self,
+        tag: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<String>, BuildError>> + Send + 'a>>;
 }
 
 /// Where builds keep their files.
@@ -76,6 +112,15 @@ impl Workspace {
     }
 }
 
+/// How a build ended, when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildOutcome {
+    /// Built and pushed (some tags may have been withheld; see [`BuildOutput`]).
+    Pushed(BuildOutput),
+    /// Decided, with this reason, not to build or not to push anything.
+    Skipped(String),
+}
+
 /// What a successful build produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildOutput {
@@ -84,6 +129,8 @@ pub struct BuildOutput {
     pub image_id: String,
     /// The manifest digest the registry reported for the pushed tags.
     pub digest: String,
+    /// Tags not pushed, each with the reason.
+    pub withheld: Vec<(String, String)>,
 }
 
 /// Runs one build end to end.
@@ -91,8 +138,9 @@ pub async fn run_build(
     job: &BuildJob,
     workspace: &Workspace,
     engine: &Engine,
+    guard: &dyn PushGuard,
     log: &BuildLog,
-) -> Result<BuildOutput, BuildError> {
+) -> Result<BuildOutcome, BuildError> {
     std::fs::create_dir_all(&workspace.scratch_dir).map_err(|e| {
         BuildError::infrastructure(format!(
             "cannot create the scratch directory {}: {e}",
@@ -106,57 +154,174 @@ pub async fn run_build(
             BuildError::infrastructure(format!("cannot create a checkout directory: {e}"))
         })?;
 
-    let mirror = workspace
-        .mirrors_dir
-        .join(format!("{}.git", job.repository.replace('/', "--")));
-    let checkout_path = checkout.path().to_path_buf();
-    let (source, git_ref, commit) = (job.source.clone(), job.git_ref.clone(), job.commit.clone());
-    let git_log = log.clone();
-    let mirror_lock = workspace.mirror_lock(&mirror);
-    let guard = mirror_lock.lock().await;
-    let commit = tokio::task::spawn_blocking(move || {
-        fetch_and_checkout(
-            &mirror,
-            &source,
-            &git_ref,
-            &commit,
-            &checkout_path,
-            &git_log,
-        )
-    })
-    .await
-    .map_err(|e| BuildError::infrastructure(format!("the checkout task failed: {e}")))??;
-    drop(guard);
+    let checked_out = fetch(job, workspace, checkout.path(), log).await?;
+    match rule_checks(job, &checked_out) {
+        Checks::Skip(reason) => {
+            log.line(format!("slipway: not building: {reason}")).await;
+            return Ok(BuildOutcome::Skipped(reason));
+        }
+        Checks::Build(Some(note)) => log.line(format!("slipway: {note}")).await,
+        Checks::Build(None) => {}
+    }
 
     let prepared = prepare_context(checkout.path(), &job.context, &job.dockerfile)?;
+    let (source_type, source_name) = job.source();
+    let variables = BuildVariables {
+        source_branch: source_name.to_owned(),
+        source_commit: checked_out.commit.clone(),
+        commit_msg: checked_out.message.trim_end().to_owned(),
+        source_type: source_type.to_owned(),
+        docker_repo: job.image.to_string(),
+        docker_tag: job.tags.first().cloned().unwrap_or_default(),
+        dockerfile_path: prepared.dockerfile_relative.display().to_string(),
+    };
     log.line(format!(
         "context: {} (Dockerfile {})",
         display_or_root(&prepared.context_relative),
         prepared.dockerfile_relative.display()
     ))
     .await;
+    let mut build_args: HashMap<String, String> = variables
+        .pairs()
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+    for (name, value) in &job.options.build_args {
+        build_args.insert(name.clone(), variables.expand(value));
+    }
+    let mut shown: Vec<String> = build_args
+        .iter()
+        .map(|(name, value)| format!("{name}={value:?}"))
+        .collect();
+    shown.sort();
+    log.line(format!("build args: {}", shown.join(" "))).await;
 
-    let labels = HashMap::from([
-        (
-            "org.opencontainers.image.revision".to_owned(),
-            commit.clone(),
-        ),
-        (
-            "org.opencontainers.image.source".to_owned(),
-            strip_credentials(&job.source.url),
-        ),
-        ("org.opencontainers.image.created".to_owned(), now_rfc3339()),
-    ]);
-    let image_id = engine.build(job, &prepared, &labels, log).await?;
-    let digest = engine.tag_and_push(job, &image_id, log).await?;
-    log.line(format!("pushed {} tag(s), digest {digest}", job.tags.len()))
-        .await;
+    let mut labels: HashMap<String, String> = job
+        .options
+        .labels
+        .iter()
+        .map(|(key, value)| (key.clone(), variables.expand(value)))
+        .collect();
+    // Slipway's own labels come last so that no rule can make an image lie about its origin.
+    labels.insert(
+        "org.opencontainers.image.revision".to_owned(),
+        checked_out.commit.clone(),
+    );
+    labels.insert(
+        "org.opencontainers.image.source".to_owned(),
+        strip_credentials(&job.source.url),
+    );
+    labels.insert("org.opencontainers.image.created".to_owned(), now_rfc3339());
+
+    let cache_from = if job.options.cache {
+        engine.cache_source(job, log).await
+    } else {
+        None
+    };
+    if !job.options.cache {
+        log.line("cache: off for this rule; building every step")
+            .await;
+    }
+    let settings = BuildSettings {
+        labels,
+        build_args,
+        target: job.options.target.clone(),
+        no_cache: !job.options.cache,
+        cache_from,
+    };
+    let image_id = engine.build(job, &prepared, &settings, log).await?;
+    let pushed = engine.tag_and_push(job, &image_id, guard, log).await?;
     drop(checkout);
-    Ok(BuildOutput {
-        commit,
-        image_id,
-        digest,
+    match pushed.digest {
+        Some(digest) => {
+            log.line(format!(
+                "pushed {} tag(s), digest {digest}",
+                job.tags.len() - pushed.withheld.len()
+            ))
+            .await;
+            Ok(BuildOutcome::Pushed(BuildOutput {
+                commit: checked_out.commit,
+                image_id,
+                digest,
+                withheld: pushed.withheld,
+            }))
+        }
+        None => {
+            let reasons: Vec<String> = pushed
+                .withheld
+                .iter()
+                .map(|(tag, why)| format!("{tag}: {why}"))
+                .collect();
+            Ok(BuildOutcome::Skipped(format!(
+                "built but not pushed: {}",
+                reasons.join("; ")
+            )))
+        }
+    }
+}
+
+/// Fetches and checks out the commit, holding the mirror's lock.
+async fn fetch(
+    job: &BuildJob,
+    workspace: &Workspace,
+    dest: &std::path::Path,
+    log: &BuildLog,
+) -> Result<CheckedOut, BuildError> {
+    let mirror = workspace
+        .mirrors_dir
+        .join(format!("{}.git", job.repository.replace('/', "--")));
+    let wants_diff = !job.options.paths.is_empty() || !job.options.ignore_paths.is_empty();
+    let (source, git_ref, commit) = (job.source.clone(), job.git_ref.clone(), job.commit.clone());
+    let before = job.before.clone().filter(|_| wants_diff);
+    let (dest, git_log) = (dest.to_path_buf(), log.clone());
+    let mirror_lock = workspace.mirror_lock(&mirror);
+    let _guard = mirror_lock.lock().await;
+    tokio::task::spawn_blocking(move || {
+        fetch_and_checkout(
+            &mirror,
+            &source,
+            &git_ref,
+            &commit,
+            before.as_deref(),
+            &dest,
+            &git_log,
+        )
     })
+    .await
+    .map_err(|e| BuildError::infrastructure(format!("the checkout task failed: {e}")))?
+}
+
+/// The result of the rule's checks that need the commit itself.
+enum Checks {
+    /// Build; the note says what the path filter found, if there is one.
+    Build(Option<String>),
+    Skip(String),
+}
+
+/// Skip markers (when the forge sent no message to check at planning time) and the path
+/// filter over the pushed diff.
+fn rule_checks(job: &BuildJob, checked_out: &CheckedOut) -> Checks {
+    if !job.message_checked
+        && let Some(marker) = skip_marker(&checked_out.message, &job.options.skip_message)
+    {
+        return Checks::Skip(format!("the head commit's message contains {marker:?}"));
+    }
+    let filter = match PathFilter::new(&job.options.paths, &job.options.ignore_paths) {
+        Ok(filter) if !filter.is_empty() => filter,
+        // An invalid filter cannot reach here (the configuration is checked at load); no
+        // filter means nothing to check.
+        _ => return Checks::Build(None),
+    };
+    match &checked_out.changed_files {
+        None => Checks::Build(Some(
+            "the path filter does not apply: the ref's previous commit is unknown (a new ref, or a forced push); building"
+                .to_owned(),
+        )),
+        Some(changed) => {
+            let decision = filter.decide(changed);
+            if decision.build { Checks::Build(Some(decision.reason)) } else { Checks::Skip(decision.reason) }
+        }
+    }
 }
 
 fn display_or_root(path: &std::path::Path) -> String {

@@ -36,8 +36,10 @@ impl FromStr for BuildId {
     }
 }
 
-/// Where a build is in its life. `Queued → Running → Succeeded | Failed`; `Cancelled` from
-/// either of the first two. A running build whose worker is lost goes back to `Queued`.
+/// Where a build is in its life. `Queued → Running → Succeeded | Failed | Skipped`;
+/// `Cancelled` from either of the first two. `Skipped` means the build decided, with a reason,
+/// not to build or push (a path filter, a skip marker, a newer build owning the tag). A running
+/// build whose worker is lost goes back to `Queued`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BuildStatus {
@@ -46,15 +48,17 @@ pub enum BuildStatus {
     Succeeded,
     Failed,
     Cancelled,
+    Skipped,
 }
 
 impl BuildStatus {
-    pub const ALL: [BuildStatus; 5] = [
+    pub const ALL: [BuildStatus; 6] = [
         BuildStatus::Queued,
         BuildStatus::Running,
         BuildStatus::Succeeded,
         BuildStatus::Failed,
         BuildStatus::Cancelled,
+        BuildStatus::Skipped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +68,7 @@ impl BuildStatus {
             BuildStatus::Succeeded => "succeeded",
             BuildStatus::Failed => "failed",
             BuildStatus::Cancelled => "cancelled",
+            BuildStatus::Skipped => "skipped",
         }
     }
 
@@ -71,7 +76,10 @@ impl BuildStatus {
     pub fn is_finished(self) -> bool {
         matches!(
             self,
-            BuildStatus::Succeeded | BuildStatus::Failed | BuildStatus::Cancelled
+            BuildStatus::Succeeded
+                | BuildStatus::Failed
+                | BuildStatus::Cancelled
+                | BuildStatus::Skipped
         )
     }
 }

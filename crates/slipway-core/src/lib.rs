@@ -8,6 +8,7 @@
 pub mod build;
 pub mod dockerignore;
 pub mod event;
+pub mod filters;
 pub mod image;
 pub mod paths;
 pub mod plan;
@@ -18,7 +19,7 @@ pub mod secret;
 pub use build::{BuildId, BuildStatus};
 pub use event::{CommitId, GitRef, PushEvent, RefKind};
 pub use image::ImageName;
-pub use plan::{BuildPlan, RuleDecision, plan_builds};
+pub use plan::{BuildOptions, BuildPlan, PlanTrigger, RuleDecision, plan_builds};
 pub use repo::{Provider, RepositoryName};
 pub use rule::{BuildRule, SourcePattern};
 pub use secret::Secret;

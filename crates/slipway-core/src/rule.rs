@@ -1,5 +1,6 @@
 //! Build rules with Docker Hub's semantics: which refs build, and which tags they produce.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use regex::Regex;
@@ -29,6 +30,38 @@ pub struct BuildRule {
     /// When false, pushes do not build this rule (manual builds and triggers still do).
     #[serde(default = "default_true")]
     pub autobuild: bool,
+    /// True: keep the engine's layer cache and use the tag's previous image as a cache source;
+    /// false: build with no cache.
+    #[serde(default = "default_true")]
+    pub cache: bool,
+    /// Build arguments; values may use the build variables as `${SOURCE_COMMIT}` etc.
+    #[serde(default)]
+    pub build_args: BTreeMap<String, String>,
+    /// The multi-stage target to build.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Extra image labels; values may use the build variables.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Build only when the push changed a file matching one of these globs.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Changed files matching these globs do not count.
+    #[serde(default)]
+    pub ignore_paths: Vec<String>,
+    /// Markers that, found in the head commit's message (any case), skip the build.
+    #[serde(default = "default_skip_messages")]
+    pub skip_message: Vec<String>,
+    /// Replace characters a Docker tag cannot hold with `-` instead of failing the rule.
+    #[serde(default)]
+    pub sanitize_tags: bool,
+}
+
+fn default_skip_messages() -> Vec<String> {
+    crate::filters::DEFAULT_SKIP_MESSAGES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
 }
 
 fn default_tags() -> TagTemplate {
@@ -57,7 +90,32 @@ impl BuildRule {
             dockerfile: default_dockerfile(),
             context: default_context(),
             autobuild: true,
+            cache: true,
+            build_args: BTreeMap::new(),
+            target: None,
+            labels: BTreeMap::new(),
+            paths: Vec::new(),
+            ignore_paths: Vec::new(),
+            skip_message: default_skip_messages(),
+            sanitize_tags: false,
         }
+    }
+
+    /// Checks what serde cannot: path globs, build-arg names and the variables used in values,
+    /// label keys. Called when the configuration is loaded, so a bad rule stops the start.
+    pub fn validate(&self) -> Result<(), String> {
+        crate::filters::PathFilter::new(&self.paths, &self.ignore_paths)?;
+        crate::filters::check_build_args("build_args", &self.build_args)?;
+        for (key, value) in &self.labels {
+            if key.trim().is_empty() {
+                return Err("labels: a label key must not be empty".to_owned());
+            }
+            crate::filters::check_variables(&format!("labels.{key}"), value)?;
+        }
+        if self.target.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err("target must not be empty when given".to_owned());
+        }
+        Ok(())
     }
 
     /// A one-line description for logs and "why did nothing build" answers.
@@ -80,7 +138,8 @@ impl BuildRule {
         captures: &[String],
         commit: &CommitId,
     ) -> Result<Vec<String>, String> {
-        self.tags.render(&git_ref.name, captures, commit)
+        self.tags
+            .render(&git_ref.name, captures, commit, self.sanitize_tags)
     }
 }
 
@@ -183,13 +242,14 @@ impl TagTemplate {
         })
     }
 
-    /// Renders every tag, checks each against Docker's tag grammar and drops duplicates while
-    /// keeping the written order.
+    /// Renders every tag, checks each against Docker's tag grammar (or, with `sanitize`,
+    /// replaces what the grammar forbids) and drops duplicates while keeping the written order.
     pub fn render(
         &self,
         sourceref: &str,
         captures: &[String],
         commit: &CommitId,
+        sanitize: bool,
     ) -> Result<Vec<String>, String> {
         let mut tags: Vec<String> = Vec::new();
         for pieces in &self.parts {
@@ -204,6 +264,9 @@ impl TagTemplate {
                     Piece::Commit => tag.push_str(commit.as_str()),
                     Piece::CommitShort => tag.push_str(commit.short()),
                 }
+            }
+            if sanitize {
+                tag = sanitize_docker_tag(&tag)?;
             }
             validate_docker_tag(&tag)?;
             if !tags.contains(&tag) {
@@ -244,6 +307,29 @@ fn parse_one_template(template: &str) -> Result<Vec<Piece>, String> {
         pieces.push(Piece::Literal(rest.to_owned()));
     }
     Ok(pieces)
+}
+
+/// Makes `tag` fit Docker's grammar: characters outside it become `-`, a first character that
+/// may not start a tag becomes `_`, and the result is cut at 128 characters.
+pub fn sanitize_docker_tag(tag: &str) -> Result<String, String> {
+    let mut out: String = tag
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(128)
+        .collect();
+    if out.starts_with(['.', '-']) {
+        out.replace_range(..1, "_");
+    }
+    if out.is_empty() {
+        return Err(format!("rendered tag {tag:?} is empty"));
+    }
+    Ok(out)
 }
 
 /// Docker's tag grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
@@ -351,7 +437,9 @@ tags = "{\\1},latest""#,
             "{sourceref}-{commit_short}, sha-{commit}, {sourceref}-{commit_short}",
         )
         .expect("valid");
-        let tags = template.render("main", &[], &commit()).expect("renders");
+        let tags = template
+            .render("main", &[], &commit(), false)
+            .expect("renders");
         assert_eq!(
             tags,
             vec!["main-0123456789ab".to_owned(), format!("sha-{}", commit())]
@@ -369,9 +457,46 @@ tags = "{\\1},latest""#,
         assert!(TagTemplate::parse("{\\0}").is_err());
         let template = TagTemplate::parse("{sourceref}").expect("valid");
         let err = template
-            .render("feature/x", &[], &commit())
+            .render("feature/x", &[], &commit(), false)
             .expect_err("slash is not a tag char");
         assert!(err.contains("\"feature/x\""), "{err}");
+        assert_eq!(
+            template.render("feature/x", &[], &commit(), true),
+            Ok(vec!["feature-x".to_owned()])
+        );
+        assert_eq!(
+            template.render("-weird name!", &[], &commit(), true),
+            Ok(vec!["_weird-name-".to_owned()])
+        );
+    }
+
+    #[test]
+    fn rule_extensions_parse_and_validate() {
+        let parsed = rule(
+            r#"source_type = "branch"
+source = "main"
+build_args = { VERSION = "${SOURCE_COMMIT}", MODE = "release" }
+target = "runtime"
+labels = { "org.example.team" = "web" }
+paths = ["services/web/**"]
+ignore_paths = ["**/*.md"]
+skip_message = ["[no build]"]
+cache = false"#,
+        );
+        assert!(parsed.validate().is_ok());
+        assert_eq!(parsed.target.as_deref(), Some("runtime"));
+        assert!(!parsed.cache);
+        assert_eq!(parsed.skip_message, vec!["[no build]".to_owned()]);
+        let mut bad = parsed.clone();
+        bad.build_args.insert("X".into(), "${NOPE}".into());
+        assert!(
+            bad.validate()
+                .expect_err("unknown variable")
+                .contains("${NOPE}")
+        );
+        let mut bad = parsed;
+        bad.paths = vec!["a/[".into()];
+        assert!(bad.validate().is_err());
     }
 
     #[test]

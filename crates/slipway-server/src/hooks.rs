@@ -10,13 +10,14 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use slipway_core::PlanTrigger;
 use slipway_core::plan::{PushPlan, RuleDecision, plan_builds};
 use slipway_forge::{
     VerifyPolicy, WebhookEvent, body_fingerprint, check_provider, forge_for, replayable_headers,
 };
 use slipway_store::{
     BuildPlacement, DeliveryAnswer, NewBuild, NewDelivery, RecordOutcome, RepositoryRecord,
-    now_millis,
+    Supersede, now_millis,
 };
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -314,7 +315,7 @@ fn plan_event(
         WebhookEvent::Push(events) => {
             let plans: Vec<PushPlan> = events
                 .iter()
-                .map(|event| plan_builds(&repository.rules, event))
+                .map(|event| plan_builds(&repository.rules, event, PlanTrigger::Push))
                 .collect();
             let builds: Vec<NewBuild> = plans
                 .iter()
@@ -324,6 +325,13 @@ fn plan_event(
                     image: repository.image.to_string(),
                     plan: plan.clone(),
                     trigger: trigger.to_owned(),
+                    // A push makes older unfinished builds of its rule and ref obsolete; a
+                    // redelivery replays an old push and must not cancel newer work.
+                    supersedes: match (trigger, repository.supersede_running) {
+                        ("push", true) => Supersede::QueuedAndRunning,
+                        ("push", false) => Supersede::Queued,
+                        _ => Supersede::Nothing,
+                    },
                 })
                 .collect();
             let summary = plans

@@ -37,6 +37,7 @@ async fn harness() -> Harness {
             rules: vec![BuildRule::default_rule(), tag_rule],
             allow_unsigned: false,
             allow_legacy_sha1: false,
+            supersede_running: false,
         }])
         .await
         .expect("sync");
@@ -515,6 +516,7 @@ async fn unsigned_deliveries_only_where_the_repository_opts_out_and_then_with_a_
             rules: repo.rules.clone(),
             allow_unsigned: true,
             allow_legacy_sha1: false,
+            supersede_running: false,
         }])
         .await
         .expect("opt out");

@@ -201,10 +201,10 @@ impl Store {
             for spec in specs {
                 sqlx::query(
                     "INSERT INTO repositories (id, name, provider, git_url, image, rules_json, enabled,
-                         allow_unsigned, allow_legacy_sha1, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, TRUE, $8, $9, $7, $7)
+                         allow_unsigned, allow_legacy_sha1, supersede_running, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, TRUE, $8, $9, $10, $7, $7)
                      ON CONFLICT (name) DO UPDATE SET provider = $3, git_url = $4, image = $5,
-                         rules_json = $6, enabled = TRUE, allow_unsigned = $8, allow_legacy_sha1 = $9,
+                         rules_json = $6, enabled = TRUE, allow_unsigned = $8, allow_legacy_sha1 = $9, supersede_running = $10,
                          updated_at = $7",
                 )
                 .bind(Uuid::now_v7().to_string())
@@ -216,6 +216,7 @@ impl Store {
                 .bind(now)
                 .bind(spec.allow_unsigned)
                 .bind(spec.allow_legacy_sha1)
+                .bind(spec.supersede_running)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -242,7 +243,7 @@ impl Store {
     pub async fn repository_by_name(&self, name: &str) -> Result<Option<RepositoryRecord>> {
         let row: Option<RepositoryRow> = with_pool!(self, read, |pool| {
             sqlx::query_as(
-                "SELECT id, name, provider, git_url, image, rules_json, enabled, allow_unsigned, allow_legacy_sha1
+                "SELECT id, name, provider, git_url, image, rules_json, enabled, allow_unsigned, allow_legacy_sha1, supersede_running
                  FROM repositories WHERE name = $1",
             )
             .bind(name)
@@ -293,8 +294,9 @@ impl Store {
                 for build in builds {
                     let created: Option<(String,)> = sqlx::query_as(
                         "INSERT INTO builds (id, repository_id, delivery_id, trigger, dedupe_key, rule_index, git_ref,
-                             commit_sha, image, tags_json, dockerfile, context, status, queued_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'queued', $13)
+                             commit_sha, image, tags_json, dockerfile, context, status, queued_at, options_json,
+                             before_sha, message_checked)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'queued', $13, $14, $15, $16)
                          ON CONFLICT (repository_id, dedupe_key) DO NOTHING
                          RETURNING id",
                     )
@@ -311,13 +313,19 @@ impl Store {
                     .bind(&build.plan.dockerfile)
                     .bind(&build.plan.context)
                     .bind(delivery.received_at)
+                    .bind(serde_json::to_string(&build.plan.options).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+                    .bind(build.plan.before.as_ref().map(|c| c.as_str().to_owned()))
+                    .bind(build.plan.message_checked)
                     .fetch_optional(&mut *tx)
                     .await?;
                     let placement = match created {
-                        Some(_) => BuildPlacement {
-                            id: build.id,
-                            created: true,
-                        },
+                        Some(_) => {
+                            supersede!(&mut *tx, delivery, build);
+                            BuildPlacement {
+                                id: build.id,
+                                created: true,
+                            }
+                        }
                         None => {
                             let (existing,): (String,) = sqlx::query_as(
                                 "SELECT id FROM builds WHERE repository_id = $1 AND dedupe_key = $2",
@@ -533,21 +541,66 @@ impl Store {
         }
     }
 
-    /// Extends the lease of a running build; false if `owner` no longer holds it.
-    pub async fn heartbeat(&self, id: Uuid, owner: &str, lease: Duration) -> Result<bool> {
+    /// Extends the lease of a running build, and says whether someone asked it to stop.
+    pub async fn heartbeat(&self, id: Uuid, owner: &str, lease: Duration) -> Result<Lease> {
         let expires = now_millis().saturating_add(duration_millis(lease));
-        let affected = with_pool!(self, write, |pool| {
-            sqlx::query(
-                "UPDATE builds SET lease_expires_at = $3 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+        let row: Option<(bool,)> = with_pool!(self, write, |pool| {
+            sqlx::query_as(
+                "UPDATE builds SET lease_expires_at = $3 WHERE id = $1 AND lease_owner = $2 AND status = 'running'
+                 RETURNING cancel_requested",
             )
             .bind(id.to_string())
             .bind(owner)
             .bind(expires)
-            .execute(pool)
+            .fetch_optional(pool)
             .await?
-            .rows_affected()
         });
-        Ok(affected == 1)
+        Ok(match row {
+            None => Lease::Lost,
+            Some((true,)) => Lease::CancelRequested,
+            Some((false,)) => Lease::Held,
+        })
+    }
+
+    /// Claims `tag` of `image` for `build` before it is pushed. The claim is refused when a
+    /// build of a newer push to the same ref holds it, so an older build never overwrites it.
+    /// A build for another ref may take the tag (the last push wins, as with `latest`).
+    pub async fn claim_tag(&self, build: &BuildRecord, tag: &str) -> Result<TagClaim> {
+        let claimed: Option<(String,)> = with_pool!(self, write, |pool| {
+            sqlx::query_as(
+                "INSERT INTO pushed_tags (image, tag, build_id, git_ref, commit_sha, build_queued_at, claimed_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (image, tag) DO UPDATE SET build_id = excluded.build_id, git_ref = excluded.git_ref,
+                     commit_sha = excluded.commit_sha, build_queued_at = excluded.build_queued_at,
+                     claimed_at = excluded.claimed_at
+                 WHERE NOT (pushed_tags.git_ref = excluded.git_ref
+                            AND pushed_tags.build_queued_at > excluded.build_queued_at)
+                 RETURNING build_id",
+            )
+            .bind(&build.image)
+            .bind(tag)
+            .bind(build.id.to_string())
+            .bind(&build.git_ref)
+            .bind(&build.commit)
+            .bind(build.queued_at)
+            .bind(now_millis())
+            .fetch_optional(pool)
+            .await?
+        });
+        if claimed.is_some() {
+            return Ok(TagClaim::Claimed);
+        }
+        let (holder, commit): (String, String) = with_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT build_id, commit_sha FROM pushed_tags WHERE image = $1 AND tag = $2",
+            )
+            .bind(&build.image)
+            .bind(tag)
+            .fetch_one(pool)
+            .await?
+        });
+        let build_id = Uuid::parse_str(&holder).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(TagClaim::HeldByNewer { build_id, commit })
     }
 
     /// Records the end of a running build; false if `owner` no longer holds its lease (the
@@ -664,12 +717,46 @@ impl Store {
 macro_rules! build_select {
     () => {
         "SELECT b.id, r.name AS repository, b.repository_id, b.delivery_id, b.trigger, b.git_ref, b.commit_sha, b.image,
-            b.tags_json, b.dockerfile, b.context, b.status, b.error, b.digest, b.queued_at, b.started_at,
+            b.tags_json, b.dockerfile, b.context, b.options_json, b.before_sha, b.message_checked, b.rule_index,
+            b.cancel_requested, b.status, b.error, b.digest, b.queued_at, b.started_at,
             b.finished_at, b.attempts
          FROM builds b JOIN repositories r ON r.id = b.repository_id"
     };
 }
 use build_select;
+
+/// Cancels the queued builds that `$build` (just inserted for `$delivery`) makes obsolete: the
+/// same repository, rule and ref, older. With `QueuedAndRunning`, running ones are asked to
+/// stop as well; their workers see it on the next heartbeat.
+macro_rules! supersede {
+    ($executor:expr, $delivery:expr, $build:expr) => {{
+        let build: &NewBuild = $build;
+        let delivery: &NewDelivery = $delivery;
+        if build.supersedes != Supersede::Nothing {
+            let reason = format!("superseded by build {} for the newer commit {}", build.id, build.plan.commit.short());
+            let running = build.supersedes == Supersede::QueuedAndRunning;
+            sqlx::query(
+                "UPDATE builds SET
+                     status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+                     finished_at = CASE WHEN status = 'queued' THEN $6 ELSE finished_at END,
+                     cancel_requested = CASE WHEN status = 'running' THEN TRUE ELSE cancel_requested END,
+                     error = $5
+                 WHERE repository_id = $1 AND rule_index = $2 AND git_ref = $3 AND id <> $4
+                   AND (status = 'queued' OR (status = 'running' AND $7))",
+            )
+            .bind(delivery.repository_id.map(|id| id.to_string()))
+            .bind(i64::try_from(build.plan.rule_index).unwrap_or(i64::MAX))
+            .bind(build.plan.git_ref.full())
+            .bind(build.id.to_string())
+            .bind(reason)
+            .bind(delivery.received_at)
+            .bind(running)
+            .execute($executor)
+            .await?;
+        }
+    }};
+}
+use supersede;
 
 /// The columns of a [`DeliveryRecord`].
 macro_rules! delivery_select {

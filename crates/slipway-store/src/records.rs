@@ -1,7 +1,9 @@
 //! The store's rows and the types it hands out. Rows are private; records are what callers
 //! see, with the stored text already parsed into domain types.
 
-use slipway_core::{BuildPlan, BuildRule, BuildStatus, ImageName, Provider, RepositoryName};
+use slipway_core::{
+    BuildOptions, BuildPlan, BuildRule, BuildStatus, ImageName, Provider, RepositoryName,
+};
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -17,6 +19,7 @@ pub struct RepositorySpec {
     pub rules: Vec<BuildRule>,
     pub allow_unsigned: bool,
     pub allow_legacy_sha1: bool,
+    pub supersede_running: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -30,6 +33,7 @@ pub struct RepositoryRecord {
     pub enabled: bool,
     pub allow_unsigned: bool,
     pub allow_legacy_sha1: bool,
+    pub supersede_running: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -43,6 +47,7 @@ pub(crate) struct RepositoryRow {
     enabled: bool,
     allow_unsigned: bool,
     allow_legacy_sha1: bool,
+    supersede_running: bool,
 }
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
@@ -69,6 +74,7 @@ impl TryFrom<RepositoryRow> for RepositoryRecord {
             enabled: row.enabled,
             allow_unsigned: row.allow_unsigned,
             allow_legacy_sha1: row.allow_legacy_sha1,
+            supersede_running: row.supersede_running,
         })
     }
 }
@@ -107,8 +113,20 @@ pub struct NewBuild {
     pub id: Uuid,
     pub image: String,
     pub plan: BuildPlan,
-    /// What started it: `push`, `redelivery`.
+    /// What started it: `push`, `redelivery`, `trigger`.
     pub trigger: String,
+    /// Which earlier builds of the same rule and ref this one makes obsolete.
+    pub supersedes: Supersede,
+}
+
+/// What a new build does to earlier, unfinished builds of the same rule and ref.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Supersede {
+    Nothing,
+    /// Queued builds are cancelled.
+    Queued,
+    /// Queued builds are cancelled and running ones asked to stop.
+    QueuedAndRunning,
 }
 
 impl NewBuild {
@@ -231,6 +249,11 @@ pub struct BuildRecord {
     pub tags: Vec<String>,
     pub dockerfile: String,
     pub context: String,
+    pub options: BuildOptions,
+    pub before: Option<String>,
+    pub message_checked: bool,
+    pub rule_index: i64,
+    pub cancel_requested: bool,
     pub status: BuildStatus,
     pub error: Option<String>,
     pub digest: Option<String>,
@@ -253,6 +276,11 @@ pub(crate) struct BuildRow {
     tags_json: String,
     dockerfile: String,
     context: String,
+    options_json: String,
+    before_sha: Option<String>,
+    message_checked: bool,
+    rule_index: i64,
+    cancel_requested: bool,
     status: String,
     error: Option<String>,
     digest: Option<String>,
@@ -280,6 +308,12 @@ impl TryFrom<BuildRow> for BuildRecord {
             tags: serde_json::from_str(&row.tags_json).map_err(|e| corrupt("tags", e))?,
             dockerfile: row.dockerfile,
             context: row.context,
+            options: serde_json::from_str(&row.options_json)
+                .map_err(|e| corrupt("build options", e))?,
+            before: row.before_sha,
+            message_checked: row.message_checked,
+            rule_index: row.rule_index,
+            cancel_requested: row.cancel_requested,
             status: row.status.parse().map_err(|e| corrupt("status", e))?,
             error: row.error,
             digest: row.digest,
@@ -303,4 +337,26 @@ pub struct BuildResult {
 pub struct LogChunk {
     pub seq: i64,
     pub data: Vec<u8>,
+}
+
+/// The answer to a running build's heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// The worker still owns the build.
+    Held,
+    /// The worker still owns it, but someone asked the build to stop.
+    CancelRequested,
+    /// Another worker (or the reaper) has it now.
+    Lost,
+}
+
+/// The answer to a claim on a tag before pushing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagClaim {
+    Claimed,
+    /// A build of a newer push to the same ref already pushed the tag.
+    HeldByNewer {
+        build_id: Uuid,
+        commit: String,
+    },
 }

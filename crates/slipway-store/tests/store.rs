@@ -6,8 +6,8 @@ use std::time::Duration;
 use slipway_core::plan::BuildPlan;
 use slipway_core::{BuildRule, BuildStatus, GitRef};
 use slipway_store::{
-    BuildPlacement, BuildResult, DeliveryAnswer, NewBuild, NewDelivery, RecordOutcome,
-    RepositorySpec, Store, now_millis,
+    BuildPlacement, BuildResult, DeliveryAnswer, Lease, NewBuild, NewDelivery, RecordOutcome,
+    RepositorySpec, Store, Supersede, TagClaim, now_millis,
 };
 use uuid::Uuid;
 
@@ -72,6 +72,8 @@ on_both_backends!(
     one_build_per_rule_ref_and_commit_across_deliveries,
     refused_deliveries_are_logged_without_blocking_the_real_one,
     deliveries_page_newest_first_and_retention_purges,
+    newer_pushes_supersede_older_builds_of_the_same_rule_and_ref,
+    an_older_build_cannot_take_a_tag_from_a_newer_one,
 );
 
 fn spec(name: &str) -> RepositorySpec {
@@ -83,6 +85,7 @@ fn spec(name: &str) -> RepositorySpec {
         rules: vec![BuildRule::default_rule()],
         allow_unsigned: false,
         allow_legacy_sha1: false,
+        supersede_running: false,
     }
 }
 
@@ -138,6 +141,7 @@ fn build_for(commit: &str) -> NewBuild {
         id: Uuid::now_v7(),
         image: "127.0.0.1:5000/acme/web".to_owned(),
         trigger: "push".to_owned(),
+        supersedes: Supersede::Nothing,
         plan: BuildPlan {
             rule_index: 0,
             git_ref: GitRef::parse("refs/heads/main").expect("ref"),
@@ -145,6 +149,9 @@ fn build_for(commit: &str) -> NewBuild {
             tags: vec!["latest".to_owned(), "1.0".to_owned()],
             dockerfile: "Dockerfile".to_owned(),
             context: "/".to_owned(),
+            before: None,
+            message_checked: true,
+            options: Default::default(),
         },
     }
 }
@@ -299,11 +306,12 @@ async fn claims_are_exclusive_and_owner_guarded(store: Store) {
             .expect("finish"),
         "only the owner may finish"
     );
-    assert!(
-        !store
+    assert_eq!(
+        store
             .heartbeat(id, "intruder", Duration::from_secs(60))
             .await
-            .expect("heartbeat")
+            .expect("heartbeat"),
+        Lease::Lost
     );
     // Find the owner by trying each worker id; exactly one succeeds.
     let mut finished = 0;
@@ -550,5 +558,147 @@ async fn deliveries_page_newest_first_and_retention_purges(store: Store) {
             .expect("query")
             .expect("recent")
             .has_body
+    );
+}
+
+async fn newer_pushes_supersede_older_builds_of_the_same_rule_and_ref(store: Store) {
+    let repo = repository(&store, "acme/web").await;
+    let superseding = |commit: &str, how| NewBuild {
+        supersedes: how,
+        ..build_for(commit)
+    };
+    let running = superseding(&"a".repeat(40), Supersede::Queued);
+    record(
+        &store,
+        &delivery(repo, "s-1"),
+        std::slice::from_ref(&running),
+    )
+    .await;
+    store
+        .claim_build("w", Duration::from_secs(60))
+        .await
+        .expect("claim")
+        .expect("claimed");
+    let queued = superseding(&"b".repeat(40), Supersede::Queued);
+    record(
+        &store,
+        &delivery(repo, "s-2"),
+        std::slice::from_ref(&queued),
+    )
+    .await;
+    let newest = superseding(&"c".repeat(40), Supersede::Queued);
+    record(
+        &store,
+        &delivery(repo, "s-3"),
+        std::slice::from_ref(&newest),
+    )
+    .await;
+
+    let cancelled = store
+        .build(queued.id)
+        .await
+        .expect("query")
+        .expect("exists");
+    assert_eq!(cancelled.status, BuildStatus::Cancelled);
+    assert_eq!(
+        cancelled.error.as_deref(),
+        Some(
+            format!(
+                "superseded by build {} for the newer commit cccccccccccc",
+                newest.id
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(
+        store
+            .build(newest.id)
+            .await
+            .expect("query")
+            .expect("exists")
+            .status,
+        BuildStatus::Queued
+    );
+    // A running build is left alone unless the repository asks for it.
+    assert_eq!(
+        store
+            .heartbeat(running.id, "w", Duration::from_secs(60))
+            .await
+            .expect("beat"),
+        Lease::Held
+    );
+    let stopper = superseding(&"d".repeat(40), Supersede::QueuedAndRunning);
+    record(
+        &store,
+        &delivery(repo, "s-4"),
+        std::slice::from_ref(&stopper),
+    )
+    .await;
+    assert_eq!(
+        store
+            .heartbeat(running.id, "w", Duration::from_secs(60))
+            .await
+            .expect("beat"),
+        Lease::CancelRequested
+    );
+    // Another ref is not superseded.
+    let mut other_ref = superseding(&"e".repeat(40), Supersede::QueuedAndRunning);
+    other_ref.plan.git_ref = GitRef::parse("refs/heads/dev").expect("ref");
+    record(
+        &store,
+        &delivery(repo, "s-5"),
+        std::slice::from_ref(&other_ref),
+    )
+    .await;
+    assert_eq!(
+        store
+            .build(stopper.id)
+            .await
+            .expect("query")
+            .expect("exists")
+            .status,
+        BuildStatus::Queued
+    );
+}
+
+async fn an_older_build_cannot_take_a_tag_from_a_newer_one(store: Store) {
+    let repo = repository(&store, "acme/web").await;
+    let older = build_for(&"1".repeat(40));
+    record(&store, &delivery(repo, "t-1"), std::slice::from_ref(&older)).await;
+    let newer = build_for(&"2".repeat(40));
+    let mut newer_delivery = delivery(repo, "t-2");
+    newer_delivery.received_at += 10;
+    record(&store, &newer_delivery, std::slice::from_ref(&newer)).await;
+    let older = store.build(older.id).await.expect("query").expect("exists");
+    let newer = store.build(newer.id).await.expect("query").expect("exists");
+
+    assert_eq!(
+        store.claim_tag(&newer, "latest").await.expect("claim"),
+        TagClaim::Claimed
+    );
+    assert_eq!(
+        store.claim_tag(&older, "latest").await.expect("claim"),
+        TagClaim::HeldByNewer {
+            build_id: newer.id,
+            commit: "2".repeat(40)
+        }
+    );
+    // A tag the newer build did not push is free, and the newer build may claim again.
+    assert_eq!(
+        store.claim_tag(&older, "1.0").await.expect("claim"),
+        TagClaim::Claimed
+    );
+    assert_eq!(
+        store.claim_tag(&newer, "1.0").await.expect("claim"),
+        TagClaim::Claimed
+    );
+    // A build of another ref may take the tag: the last push wins there.
+    let mut other = build_for(&"3".repeat(40));
+    other.plan.git_ref = GitRef::parse("refs/tags/v1").expect("ref");
+    record(&store, &delivery(repo, "t-3"), std::slice::from_ref(&other)).await;
+    let other = store.build(other.id).await.expect("query").expect("exists");
+    assert_eq!(
+        store.claim_tag(&other, "latest").await.expect("claim"),
+        TagClaim::Claimed
     );
 }

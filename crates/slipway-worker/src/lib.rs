@@ -9,16 +9,17 @@
 //!   build always has its whole log.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use slipway_build::{
-    BuildError, BuildJob, BuildLog, Engine, FailureKind, GitSource, LogReceiver, RegistryAuth,
-    Workspace, run_build,
+    BuildError, BuildJob, BuildLog, BuildOutcome, Engine, FailureKind, GitSource, LogReceiver,
+    PushGuard, RegistryAuth, Workspace, run_build,
 };
 use slipway_core::{BuildStatus, ImageName};
-use slipway_store::{BuildRecord, BuildResult, Store};
+use slipway_store::{BuildRecord, BuildResult, Lease, Store, TagClaim};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -175,8 +176,8 @@ impl Worker {
             let (log, receiver) = BuildLog::channel(256);
             let first_seq = self.store.last_log_seq(build.id).await.unwrap_or(0);
             let log_writer = tokio::spawn(store_log(self.store.clone(), build.id, first_seq, receiver));
-            let lease_lost = CancellationToken::new();
-            let heartbeat = tokio::spawn(self.clone().heartbeat(build.id, lease_lost.clone()));
+            let stop = Stop::default();
+            let heartbeat = tokio::spawn(self.clone().heartbeat(build.id, stop.clone()));
 
             let outcome = match self.job_for(&build) {
                 Ok(job) => {
@@ -188,21 +189,41 @@ impl Worker {
                         build.tags.join(", ")
                     ))
                     .await;
-                    self.execute(job, log.clone(), &lease_lost).await
+                    self.execute(job, &build, log.clone(), &stop).await
                 }
                 Err(e) => Err(e),
             };
             heartbeat.abort();
-            if lease_lost.is_cancelled() {
-                warn!("lease lost while building; leaving the build to its new owner");
-                return;
-            }
-            let result = match outcome {
-                Ok(output) => {
+            let result = match (stop.reason(), outcome) {
+                (Some(StopReason::LeaseLost), _) => {
+                    warn!("lease lost while building; leaving the build to its new owner");
+                    return;
+                }
+                (Some(StopReason::Cancelled), _) => {
+                    // Whoever asked for the stop wrote the reason into the build.
+                    let reason = self
+                        .store
+                        .build(build.id)
+                        .await
+                        .ok()
+                        .flatten()
+                        .and_then(|b| b.error)
+                        .unwrap_or_else(|| "cancelled".to_owned());
+                    log.line(format!("slipway: build stopped: {reason}")).await;
+                    BuildResult { status: BuildStatus::Cancelled, error: Some(reason), digest: None }
+                }
+                (None, Ok(BuildOutcome::Pushed(output))) => {
+                    for (tag, reason) in &output.withheld {
+                        log.line(format!("slipway: tag {tag} was not pushed: {reason}")).await;
+                    }
                     log.line(format!("slipway: build succeeded, digest {}", output.digest)).await;
                     BuildResult { status: BuildStatus::Succeeded, error: None, digest: Some(output.digest) }
                 }
-                Err(e) => {
+                (None, Ok(BuildOutcome::Skipped(reason))) => {
+                    log.line(format!("slipway: build skipped: {reason}")).await;
+                    BuildResult { status: BuildStatus::Skipped, error: Some(reason), digest: None }
+                }
+                (None, Err(e)) => {
                     let whose = match e.kind {
                         FailureKind::User => "",
                         FailureKind::Infrastructure => " (infrastructure)",
@@ -226,30 +247,37 @@ impl Worker {
     }
 
     /// Runs the build on its own task, so that a panic inside it becomes a failed build
-    /// instead of taking the worker down.
+    /// instead of taking the worker down; a stop request aborts it.
     async fn execute(
         &self,
         job: BuildJob,
+        build: &BuildRecord,
         log: BuildLog,
-        lease_lost: &CancellationToken,
-    ) -> Result<slipway_build::BuildOutput, BuildError> {
+        stop: &Stop,
+    ) -> Result<BuildOutcome, BuildError> {
         let (workspace, engine) = (self.workspace.clone(), self.engine.clone());
+        let guard = TagGuard {
+            store: self.store.clone(),
+            build: build.clone(),
+        };
         let mut task =
-            tokio::spawn(async move { run_build(&job, &workspace, &engine, &log).await });
+            tokio::spawn(async move { run_build(&job, &workspace, &engine, &guard, &log).await });
         tokio::select! {
             joined = &mut task => match joined {
                 Ok(result) => result,
                 Err(e) if e.is_panic() => Err(BuildError::infrastructure("internal error: the build panicked; see the worker's log")),
                 Err(e) => Err(BuildError::infrastructure(format!("the build task ended unexpectedly: {e}"))),
             },
-            () = lease_lost.cancelled() => {
+            () = stop.token.cancelled() => {
+                // Aborting drops the engine's build stream, which makes the engine stop the
+                // build and remove its intermediate containers (`forcerm`).
                 task.abort();
-                Err(BuildError::infrastructure("lease lost"))
+                Err(BuildError::infrastructure("stopped"))
             }
         }
     }
 
-    async fn heartbeat(self, build_id: uuid::Uuid, lease_lost: CancellationToken) {
+    async fn heartbeat(self, build_id: uuid::Uuid, stop: Stop) {
         loop {
             tokio::time::sleep(self.settings.heartbeat_every).await;
             match self
@@ -257,11 +285,9 @@ impl Worker {
                 .heartbeat(build_id, &self.settings.owner_id, self.settings.lease)
                 .await
             {
-                Ok(true) => {}
-                Ok(false) => {
-                    lease_lost.cancel();
-                    return;
-                }
+                Ok(Lease::Held) => {}
+                Ok(Lease::CancelRequested) => return stop.stop(StopReason::Cancelled),
+                Ok(Lease::Lost) => return stop.stop(StopReason::LeaseLost),
                 // A database hiccup is not a lost lease; the next beat may succeed before the
                 // lease runs out.
                 Err(e) => warn!(error = %e, "heartbeat failed"),
@@ -294,11 +320,68 @@ impl Worker {
             source,
             git_ref: build.git_ref.clone(),
             commit: build.commit.clone(),
+            before: build.before.clone(),
+            message_checked: build.message_checked,
+            options: build.options.clone(),
             image,
             tags: build.tags.clone(),
             dockerfile: build.dockerfile.clone(),
             context: build.context.clone(),
             registry_auth,
+        })
+    }
+}
+
+/// Why a running build was stopped from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    /// Someone asked it to stop (a newer push superseded it, or a cancel).
+    Cancelled,
+    /// Another worker owns it now.
+    LeaseLost,
+}
+
+/// A stop signal with its reason, shared between the heartbeat and the build.
+#[derive(Debug, Clone, Default)]
+struct Stop {
+    token: CancellationToken,
+    reason: Arc<std::sync::OnceLock<StopReason>>,
+}
+
+impl Stop {
+    fn stop(&self, reason: StopReason) {
+        let _ = self.reason.set(reason);
+        self.token.cancel();
+    }
+
+    fn reason(&self) -> Option<StopReason> {
+        self.reason.get().copied()
+    }
+}
+
+/// Lets a build push a tag only if no build of a newer push to the same ref already did.
+struct TagGuard {
+    store: Store,
+    build: BuildRecord,
+}
+
+impl PushGuard for TagGuard {
+    fn claim<'a>(
+        &'a self,
+        tag: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Option<String>, BuildError>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            match self.store.claim_tag(&self.build, tag).await {
+                Ok(TagClaim::Claimed) => Ok(None),
+                Ok(TagClaim::HeldByNewer { build_id, commit }) => Ok(Some(format!(
+                    "build {build_id} of the newer commit {} already pushed this tag",
+                    &commit[..commit.len().min(12)]
+                ))),
+                Err(e) => Err(BuildError::infrastructure(format!(
+                    "cannot check who owns the tag {tag}: {e}"
+                ))),
+            }
         })
     }
 }

@@ -95,6 +95,9 @@ struct RepositoryConfig {
     /// GitHub: accept the legacy SHA-1 `X-Hub-Signature` when no SHA-256 one is sent.
     #[serde(default)]
     allow_legacy_sha1: bool,
+    /// A newer push to a ref also stops that rule's running builds (queued ones always).
+    #[serde(default)]
+    supersede_running_builds: bool,
 }
 
 /// How a secret was given, for `config show` (which never prints the value).
@@ -134,6 +137,7 @@ pub struct Repository {
     pub rules: Vec<BuildRule>,
     pub allow_unsigned_webhooks: bool,
     pub allow_legacy_sha1: bool,
+    pub supersede_running_builds: bool,
 }
 
 /// Everything the process runs with.
@@ -283,6 +287,11 @@ impl Config {
                     "{at}: git_ssh_host_key must be a SHA256 fingerprint as `ssh-keygen -lf` prints it, e.g. SHA256:AbC…"
                 );
             }
+            for (number, rule) in repository.rules.iter().enumerate() {
+                rule.validate().map_err(|e| {
+                    anyhow::anyhow!("{at}: rules[{number}] ({}): {e}", rule.describe())
+                })?;
+            }
             if strip_credentials(&repository.git_url) != repository.git_url {
                 bail!(
                     "{at}: git_url must not contain credentials; use git_username with git_password_env or git_password_file"
@@ -346,6 +355,7 @@ impl Config {
                 rules: repository.rules,
                 allow_unsigned_webhooks: repository.allow_unsigned_webhooks,
                 allow_legacy_sha1: repository.allow_legacy_sha1,
+                supersede_running_builds: repository.supersede_running_builds,
             });
         }
 
@@ -376,6 +386,7 @@ impl Config {
                 rules: r.rules.clone(),
                 allow_unsigned: r.allow_unsigned_webhooks,
                 allow_legacy_sha1: r.allow_legacy_sha1,
+                supersede_running: r.supersede_running_builds,
             })
             .collect()
     }
