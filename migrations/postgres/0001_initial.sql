@@ -111,3 +111,29 @@ CREATE TABLE pushed_tags (
     claimed_at       BIGINT NOT NULL,
     PRIMARY KEY (image, tag)
 );
+
+-- Build-trigger URLs. Only a SHA-256 of each token is stored: tokens carry 256 random bits, so
+-- a fast hash is enough, and the database never holds a usable token.
+CREATE TABLE triggers (
+    id             TEXT PRIMARY KEY NOT NULL,
+    repository_id  TEXT NOT NULL REFERENCES repositories (id),
+    name           TEXT NOT NULL,
+    token_hash     TEXT NOT NULL UNIQUE,
+    created_at     BIGINT NOT NULL,
+    revoked_at     BIGINT,
+    last_used_at   BIGINT,
+    UNIQUE (repository_id, name)
+);
+
+-- The last requests of each trigger, for the API (older ones are pruned on insert).
+CREATE TABLE trigger_requests (
+    id              TEXT PRIMARY KEY NOT NULL,
+    trigger_id      TEXT NOT NULL REFERENCES triggers (id),
+    received_at     BIGINT NOT NULL,
+    source_address  TEXT NOT NULL DEFAULT '',
+    status_code     BIGINT NOT NULL,
+    body            TEXT NOT NULL DEFAULT '',
+    response_json   TEXT NOT NULL DEFAULT '[]'
+);
+
+CREATE INDEX trigger_requests_by_trigger ON trigger_requests (trigger_id, received_at);

@@ -111,3 +111,29 @@ CREATE TABLE pushed_tags (
     claimed_at       INTEGER NOT NULL,
     PRIMARY KEY (image, tag)
 );
+
+-- Build-trigger URLs. Only a SHA-256 of each token is stored: tokens carry 256 random bits, so
+-- a fast hash is enough, and the database never holds a usable token.
+CREATE TABLE triggers (
+    id             TEXT PRIMARY KEY NOT NULL,
+    repository_id  TEXT NOT NULL REFERENCES repositories (id),
+    name           TEXT NOT NULL,
+    token_hash     TEXT NOT NULL UNIQUE,
+    created_at     INTEGER NOT NULL,
+    revoked_at     INTEGER,
+    last_used_at   INTEGER,
+    UNIQUE (repository_id, name)
+);
+
+-- The last requests of each trigger, for the API (older ones are pruned on insert).
+CREATE TABLE trigger_requests (
+    id              TEXT PRIMARY KEY NOT NULL,
+    trigger_id      TEXT NOT NULL REFERENCES triggers (id),
+    received_at     INTEGER NOT NULL,
+    source_address  TEXT NOT NULL DEFAULT '',
+    status_code     INTEGER NOT NULL,
+    body            TEXT NOT NULL DEFAULT '',
+    response_json   TEXT NOT NULL DEFAULT '[]'
+);
+
+CREATE INDEX trigger_requests_by_trigger ON trigger_requests (trigger_id, received_at);

@@ -208,6 +208,51 @@ fn fetch(
     let mut remote = repo
         .remote_anonymous(&source.url)
         .map_err(|e| BuildError::user(format!("invalid git URL {public_url}: {}", e.message())))?;
+    let host_key_refusal = HostKeyRefusal::default();
+    let mut options = FetchOptions::new();
+    options
+        .remote_callbacks(callbacks(source, &host_key_refusal))
+        .download_tags(AutotagOption::None);
+    remote
+        .fetch(refspecs, Some(&mut options), None)
+        .map_err(|e| describe_git_error(&e, "git fetch", source, public_url, &host_key_refusal))
+}
+
+/// The branches and tags a remote has, as (full ref, object id) pairs: `git ls-remote`, with
+/// the repository's configured credentials. An annotated tag's id is the tag object's.
+pub fn remote_refs(source: &GitSource) -> Result<Vec<(String, String)>, BuildError> {
+    let public_url = strip_credentials(&source.url);
+    let mut remote = git2::Remote::create_detached(source.url.as_str())
+        .map_err(|e| BuildError::user(format!("invalid git URL {public_url}: {}", e.message())))?;
+    let host_key_refusal = HostKeyRefusal::default();
+    let connection = remote
+        .connect_auth(
+            git2::Direction::Fetch,
+            Some(callbacks(source, &host_key_refusal)),
+            None,
+        )
+        .map_err(|e| {
+            describe_git_error(&e, "git ls-remote", source, &public_url, &host_key_refusal)
+        })?;
+    let heads = connection.list().map_err(|e| {
+        describe_git_error(&e, "git ls-remote", source, &public_url, &host_key_refusal)
+    })?;
+    Ok(heads
+        .iter()
+        .filter(|head| {
+            head.name().starts_with("refs/heads/") || head.name().starts_with("refs/tags/")
+        })
+        .filter(|head| !head.name().ends_with("^{}"))
+        .map(|head| (head.name().to_owned(), head.oid().to_string()))
+        .collect())
+}
+
+/// Where the host-key callback keeps its reason: libgit2 replaces the message of a refused
+/// host key with its own generic one.
+type HostKeyRefusal = Arc<Mutex<Option<String>>>;
+
+/// Credentials and host-key checking for one remote operation.
+fn callbacks(source: &GitSource, host_key_refusal: &HostKeyRefusal) -> RemoteCallbacks<'static> {
     let mut callbacks = RemoteCallbacks::new();
     let mut attempts = 0;
     let auth = source.auth.clone();
@@ -218,7 +263,7 @@ fn fetch(
             return credentials(&auth, username_from_url, allowed);
         }
         // libgit2 asks again after a refused attempt; answering the same credentials forever
-        // would loop, so the second request ends the fetch with an authentication error.
+        // would loop, so the second request ends the operation with an authentication error.
         attempts += 1;
         if attempts > 1 {
             return Err(git2::Error::new(
@@ -229,9 +274,6 @@ fn fetch(
         }
         credentials(&auth, username_from_url, allowed)
     });
-    // libgit2 replaces the message of a refused host key with its own generic one, so the
-    // callback keeps the real reason here for the error below.
-    let host_key_refusal: Arc<Mutex<Option<String>>> = Arc::default();
     if let Some(pinned) = source.ssh_host_key.clone() {
         let refusal = host_key_refusal.clone();
         callbacks.certificate_check(move |cert, host| {
@@ -248,45 +290,47 @@ fn fetch(
                 );
                 *refusal
                     .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason);
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason.clone());
                 Err(git2::Error::new(
                     ErrorCode::Certificate,
                     ErrorClass::Ssh,
-                    format!(
-                        "the SSH host key of {host} is {presented}, not the configured {pinned}"
-                    ),
+                    reason,
                 ))
             }
         });
     }
-    let mut options = FetchOptions::new();
-    options
-        .remote_callbacks(callbacks)
-        .download_tags(AutotagOption::None);
-    remote
-        .fetch(refspecs, Some(&mut options), None)
-        .map_err(|e| {
-            let detail = strip_url_credentials_in(e.message(), &source.url, public_url);
-            if is_host_key_error(&e) || e.code() == ErrorCode::Certificate {
-                let reason = host_key_refusal
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .clone()
-                    .unwrap_or(detail);
-                return BuildError::user(format!(
-                    "git fetch from {public_url} failed: the server's identity could not be verified ({reason}); for SSH, set git_ssh_host_key to the fingerprint `ssh-keygen -lf` shows for the server's host key"
-                ));
-            }
-            match (e.code(), e.class()) {
-                (ErrorCode::Auth, _) => BuildError::user(format!(
-                    "git fetch from {public_url} failed: authentication was refused ({detail})"
-                )),
-                (_, ErrorClass::Net | ErrorClass::Http | ErrorClass::Ssh | ErrorClass::Os) => {
-                    BuildError::infrastructure(format!("git fetch from {public_url} failed: {detail}"))
-                }
-                _ => BuildError::user(format!("git fetch from {public_url} failed: {detail}")),
-            }
-        })
+    callbacks
+}
+
+/// Turns a libgit2 error into a build error whose kind says whose fault it is, with no
+/// credential in its text.
+fn describe_git_error(
+    error: &git2::Error,
+    operation: &str,
+    source: &GitSource,
+    public_url: &str,
+    host_key_refusal: &HostKeyRefusal,
+) -> BuildError {
+    let detail = strip_url_credentials_in(error.message(), &source.url, public_url);
+    if is_host_key_error(error) || error.code() == ErrorCode::Certificate {
+        let reason = host_key_refusal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .unwrap_or(detail);
+        return BuildError::user(format!(
+            "{operation} from {public_url} failed: the server's identity could not be verified ({reason}); for SSH, set git_ssh_host_key to the fingerprint `ssh-keygen -lf` shows for the server's host key"
+        ));
+    }
+    match (error.code(), error.class()) {
+        (ErrorCode::Auth, _) => BuildError::user(format!(
+            "{operation} from {public_url} failed: authentication was refused ({detail})"
+        )),
+        (_, ErrorClass::Net | ErrorClass::Http | ErrorClass::Ssh | ErrorClass::Os) => {
+            BuildError::infrastructure(format!("{operation} from {public_url} failed: {detail}"))
+        }
+        _ => BuildError::user(format!("{operation} from {public_url} failed: {detail}")),
+    }
 }
 
 /// A refused or unknown SSH host key: libgit2 reports it with class SSH and its own wording.

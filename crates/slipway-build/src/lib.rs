@@ -30,7 +30,7 @@ use slipway_core::{BuildOptions, ImageName, Secret};
 pub use context::{PreparedContext, prepare_context, stream_context};
 pub use docker::{BuildSettings, Engine, RegistryAuth};
 pub use error::{BuildError, FailureKind};
-pub use git::{CheckedOut, GitAuth, GitSource, fetch_and_checkout, strip_credentials};
+pub use git::{CheckedOut, GitAuth, GitSource, fetch_and_checkout, remote_refs, strip_credentials};
 pub use log::{BuildLog, LogReceiver};
 
 /// Everything a worker needs to run one build; assembled from the stored build and the

@@ -67,6 +67,7 @@ pub fn build_json(build: &BuildRecord, public_url: &str) -> Value {
     })
 }
 
+/// Unix milliseconds as RFC 3339 text, as every time in the API is shown.
 pub fn rfc3339(millis: Option<i64>) -> Option<String> {
     let nanos = i128::from(millis?) * 1_000_000;
     let time = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?;

@@ -9,6 +9,7 @@ mod api;
 mod deliveries;
 mod error;
 mod hooks;
+mod triggers;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +19,9 @@ use axum::routing::{get, post};
 use slipway_core::Secret;
 use slipway_store::Store;
 
+pub use api::rfc3339;
 pub use error::ApiError;
+pub use triggers::{RateLimiter, RefResolver, hash_token};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -28,6 +31,9 @@ pub struct AppState {
     pub webhook_secrets: Arc<HashMap<String, Secret>>,
     /// The externally visible base URL, for links in answers.
     pub public_url: String,
+    /// Resolves branch and tag heads for trigger requests.
+    pub ref_resolver: Arc<dyn RefResolver>,
+    pub trigger_limiter: Arc<RateLimiter>,
 }
 
 /// The whole application's routes; tests drive this router directly.
@@ -46,6 +52,12 @@ pub fn app(state: AppState) -> Router {
             "/api/deliveries/{id}/redeliver",
             post(deliveries::redeliver),
         )
+        .route(
+            "/api/repositories/{owner}/{name}/triggers",
+            get(triggers::list),
+        )
+        .route("/api/trigger/{token}", post(triggers::trigger))
+        .route("/api/trigger/{token}/", post(triggers::trigger))
         .fallback(api::not_found)
         .with_state(state)
 }

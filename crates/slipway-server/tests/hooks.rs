@@ -11,6 +11,31 @@ use slipway_server::{AppState, app};
 use slipway_store::{RepositorySpec, Store};
 use tower::ServiceExt;
 
+/// Branch and tag heads as a remote would list them, for the trigger tests.
+#[derive(Debug)]
+struct FixedRefs;
+
+const MAIN_HEAD: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const STAGING_HEAD: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+const TAG_HEAD: &str = "cccccccccccccccccccccccccccccccccccccccc";
+
+impl slipway_server::RefResolver for FixedRefs {
+    fn remote_refs<'a>(
+        &'a self,
+        _repository: &'a str,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Vec<(String, String)>, String>> + Send + 'a>,
+    > {
+        Box::pin(async {
+            Ok(vec![
+                ("refs/heads/main".to_owned(), MAIN_HEAD.to_owned()),
+                ("refs/heads/staging".to_owned(), STAGING_HEAD.to_owned()),
+                ("refs/tags/v1.1".to_owned(), TAG_HEAD.to_owned()),
+            ])
+        })
+    }
+}
+
 const SECRET: &str = "It's a Secret to Everybody";
 const COMMIT: &str = "9f2c3c0a1b1e4a7a8c6d5e4f3a2b1c0d9e8f7a6b";
 
@@ -47,6 +72,8 @@ async fn harness() -> Harness {
             store,
             webhook_secrets: Arc::new(secrets),
             public_url: "http://slipway.test".to_owned(),
+            ref_resolver: Arc::new(FixedRefs),
+            trigger_limiter: Arc::default(),
         },
         _dir: dir,
     }
@@ -549,5 +576,206 @@ async fn unsigned_deliveries_only_where_the_repository_opts_out_and_then_with_a_
             .as_str()
             .is_some_and(|v| v.starts_with("unsigned")),
         "{page}"
+    );
+}
+
+async fn trigger_token(h: &Harness) -> String {
+    let repo = h
+        .state
+        .store
+        .repository_by_name("acme/web")
+        .await
+        .expect("query")
+        .expect("repo");
+    let token = format!("slw_test_{}", uuid::Uuid::new_v4().simple());
+    h.state
+        .store
+        .create_trigger(repo.id, "ci", &slipway_server::hash_token(&token))
+        .await
+        .expect("create")
+        .expect("new");
+    token
+}
+
+async fn fire(h: &Harness, token: &str, content_type: &str, body: &str) -> (StatusCode, Value) {
+    let request = Request::post(format!("/api/trigger/{token}"))
+        .header("content-type", content_type)
+        .body(Body::from(body.to_owned()))
+        .expect("request");
+    send(h, request).await
+}
+
+#[tokio::test]
+async fn triggers_build_every_literal_rule_at_the_remote_head() {
+    let h = harness().await;
+    let token = trigger_token(&h).await;
+    let (status, answer) = fire(&h, &token, "application/json", "").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let entries = answer.as_array().expect("an array");
+    assert_eq!(entries.len(), 2, "{answer}");
+    assert_eq!(entries[0]["source_type"], "Branch");
+    assert_eq!(entries[0]["source_name"], "main");
+    assert_eq!(entries[0]["evaluated_tag_name"], "latest");
+    let build_id = entries[0]["build_id"].as_str().expect("a build").to_owned();
+    assert!(
+        entries[1]["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("regex")),
+        "{answer}"
+    );
+    let (_, build) = get_json(&h, &format!("/api/builds/{build_id}")).await;
+    assert_eq!(build["commit"], MAIN_HEAD, "the head comes from the remote");
+    assert_eq!(build["trigger"], "trigger");
+
+    // The same again while that build waits: nothing new, and the answer says why.
+    let (status, again) = fire(
+        &h,
+        &format!("{token}/"),
+        "application/x-www-form-urlencoded",
+        "build=true",
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(again[0]["build_id"], Value::Null);
+    assert_eq!(
+        again[0]["msg"],
+        format!("an identical build is already queued: {build_id}")
+    );
+}
+
+#[tokio::test]
+async fn triggers_for_a_ref_a_tag_and_a_commit() {
+    let h = harness().await;
+    let token = trigger_token(&h).await;
+    let (status, tag) = fire(
+        &h,
+        &token,
+        "application/json",
+        r#"{"source_type": "Tag", "source_name": "v1.1"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{tag}");
+    assert_eq!(
+        tag[0]["evaluated_tag_name"], "1.1,latest",
+        "the regex rule builds the named tag"
+    );
+    let (_, build) = get_json(
+        &h,
+        &format!("/api/builds/{}", tag[0]["build_id"].as_str().expect("id")),
+    )
+    .await;
+    assert_eq!(build["commit"], TAG_HEAD);
+
+    let (_, by_tag) = fire(
+        &h,
+        &token,
+        "application/json",
+        r#"{"docker_tag": "latest"}"#,
+    )
+    .await;
+    assert_eq!(by_tag.as_array().map(Vec::len), Some(1), "{by_tag}");
+    assert_eq!(by_tag[0]["source_name"], "main");
+
+    let commit = "dddddddddddddddddddddddddddddddddddddddd";
+    let body =
+        format!(r#"{{"source_type": "Branch", "source_name": "main", "commit": "{commit}"}}"#);
+    let (_, pinned) = fire(&h, &token, "application/json", &body).await;
+    let (_, build) = get_json(
+        &h,
+        &format!(
+            "/api/builds/{}",
+            pinned[0]["build_id"].as_str().expect("id")
+        ),
+    )
+    .await;
+    assert_eq!(build["commit"], commit);
+
+    let (_, missing) = fire(
+        &h,
+        &token,
+        "application/json",
+        r#"{"source_type": "Branch", "source_name": "gone"}"#,
+    )
+    .await;
+    assert!(
+        missing[0]["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("no rule matches branch gone")),
+        "{missing}"
+    );
+    let (_, unknown_tag) = fire(&h, &token, "application/json", r#"{"docker_tag": "nope"}"#).await;
+    assert_eq!(unknown_tag[0]["build_id"], Value::Null);
+
+    let (status, error) = fire(
+        &h,
+        &token,
+        "application/json",
+        r#"{"source_type": "Branch"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("expected an empty body")),
+        "{error}"
+    );
+
+    let (status, listing) = get_json(&h, "/api/repositories/acme/web/triggers").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listing["triggers"][0]["name"], "ci");
+    assert!(
+        listing["triggers"][0]["requests"]
+            .as_array()
+            .is_some_and(|r| r.len() == 6),
+        "{listing}"
+    );
+    assert_eq!(listing["triggers"][0]["requests"][0]["status_code"], 400);
+    assert!(
+        !listing.to_string().contains(&token),
+        "tokens are never shown"
+    );
+}
+
+#[tokio::test]
+async fn unknown_revoked_and_overused_tokens() {
+    let h = harness().await;
+    let (status, unknown) = fire(&h, "slw_nope", "application/json", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let token = trigger_token(&h).await;
+    let repo = h
+        .state
+        .store
+        .repository_by_name("acme/web")
+        .await
+        .expect("query")
+        .expect("repo");
+    assert!(
+        h.state
+            .store
+            .revoke_trigger(repo.id, "ci")
+            .await
+            .expect("revoke")
+    );
+    let (status, revoked) = fire(&h, &token, "application/json", "").await;
+    assert_eq!(
+        (status, &revoked),
+        (StatusCode::NOT_FOUND, &unknown),
+        "revoked looks exactly like unknown"
+    );
+
+    let token = trigger_token(&h).await;
+    let mut limited = None;
+    for _ in 0..12 {
+        let (status, _) = fire(&h, &token, "application/json", r#"{"docker_tag": "nope"}"#).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(status);
+            break;
+        }
+    }
+    assert_eq!(
+        limited,
+        Some(StatusCode::TOO_MANY_REQUESTS),
+        "the 11th request in a burst is refused"
     );
 }

@@ -482,6 +482,233 @@ impl Store {
         Ok(count)
     }
 
+    // ----- triggers -----------------------------------------------------------------------
+
+    /// Creates a trigger, or gives a revoked one of the same name a new token. An active
+    /// trigger of that name is an error: use [`Store::regenerate_trigger`].
+    pub async fn create_trigger(
+        &self,
+        repository_id: Uuid,
+        name: &str,
+        token_hash: &str,
+    ) -> Result<Option<TriggerRecord>> {
+        let now = now_millis();
+        let created = with_pool!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO triggers (id, repository_id, name, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (repository_id, name) DO UPDATE SET token_hash = $4, created_at = $5,
+                     revoked_at = NULL, last_used_at = NULL
+                 WHERE triggers.revoked_at IS NOT NULL",
+            )
+            .bind(Uuid::now_v7().to_string())
+            .bind(repository_id.to_string())
+            .bind(name)
+            .bind(token_hash)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if created == 0 {
+            return Ok(None);
+        }
+        self.trigger_by_name(repository_id, name).await
+    }
+
+    /// Replaces an active trigger's token; the old token stops working at once.
+    pub async fn regenerate_trigger(
+        &self,
+        repository_id: Uuid,
+        name: &str,
+        token_hash: &str,
+    ) -> Result<bool> {
+        let changed = with_pool!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE triggers SET token_hash = $3 WHERE repository_id = $1 AND name = $2 AND revoked_at IS NULL",
+            )
+            .bind(repository_id.to_string())
+            .bind(name)
+            .bind(token_hash)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(changed == 1)
+    }
+
+    pub async fn revoke_trigger(&self, repository_id: Uuid, name: &str) -> Result<bool> {
+        let changed = with_pool!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE triggers SET revoked_at = $3 WHERE repository_id = $1 AND name = $2 AND revoked_at IS NULL",
+            )
+            .bind(repository_id.to_string())
+            .bind(name)
+            .bind(now_millis())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(changed == 1)
+    }
+
+    pub async fn trigger_by_name(
+        &self,
+        repository_id: Uuid,
+        name: &str,
+    ) -> Result<Option<TriggerRecord>> {
+        let row: Option<TriggerRow> = with_pool!(self, read, |pool| {
+            sqlx::query_as(concat!(
+                trigger_select!(),
+                " WHERE t.repository_id = $1 AND t.name = $2"
+            ))
+            .bind(repository_id.to_string())
+            .bind(name)
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(TriggerRecord::try_from).transpose()
+    }
+
+    /// The active trigger whose token hashes to `token_hash`.
+    pub async fn trigger_by_token_hash(&self, token_hash: &str) -> Result<Option<TriggerRecord>> {
+        let row: Option<TriggerRow> = with_pool!(self, read, |pool| {
+            sqlx::query_as(concat!(
+                trigger_select!(),
+                " WHERE t.token_hash = $1 AND t.revoked_at IS NULL"
+            ))
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(TriggerRecord::try_from).transpose()
+    }
+
+    pub async fn triggers_for_repository(&self, repository_id: Uuid) -> Result<Vec<TriggerRecord>> {
+        let rows: Vec<TriggerRow> = with_pool!(self, read, |pool| {
+            sqlx::query_as(concat!(
+                trigger_select!(),
+                " WHERE t.repository_id = $1 ORDER BY t.name"
+            ))
+            .bind(repository_id.to_string())
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(TriggerRecord::try_from).collect()
+    }
+
+    /// Keeps one request of a trigger, and only the newest `keep` of them.
+    pub async fn record_trigger_request(
+        &self,
+        trigger_id: Uuid,
+        request: &TriggerRequestRecord,
+        keep: i64,
+    ) -> Result<()> {
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "INSERT INTO trigger_requests (id, trigger_id, received_at, source_address, status_code, body, response_json)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(Uuid::now_v7().to_string())
+            .bind(trigger_id.to_string())
+            .bind(request.received_at)
+            .bind(&request.source_address)
+            .bind(request.status_code)
+            .bind(&request.body)
+            .bind(&request.response_json)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE triggers SET last_used_at = $2 WHERE id = $1")
+                .bind(trigger_id.to_string())
+                .bind(request.received_at)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "DELETE FROM trigger_requests WHERE trigger_id = $1 AND id NOT IN
+                     (SELECT id FROM trigger_requests WHERE trigger_id = $1 ORDER BY id DESC LIMIT $2)",
+            )
+            .bind(trigger_id.to_string())
+            .bind(keep)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// A trigger's kept requests, newest first.
+    pub async fn trigger_requests(&self, trigger_id: Uuid) -> Result<Vec<TriggerRequestRecord>> {
+        let rows: Vec<TriggerRequestRecord> = with_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT received_at, source_address, status_code, body, response_json FROM trigger_requests
+                 WHERE trigger_id = $1 ORDER BY id DESC",
+            )
+            .bind(trigger_id.to_string())
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    /// Queues builds that no delivery asked for (a trigger, later a manual build). A build
+    /// identical to one still queued (same rule, ref and commit) is not queued twice.
+    pub async fn queue_builds(
+        &self,
+        repository_id: Uuid,
+        builds: &[NewBuild],
+    ) -> Result<Vec<Queued>> {
+        let now = now_millis();
+        let mut results = Vec::with_capacity(builds.len());
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin_write().await?;
+            for build in builds {
+                let waiting: Option<(String,)> = sqlx::query_as(
+                    "SELECT id FROM builds WHERE repository_id = $1 AND rule_index = $2 AND git_ref = $3
+                         AND commit_sha = $4 AND status = 'queued' LIMIT 1",
+                )
+                .bind(repository_id.to_string())
+                .bind(i64::try_from(build.plan.rule_index).unwrap_or(i64::MAX))
+                .bind(build.plan.git_ref.full())
+                .bind(build.plan.commit.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some((id,)) = waiting {
+                    results.push(Queued::AlreadyQueued(
+                        Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    ));
+                    continue;
+                }
+                sqlx::query(
+                    "INSERT INTO builds (id, repository_id, trigger, rule_index, git_ref, commit_sha, image, tags_json,
+                         dockerfile, context, status, queued_at, options_json, before_sha, message_checked)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', $11, $12, $13, $14)",
+                )
+                .bind(build.id.to_string())
+                .bind(repository_id.to_string())
+                .bind(&build.trigger)
+                .bind(i64::try_from(build.plan.rule_index).unwrap_or(i64::MAX))
+                .bind(build.plan.git_ref.full())
+                .bind(build.plan.commit.as_str())
+                .bind(&build.image)
+                .bind(serde_json::to_string(&build.plan.tags).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+                .bind(&build.plan.dockerfile)
+                .bind(&build.plan.context)
+                .bind(now)
+                .bind(serde_json::to_string(&build.plan.options).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+                .bind(build.plan.before.as_ref().map(|c| c.as_str().to_owned()))
+                .bind(build.plan.message_checked)
+                .execute(&mut *tx)
+                .await?;
+                results.push(Queued::Created(build.id));
+            }
+            tx.commit().await?;
+        });
+        if results.iter().any(|r| matches!(r, Queued::Created(_))) {
+            self.queued.notify_waiters();
+        }
+        Ok(results)
+    }
+
     // ----- builds and the queue -----------------------------------------------------------
 
     pub async fn build(&self, id: Uuid) -> Result<Option<BuildRecord>> {
@@ -757,6 +984,15 @@ macro_rules! supersede {
     }};
 }
 use supersede;
+
+/// The columns of a [`TriggerRecord`].
+macro_rules! trigger_select {
+    () => {
+        "SELECT t.id, t.repository_id, r.name AS repository, t.name, t.created_at, t.revoked_at, t.last_used_at
+         FROM triggers t JOIN repositories r ON r.id = t.repository_id"
+    };
+}
+use trigger_select;
 
 /// The columns of a [`DeliveryRecord`].
 macro_rules! delivery_select {

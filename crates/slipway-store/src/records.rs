@@ -360,3 +360,62 @@ pub enum TagClaim {
         commit: String,
     },
 }
+
+/// A build-trigger URL of a repository; the token itself is never stored.
+#[derive(Debug, Clone)]
+pub struct TriggerRecord {
+    pub id: Uuid,
+    pub repository_id: Uuid,
+    pub repository: RepositoryName,
+    pub name: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct TriggerRow {
+    id: String,
+    repository_id: String,
+    repository: String,
+    name: String,
+    created_at: i64,
+    revoked_at: Option<i64>,
+    last_used_at: Option<i64>,
+}
+
+impl TryFrom<TriggerRow> for TriggerRecord {
+    type Error = StoreError;
+    fn try_from(row: TriggerRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: parse_uuid(&row.id)?,
+            repository_id: parse_uuid(&row.repository_id)?,
+            repository: row
+                .repository
+                .parse()
+                .map_err(|e| corrupt("repository name", e))?,
+            name: row.name,
+            created_at: row.created_at,
+            revoked_at: row.revoked_at,
+            last_used_at: row.last_used_at,
+        })
+    }
+}
+
+/// One request to a trigger URL, as kept for the API.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TriggerRequestRecord {
+    pub received_at: i64,
+    pub source_address: String,
+    pub status_code: i64,
+    pub body: String,
+    pub response_json: String,
+}
+
+/// Where a build queued outside a delivery ended up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    Created(Uuid),
+    /// An identical build (same rule, ref and commit) is already waiting.
+    AlreadyQueued(Uuid),
+}

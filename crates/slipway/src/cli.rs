@@ -32,6 +32,28 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Manage a repository's build-trigger URLs (POST /api/trigger/{token}).
+    Trigger {
+        #[command(subcommand)]
+        command: TriggerCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TriggerCommand {
+    /// Create a trigger and print its URL once; the token is not stored and cannot be shown again.
+    Create {
+        /// The repository, owner/name.
+        repository: String,
+        /// A name for the trigger, e.g. "nightly" or "deploy-pipeline".
+        name: String,
+    },
+    /// Give a trigger a new token and print its URL once; the old URL stops working at once.
+    Regenerate { repository: String, name: String },
+    /// Revoke a trigger; its URL stops working at once.
+    Revoke { repository: String, name: String },
+    /// List a repository's triggers (names and times; never tokens).
+    List { repository: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod triggers;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -20,6 +21,7 @@ use tracing::{error, info, warn};
 
 use crate::cli::{Cli, Command, ConfigCommand, LogFormat, SETTING_IDS};
 use crate::config::Config;
+use crate::triggers::GitRefResolver;
 
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
@@ -101,6 +103,11 @@ async fn run(command: Command, config: Config) -> Result<()> {
             info!("migrations applied");
             Ok(())
         }
+        Command::Trigger { command } => {
+            let store = open_store(&config).await?;
+            store.sync_repositories(&config.repository_specs()).await?;
+            triggers::run(command, &store, &config.public_url.value).await
+        }
         Command::Serve => run_processes(config, true, true).await,
         Command::Web => run_processes(config, true, false).await,
         Command::Worker => run_processes(config, false, true).await,
@@ -169,6 +176,8 @@ async fn run_processes(config: Config, web: bool, workers: bool) -> Result<()> {
             store: store.clone(),
             webhook_secrets: Arc::new(config.webhook_secrets()),
             public_url: config.public_url.value.trim_end_matches('/').to_owned(),
+            ref_resolver: Arc::new(GitRefResolver::new(&config)),
+            trigger_limiter: Arc::default(),
         };
         let listener = tokio::net::TcpListener::bind(config.listen.value)
             .await
