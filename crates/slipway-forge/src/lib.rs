@@ -11,7 +11,7 @@ mod signature;
 mod timestamp;
 
 use http::HeaderMap;
-use slipway_core::{Provider, PushEvent, Secret};
+use slipway_core::{GitRef, Provider, PushEvent, Secret};
 
 pub use github::Github;
 pub use signature::{hmac_sha1_hex, hmac_sha256_hex, verify_hmac_sha256};
@@ -234,6 +234,22 @@ pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 /// A header's value, if present and not empty.
 pub(crate) fn non_empty_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     header(headers, name).filter(|v| !v.is_empty())
+}
+
+/// A full ref as a branch or tag, or the reason it is not built (pull-request heads, notes,
+/// names git would refuse).
+pub(crate) fn branch_or_tag(full: &str) -> Result<GitRef, String> {
+    GitRef::parse(full).ok_or_else(|| format!("ref {full:?} is neither a branch nor a tag"))
+}
+
+/// The answer for an event a forge sent that Slipway does not act on.
+pub(crate) fn unhandled(forge: &str, event: &str) -> WebhookEvent {
+    WebhookEvent::Ignored(format!("{forge} event {event:?} is not handled"))
+}
+
+/// The `ParseError` for a delivery whose event header is missing or empty.
+pub(crate) fn no_event_header(header: &str) -> ParseError {
+    ParseError(format!("the {header} header is missing or empty"))
 }
 
 /// Takes the `payload` field out of an `application/x-www-form-urlencoded` body, as forges send
