@@ -7,13 +7,17 @@
 //! property tests feed every verifier and parser arbitrary bytes and headers).
 
 mod github;
+mod gitlab;
 mod signature;
+#[cfg(test)]
+mod test_support;
 mod timestamp;
 
 use http::HeaderMap;
 use slipway_core::{GitRef, Provider, PushEvent, Secret};
 
 pub use github::Github;
+pub use gitlab::Gitlab;
 pub use signature::{hmac_sha1_hex, hmac_sha256_hex, verify_hmac_sha256};
 pub use timestamp::parse_timestamp_millis;
 
@@ -234,6 +238,14 @@ pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 /// A header's value, if present and not empty.
 pub(crate) fn non_empty_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     header(headers, name).filter(|v| !v.is_empty())
+}
+
+/// The first of `names` that is present and not empty, for forges that send one value under
+/// several names (Gitea and Forgejo) or fall back from one header to another (GitLab).
+pub(crate) fn first_header<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {
+    names
+        .iter()
+        .find_map(|name| non_empty_header(headers, name))
 }
 
 /// A full ref as a branch or tag, or the reason it is not built (pull-request heads, notes,

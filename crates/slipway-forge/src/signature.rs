@@ -115,10 +115,11 @@ pub(crate) fn unsigned(
 }
 
 /// Compares a shared-secret token (GitLab's `X-Gitlab-Token`) in constant time. Both sides are
-/// hashed first so that not even the secret's length leaks through timing.
-pub(crate) fn tokens_match(secret: &str, presented: &str) -> bool {
-    let secret = Sha256::digest(secret.as_bytes());
-    let presented = Sha256::digest(presented.as_bytes());
+/// hashed first so that not even the secret's length leaks through timing. Bytes, not text: a
+/// header value need not be ASCII, and a token with other characters must still compare.
+pub(crate) fn tokens_match(secret: &[u8], presented: &[u8]) -> bool {
+    let secret = Sha256::digest(secret);
+    let presented = Sha256::digest(presented);
     secret.ct_eq(&presented).into()
 }
 
@@ -174,8 +175,9 @@ mod tests {
 
     #[test]
     fn tokens_compare_exactly() {
-        assert!(tokens_match("secret", "secret"));
-        assert!(!tokens_match("secret", "secreT"));
-        assert!(!tokens_match("secret", ""));
+        assert!(tokens_match(b"secret", b"secret"));
+        assert!(!tokens_match(b"secret", b"secreT"));
+        assert!(!tokens_match(b"secret", b""));
+        assert!(tokens_match("pässwörd".as_bytes(), "pässwörd".as_bytes()));
     }
 }
