@@ -6,6 +6,7 @@
 //! proportion to a header an attacker controls, and no input makes anything here panic (the
 //! property tests feed every verifier and parser arbitrary bytes and headers).
 
+mod gitea;
 mod github;
 mod gitlab;
 mod signature;
@@ -16,6 +17,7 @@ mod timestamp;
 use http::HeaderMap;
 use slipway_core::{GitRef, Provider, PushEvent, Secret};
 
+pub use gitea::Gitea;
 pub use github::Github;
 pub use gitlab::Gitlab;
 pub use signature::{hmac_sha1_hex, hmac_sha256_hex, verify_hmac_sha256};

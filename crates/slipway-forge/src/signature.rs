@@ -102,6 +102,16 @@ impl SignatureScheme {
     }
 }
 
+/// The first of `schemes` whose header carries a signature, with that signature.
+pub(crate) fn first_signature<'s, 'h>(
+    schemes: &'s [SignatureScheme],
+    headers: &'h http::HeaderMap,
+) -> Option<(&'s SignatureScheme, &'h str)> {
+    schemes
+        .iter()
+        .find_map(|scheme| scheme.signature(headers).map(|value| (scheme, value)))
+}
+
 /// The outcome for a delivery that carries none of the accepted signature headers.
 pub(crate) fn unsigned(
     policy: VerifyPolicy,
