@@ -6,6 +6,7 @@
 //! proportion to a header an attacker controls, and no input makes anything here panic (the
 //! property tests feed every verifier and parser arbitrary bytes and headers).
 
+mod bitbucket;
 mod gitea;
 mod github;
 mod gitlab;
@@ -17,6 +18,7 @@ mod timestamp;
 use http::HeaderMap;
 use slipway_core::{GitRef, Provider, PushEvent, Secret};
 
+pub use bitbucket::Bitbucket;
 pub use gitea::Gitea;
 pub use github::Github;
 pub use gitlab::Gitlab;
@@ -259,6 +261,32 @@ pub(crate) fn branch_or_tag(full: &str) -> Result<GitRef, String> {
 /// The answer for an event a forge sent that Slipway does not act on.
 pub(crate) fn unhandled(forge: &str, event: &str) -> WebhookEvent {
     WebhookEvent::Ignored(format!("{forge} event {event:?} is not handled"))
+}
+
+/// The answer for a delivery that batches several ref changes (both Bitbucket products): the
+/// changes that are to branches or tags, each planned on its own, or, when none is, why
+/// nothing is built. `skipped` holds the reason for each change left out.
+pub(crate) fn batched_push(
+    forge: &str,
+    events: Vec<PushEvent>,
+    skipped: Vec<String>,
+) -> WebhookEvent {
+    /// Reasons beyond this many are counted, not listed: the deliveries log stays readable
+    /// however many refs one push touched.
+    const LISTED: usize = 5;
+    if !events.is_empty() {
+        return WebhookEvent::Push(events);
+    }
+    if skipped.is_empty() {
+        return WebhookEvent::Ignored(format!("the {forge} push carries no ref changes"));
+    }
+    let mut reasons = skipped[..skipped.len().min(LISTED)].join("; ");
+    if skipped.len() > LISTED {
+        reasons.push_str(&format!("; and {} more", skipped.len() - LISTED));
+    }
+    WebhookEvent::Ignored(format!(
+        "no change in the {forge} push is to a branch or tag: {reasons}"
+    ))
 }
 
 /// The `ParseError` for a delivery whose event header is missing or empty.

@@ -5,6 +5,8 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use slipway_core::Secret;
+
 use crate::{Verified, VerifyError, VerifyPolicy};
 
 /// Verifies `HMAC-SHA256(secret, body) == expected_hex` in constant time. Returns `None` when
@@ -102,6 +104,15 @@ impl SignatureScheme {
     }
 }
 
+/// Bitbucket's header, the same in Cloud and Data Center: `X-Hub-Signature: sha256=<hex>`, an
+/// HMAC-SHA256 of the raw body. (GitHub's legacy header has the same name with `sha1=`.)
+pub(crate) const HUB_SIGNATURE_SHA256: SignatureScheme = SignatureScheme {
+    header: "x-hub-signature",
+    prefix: "sha256=",
+    algorithm: Algorithm::Sha256,
+    expected: "sha256=<64 hex digits>",
+};
+
 /// The first of `schemes` whose header carries a signature, with that signature.
 pub(crate) fn first_signature<'s, 'h>(
     schemes: &'s [SignatureScheme],
@@ -110,6 +121,22 @@ pub(crate) fn first_signature<'s, 'h>(
     schemes
         .iter()
         .find_map(|scheme| scheme.signature(headers).map(|value| (scheme, value)))
+}
+
+/// Verifies a delivery signed over its raw body by whichever of `schemes` it carries; one that
+/// carries none is unsigned, reported as missing `missing`.
+pub(crate) fn verify_raw_body(
+    schemes: &[SignatureScheme],
+    missing: &'static str,
+    secret: &Secret,
+    policy: VerifyPolicy,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Result<Verified, VerifyError> {
+    match first_signature(schemes, headers) {
+        Some((scheme, value)) => scheme.check(secret.expose().as_bytes(), body, value),
+        None => unsigned(policy, missing),
+    }
 }
 
 /// The outcome for a delivery that carries none of the accepted signature headers.

@@ -54,6 +54,14 @@ pub(crate) fn millis(rfc3339: &str) -> i64 {
     crate::parse_timestamp_millis(&Value::from(rfc3339)).expect("timestamp")
 }
 
+/// `sha256=` and the HMAC, as Bitbucket (and GitHub) write it.
+pub(crate) fn prefixed_sha256(secret: &str, signed: &[u8]) -> String {
+    format!(
+        "sha256={}",
+        crate::hmac_sha256_hex(secret.as_bytes(), signed)
+    )
+}
+
 /// Runs everything a request meets on its way through the server, under every policy. The
 /// types already say each outcome is an `Ok` or a structured error; what this adds is that
 /// nothing panics, and that whatever parses obeys the invariants below.
@@ -205,6 +213,17 @@ pub(crate) mod weird {
                 any::<i64>().prop_map(Value::from),
                 any::<f64>().prop_map(Value::from),
                 string(".{0,70}"),
+            ]
+            .boxed(),
+        )
+    }
+
+    /// One of `words`, or something else.
+    pub(crate) fn one_of(words: &'static [&'static str]) -> BoxedStrategy<Value> {
+        or_odd(
+            prop_oneof![
+                4 => proptest::sample::select(words).prop_map(Value::from),
+                1 => string(".{0,10}"),
             ]
             .boxed(),
         )
