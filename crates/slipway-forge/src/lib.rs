@@ -7,6 +7,7 @@
 //! property tests feed every verifier and parser arbitrary bytes and headers).
 
 mod bitbucket;
+mod bitbucket_server;
 mod gitea;
 mod github;
 mod gitlab;
@@ -19,6 +20,7 @@ use http::HeaderMap;
 use slipway_core::{GitRef, Provider, PushEvent, Secret};
 
 pub use bitbucket::Bitbucket;
+pub use bitbucket_server::BitbucketServer;
 pub use gitea::Gitea;
 pub use github::Github;
 pub use gitlab::Gitlab;
