@@ -209,12 +209,14 @@ mod tests {
     use crate::test_support::{
         exercise, git_ref, headers, id, ignored, millis, prefixed_sha256, pushes, set,
     };
+    use crate::{check_provider, detect};
 
     const SECRET: &str = "bitbucket-cloud-secret";
     const PUSH: &str = include_str!("../tests/fixtures/bitbucket/push.json");
     const TAG: &str = include_str!("../tests/fixtures/bitbucket/tag.json");
     const DELETE: &str = include_str!("../tests/fixtures/bitbucket/delete.json");
     const MULTI: &str = include_str!("../tests/fixtures/bitbucket/multi.json");
+    const FIXTURES: [&str; 4] = [PUSH, TAG, DELETE, MULTI];
     const PUSHER: Option<&str> = Some("Mira Okafor");
 
     /// The headers Bitbucket Cloud sends, signed as it signs.
@@ -473,6 +475,40 @@ mod tests {
         assert!(Bitbucket.parse(&headers, garbage.as_bytes()).is_err());
         assert!(Bitbucket.parse(&headers, b"{\"push\": {}}").is_ok());
         assert!(Bitbucket.parse(&headers, b"{\"actor\": {}}").is_err());
+    }
+
+    #[test]
+    fn wrong_provider_and_detection() {
+        let github = headers(&[
+            ("x-github-event", "push"),
+            ("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+            ("x-hub-signature-256", "sha256=00"),
+        ]);
+        assert_eq!(
+            check_provider(Provider::Bitbucket, &github),
+            Err(VerifyError::WrongProvider {
+                expected: Provider::Bitbucket,
+                found: Some(Provider::Github)
+            })
+        );
+        let bare = headers(&[("content-type", "application/json")]);
+        assert_eq!(
+            check_provider(Provider::Bitbucket, &bare),
+            Err(VerifyError::WrongProvider {
+                expected: Provider::Bitbucket,
+                found: None
+            })
+        );
+        for body in FIXTURES {
+            let headers = delivery("repo:push", body, SECRET);
+            assert_eq!(detect(&headers), Some(Provider::Bitbucket));
+            assert_eq!(check_provider(Provider::Bitbucket, &headers), Ok(()));
+            assert!(check_provider(Provider::BitbucketServer, &headers).is_err());
+        }
+        // Either Cloud header alone is enough to tell it from Data Center.
+        let mut hook_only = delivery("repo:push", PUSH, SECRET);
+        hook_only.remove("x-request-uuid");
+        assert_eq!(detect(&hook_only), Some(Provider::Bitbucket));
     }
 
     mod properties {

@@ -227,6 +227,7 @@ mod tests {
     use crate::test_support::{
         exercise, git_ref, headers, id, ignored, millis, prefixed_sha256, pushes, set,
     };
+    use crate::{check_provider, detect};
 
     const SECRET: &str = "bitbucket-dc-secret";
     const PUSH: &str = include_str!("../tests/fixtures/bitbucket_server/push.json");
@@ -482,6 +483,49 @@ mod tests {
             BitbucketServer
                 .parse(&headers, bad_hash.as_bytes())
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn wrong_provider_and_detection() {
+        let github = headers(&[
+            ("x-github-event", "push"),
+            ("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+        ]);
+        assert_eq!(
+            check_provider(Provider::BitbucketServer, &github),
+            Err(VerifyError::WrongProvider {
+                expected: Provider::BitbucketServer,
+                found: Some(Provider::Github)
+            })
+        );
+        assert_eq!(
+            check_provider(Provider::BitbucketServer, &HeaderMap::new()),
+            Err(VerifyError::WrongProvider {
+                expected: Provider::BitbucketServer,
+                found: None
+            })
+        );
+        for body in [PUSH, TAG, DELETE, MULTI] {
+            let headers = delivery("repo:refs_changed", body, SECRET);
+            assert_eq!(detect(&headers), Some(Provider::BitbucketServer));
+            assert_eq!(check_provider(Provider::BitbucketServer, &headers), Ok(()));
+        }
+        let ping = delivery("diagnostics:ping", PING, SECRET);
+        assert_eq!(detect(&ping), Some(Provider::BitbucketServer));
+        // A Cloud delivery sent to a Data Center repository names Cloud.
+        let mut cloud = delivery("repo:push", "{}", SECRET);
+        set(
+            &mut cloud,
+            "x-request-uuid",
+            "5b4f2f2e-7c1d-4e0a-9a55-2f8d3c1b7e60",
+        );
+        assert_eq!(
+            check_provider(Provider::BitbucketServer, &cloud),
+            Err(VerifyError::WrongProvider {
+                expected: Provider::BitbucketServer,
+                found: Some(Provider::Bitbucket)
+            })
         );
     }
 

@@ -194,14 +194,15 @@ fn head_commit<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hmac_sha256_hex;
     use crate::test_support::{exercise, git_ref, headers, id, ignored, millis, pushes, set};
+    use crate::{check_provider, detect, hmac_sha256_hex};
 
     const SECRET: &str = "gitea-webhook-secret";
     const PUSH: &str = include_str!("../tests/fixtures/gitea/push.json");
     const TAG: &str = include_str!("../tests/fixtures/gitea/tag.json");
     const DELETE: &str = include_str!("../tests/fixtures/gitea/delete.json");
     const SHA256_BRANCH: &str = include_str!("../tests/fixtures/gitea/sha256_branch.json");
+    const FIXTURES: [&str; 4] = [PUSH, TAG, DELETE, SHA256_BRANCH];
     const PUSHER: Option<&str> = Some("lena");
     const DELIVERY: &str = "6d0e4b2a-8f1c-4a3e-9b7d-2c5f8a1e0d34";
 
@@ -392,6 +393,7 @@ mod tests {
         ] {
             headers.remove(gitea_only);
         }
+        assert_eq!(detect(&headers), Some(Provider::Gitea));
         assert_eq!(
             verify(&headers, PUSH),
             Ok(Verified::Signed {
@@ -500,6 +502,36 @@ mod tests {
         assert!(Gitea.parse(&headers, garbage.as_bytes()).is_err());
         let bad_after = r#"{"ref": "refs/heads/main", "before": "", "after": "bffeb742"}"#;
         assert!(Gitea.parse(&headers, bad_after.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn wrong_provider_and_detection() {
+        let github = headers(&[
+            ("x-github-event", "push"),
+            ("x-github-delivery", DELIVERY),
+            ("x-gogs-event", "push"),
+        ]);
+        assert_eq!(
+            check_provider(Provider::Gitea, &github),
+            Err(VerifyError::WrongProvider {
+                expected: Provider::Gitea,
+                found: Some(Provider::Github)
+            })
+        );
+        assert_eq!(
+            check_provider(Provider::Gitea, &HeaderMap::new()),
+            Err(VerifyError::WrongProvider {
+                expected: Provider::Gitea,
+                found: None
+            })
+        );
+        // Gitea's requests carry X-GitHub-Event too, and are still Gitea's.
+        for body in FIXTURES {
+            let headers = delivery("push", body, SECRET);
+            assert!(headers.contains_key("x-github-event"));
+            assert_eq!(detect(&headers), Some(Provider::Gitea));
+            assert_eq!(check_provider(Provider::Gitea, &headers), Ok(()));
+        }
     }
 
     mod properties {

@@ -189,6 +189,7 @@ fn head_commit<'a>(commits: &'a [Commit], after: &CommitId) -> Option<&'a Commit
 mod tests {
     use super::*;
     use crate::test_support::{exercise, git_ref, headers, id, ignored, millis, pushes, set};
+    use crate::{check_provider, detect};
 
     const SECRET: &str = "gl-hook-token-5f2a";
     const PUSH: &str = include_str!("../tests/fixtures/gitlab/push.json");
@@ -456,6 +457,30 @@ mod tests {
         );
         let system = delivery("System Hook", SECRET);
         assert!(Gitlab.parse(&system, b"[]").is_err());
+    }
+
+    #[test]
+    fn wrong_provider_and_detection() {
+        let github = headers(&[("x-github-event", "push")]);
+        assert_eq!(
+            check_provider(Provider::Gitlab, &github),
+            Err(VerifyError::WrongProvider {
+                expected: Provider::Gitlab,
+                found: Some(Provider::Github)
+            })
+        );
+        assert_eq!(
+            check_provider(Provider::Gitlab, &headers(&[("user-agent", "curl/8.5.0")])),
+            Err(VerifyError::WrongProvider {
+                expected: Provider::Gitlab,
+                found: None
+            })
+        );
+        for event in ["Push Hook", "Tag Push Hook", "System Hook"] {
+            let headers = delivery(event, SECRET);
+            assert_eq!(detect(&headers), Some(Provider::Gitlab));
+            assert_eq!(check_provider(Provider::Gitlab, &headers), Ok(()));
+        }
     }
 
     mod properties {

@@ -156,9 +156,10 @@ pub trait Forge: Send + Sync {
 pub fn forge_for(provider: Provider) -> &'static dyn Forge {
     match provider {
         Provider::Github => &Github,
-        Provider::Bitbucket | Provider::BitbucketServer | Provider::Gitlab | Provider::Gitea => {
-            &Github
-        }
+        Provider::Bitbucket => &Bitbucket,
+        Provider::BitbucketServer => &BitbucketServer,
+        Provider::Gitlab => &Gitlab,
+        Provider::Gitea => &Gitea,
     }
 }
 
