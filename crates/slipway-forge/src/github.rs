@@ -2,12 +2,13 @@
 
 use http::HeaderMap;
 use serde::Deserialize;
-use slipway_core::{GitRef, Provider, PushEvent, Secret};
+use slipway_core::{Provider, PushEvent, Secret};
 
 use crate::signature::{Algorithm, SignatureScheme, unsigned};
 use crate::{
-    Forge, ParseError, Verified, VerifyError, VerifyPolicy, WebhookEvent, form_payload, header,
-    is_form, non_empty_header, optional_commit, parse_json,
+    Forge, ParseError, Verified, VerifyError, VerifyPolicy, WebhookEvent, branch_or_tag,
+    form_payload, header, is_form, no_event_header, non_empty_header, optional_commit, parse_json,
+    unhandled,
 };
 
 const SHA256: SignatureScheme = SignatureScheme {
@@ -115,21 +116,17 @@ impl Forge for Github {
                 };
                 parse_push(&json)
             }
-            "" => Err(ParseError("the X-GitHub-Event header is empty".to_owned())),
-            other => Ok(WebhookEvent::Ignored(format!(
-                "GitHub event {other:?} is not handled"
-            ))),
+            "" => Err(no_event_header("X-GitHub-Event")),
+            other => Ok(unhandled("GitHub", other)),
         }
     }
 }
 
 fn parse_push(json: &[u8]) -> Result<WebhookEvent, ParseError> {
     let payload: PushPayload = parse_json("GitHub push", json)?;
-    let Some(git_ref) = GitRef::parse(&payload.git_ref) else {
-        return Ok(WebhookEvent::Ignored(format!(
-            "ref {:?} is neither a branch nor a tag",
-            payload.git_ref
-        )));
+    let git_ref = match branch_or_tag(&payload.git_ref) {
+        Ok(git_ref) => git_ref,
+        Err(reason) => return Ok(WebhookEvent::Ignored(reason)),
     };
     let before = optional_commit("before", payload.before.as_deref())?;
     let after = optional_commit("after", payload.after.as_deref())?;

@@ -6,14 +6,24 @@
 //! proportion to a header an attacker controls, and no input makes anything here panic (the
 //! property tests feed every verifier and parser arbitrary bytes and headers).
 
+mod bitbucket;
+mod bitbucket_server;
+mod gitea;
 mod github;
+mod gitlab;
 mod signature;
+#[cfg(test)]
+mod test_support;
 mod timestamp;
 
 use http::HeaderMap;
-use slipway_core::{Provider, PushEvent, Secret};
+use slipway_core::{GitRef, Provider, PushEvent, Secret};
 
+pub use bitbucket::Bitbucket;
+pub use bitbucket_server::BitbucketServer;
+pub use gitea::Gitea;
 pub use github::Github;
+pub use gitlab::Gitlab;
 pub use signature::{hmac_sha1_hex, hmac_sha256_hex, verify_hmac_sha256};
 pub use timestamp::parse_timestamp_millis;
 
@@ -146,9 +156,10 @@ pub trait Forge: Send + Sync {
 pub fn forge_for(provider: Provider) -> &'static dyn Forge {
     match provider {
         Provider::Github => &Github,
-        Provider::Bitbucket | Provider::BitbucketServer | Provider::Gitlab | Provider::Gitea => {
-            &Github
-        }
+        Provider::Bitbucket => &Bitbucket,
+        Provider::BitbucketServer => &BitbucketServer,
+        Provider::Gitlab => &Gitlab,
+        Provider::Gitea => &Gitea,
     }
 }
 
@@ -234,6 +245,56 @@ pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 /// A header's value, if present and not empty.
 pub(crate) fn non_empty_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     header(headers, name).filter(|v| !v.is_empty())
+}
+
+/// The first of `names` that is present and not empty, for forges that send one value under
+/// several names (Gitea and Forgejo) or fall back from one header to another (GitLab).
+pub(crate) fn first_header<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {
+    names
+        .iter()
+        .find_map(|name| non_empty_header(headers, name))
+}
+
+/// A full ref as a branch or tag, or the reason it is not built (pull-request heads, notes,
+/// names git would refuse).
+pub(crate) fn branch_or_tag(full: &str) -> Result<GitRef, String> {
+    GitRef::parse(full).ok_or_else(|| format!("ref {full:?} is neither a branch nor a tag"))
+}
+
+/// The answer for an event a forge sent that Slipway does not act on.
+pub(crate) fn unhandled(forge: &str, event: &str) -> WebhookEvent {
+    WebhookEvent::Ignored(format!("{forge} event {event:?} is not handled"))
+}
+
+/// The answer for a delivery that batches several ref changes (both Bitbucket products): the
+/// changes that are to branches or tags, each planned on its own, or, when none is, why
+/// nothing is built. `skipped` holds the reason for each change left out.
+pub(crate) fn batched_push(
+    forge: &str,
+    events: Vec<PushEvent>,
+    skipped: Vec<String>,
+) -> WebhookEvent {
+    /// Reasons beyond this many are counted, not listed: the deliveries log stays readable
+    /// however many refs one push touched.
+    const LISTED: usize = 5;
+    if !events.is_empty() {
+        return WebhookEvent::Push(events);
+    }
+    if skipped.is_empty() {
+        return WebhookEvent::Ignored(format!("the {forge} push carries no ref changes"));
+    }
+    let mut reasons = skipped[..skipped.len().min(LISTED)].join("; ");
+    if skipped.len() > LISTED {
+        reasons.push_str(&format!("; and {} more", skipped.len() - LISTED));
+    }
+    WebhookEvent::Ignored(format!(
+        "no change in the {forge} push is to a branch or tag: {reasons}"
+    ))
+}
+
+/// The `ParseError` for a delivery whose event header is missing or empty.
+pub(crate) fn no_event_header(header: &str) -> ParseError {
+    ParseError(format!("the {header} header is missing or empty"))
 }
 
 /// Takes the `payload` field out of an `application/x-www-form-urlencoded` body, as forges send

@@ -5,6 +5,8 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use slipway_core::Secret;
+
 use crate::{Verified, VerifyError, VerifyPolicy};
 
 /// Verifies `HMAC-SHA256(secret, body) == expected_hex` in constant time. Returns `None` when
@@ -102,6 +104,41 @@ impl SignatureScheme {
     }
 }
 
+/// Bitbucket's header, the same in Cloud and Data Center: `X-Hub-Signature: sha256=<hex>`, an
+/// HMAC-SHA256 of the raw body. (GitHub's legacy header has the same name with `sha1=`.)
+pub(crate) const HUB_SIGNATURE_SHA256: SignatureScheme = SignatureScheme {
+    header: "x-hub-signature",
+    prefix: "sha256=",
+    algorithm: Algorithm::Sha256,
+    expected: "sha256=<64 hex digits>",
+};
+
+/// The first of `schemes` whose header carries a signature, with that signature.
+pub(crate) fn first_signature<'s, 'h>(
+    schemes: &'s [SignatureScheme],
+    headers: &'h http::HeaderMap,
+) -> Option<(&'s SignatureScheme, &'h str)> {
+    schemes
+        .iter()
+        .find_map(|scheme| scheme.signature(headers).map(|value| (scheme, value)))
+}
+
+/// Verifies a delivery signed over its raw body by whichever of `schemes` it carries; one that
+/// carries none is unsigned, reported as missing `missing`.
+pub(crate) fn verify_raw_body(
+    schemes: &[SignatureScheme],
+    missing: &'static str,
+    secret: &Secret,
+    policy: VerifyPolicy,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Result<Verified, VerifyError> {
+    match first_signature(schemes, headers) {
+        Some((scheme, value)) => scheme.check(secret.expose().as_bytes(), body, value),
+        None => unsigned(policy, missing),
+    }
+}
+
 /// The outcome for a delivery that carries none of the accepted signature headers.
 pub(crate) fn unsigned(
     policy: VerifyPolicy,
@@ -115,10 +152,11 @@ pub(crate) fn unsigned(
 }
 
 /// Compares a shared-secret token (GitLab's `X-Gitlab-Token`) in constant time. Both sides are
-/// hashed first so that not even the secret's length leaks through timing.
-pub(crate) fn tokens_match(secret: &str, presented: &str) -> bool {
-    let secret = Sha256::digest(secret.as_bytes());
-    let presented = Sha256::digest(presented.as_bytes());
+/// hashed first so that not even the secret's length leaks through timing. Bytes, not text: a
+/// header value need not be ASCII, and a token with other characters must still compare.
+pub(crate) fn tokens_match(secret: &[u8], presented: &[u8]) -> bool {
+    let secret = Sha256::digest(secret);
+    let presented = Sha256::digest(presented);
     secret.ct_eq(&presented).into()
 }
 
@@ -174,8 +212,9 @@ mod tests {
 
     #[test]
     fn tokens_compare_exactly() {
-        assert!(tokens_match("secret", "secret"));
-        assert!(!tokens_match("secret", "secreT"));
-        assert!(!tokens_match("secret", ""));
+        assert!(tokens_match(b"secret", b"secret"));
+        assert!(!tokens_match(b"secret", b"secreT"));
+        assert!(!tokens_match(b"secret", b""));
+        assert!(tokens_match("pässwörd".as_bytes(), "pässwörd".as_bytes()));
     }
 }

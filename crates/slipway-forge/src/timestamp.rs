@@ -20,10 +20,11 @@ fn parse_iso8601(text: &str) -> Option<i64> {
     }
     let parsed = OffsetDateTime::parse(text, &Rfc3339).ok().or_else(|| {
         // Some forges write the offset without a colon (`+1000`); RFC 3339 wants `+10:00`.
-        let (head, offset) = text.split_at(text.len().checked_sub(5)?);
-        let sign = offset.chars().next()?;
-        let digits = &offset[1..];
-        if matches!(sign, '+' | '-') && digits.bytes().all(|b| b.is_ascii_digit()) {
+        // Arbitrary text need not have character boundaries where an offset's would be: split
+        // only where they are.
+        let (head, offset) = text.split_at_checked(text.len().checked_sub(5)?)?;
+        let (sign, digits) = offset.split_at_checked(1)?;
+        if matches!(sign, "+" | "-") && digits.bytes().all(|b| b.is_ascii_digit()) {
             let fixed = format!("{head}{sign}{}:{}", &digits[..2], &digits[2..]);
             OffsetDateTime::parse(&fixed, &Rfc3339).ok()
         } else {
@@ -55,6 +56,16 @@ mod tests {
             parse_timestamp_millis(&json!("2017-09-19T09:58:11+10:00"))
         );
         assert_eq!(parse_timestamp_millis(&json!("yesterday")), None);
+        // Multi-byte characters where the offset would be: no panic, just no timestamp.
+        assert_eq!(parse_timestamp_millis(&json!("𬤅ab")), None);
+        assert_eq!(
+            parse_timestamp_millis(&json!("2017-09-19T09:58:11é+100")),
+            None
+        );
+        assert_eq!(
+            parse_timestamp_millis(&json!("2017-09-19T09:58:11é123")),
+            None
+        );
         assert_eq!(parse_timestamp_millis(&json!(null)), None);
     }
 }
