@@ -94,6 +94,10 @@ pub struct BuildPlan {
 /// What happened to one rule for one push.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a push has a handful of decisions, each made once; boxing the plan would only add indirection"
+)]
 pub enum RuleDecision {
     /// The rule matched and asks for this build; `note` says what is still to be checked or
     /// what was adjusted.
@@ -529,7 +533,8 @@ mod tests {
     /// resolved paths the worker uses.
     #[test]
     fn context_and_dockerfile_combinations() {
-        let table: &[(&str, &str, Result<(&str, &str), &str>)] = &[
+        type Row<'a> = (&'a str, &'a str, Result<(&'a str, &'a str), &'a str>);
+        let table: &[Row] = &[
             ("/", "Dockerfile", Ok(("", "Dockerfile"))),
             (
                 "/",

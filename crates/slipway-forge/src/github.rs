@@ -68,7 +68,12 @@ impl Forge for Github {
     }
 
     fn recognizes(&self, headers: &HeaderMap) -> bool {
+        // Gitea, Forgejo and Gogs also send X-GitHub-Event for compatibility; their own event
+        // header says they are not GitHub.
         headers.contains_key("x-github-event")
+            && !["x-gitea-event", "x-forgejo-event", "x-gogs-event"]
+                .iter()
+                .any(|h| headers.contains_key(*h))
     }
 
     fn delivery_id(&self, headers: &HeaderMap) -> Option<String> {

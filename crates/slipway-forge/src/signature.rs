@@ -69,9 +69,19 @@ pub(crate) struct SignatureScheme {
 
 impl SignatureScheme {
     /// The header's signature, or `None` when the header is absent, empty or only the prefix
-    /// (`sha256=`), all of which mean "unsigned".
+    /// (`sha256=`), all of which mean "unsigned". A header that is not text at all is a
+    /// malformed signature, never "unsigned": a repository that allows unsigned deliveries
+    /// must not accept one that carries garbage where the signature goes.
     pub fn signature<'a>(&self, headers: &'a http::HeaderMap) -> Option<&'a str> {
-        let value = crate::non_empty_header(headers, self.header)?;
+        const NOT_TEXT: &str = "\u{fffd}";
+        let raw = headers.get(self.header)?;
+        let Ok(value) = raw.to_str() else {
+            return Some(NOT_TEXT);
+        };
+        let value = value.trim();
+        if value.is_empty() {
+            return None;
+        }
         let rest = value.strip_prefix(self.prefix).unwrap_or(value);
         (!rest.is_empty() && value != self.prefix).then_some(value)
     }
@@ -201,6 +211,16 @@ mod tests {
         assert_eq!(scheme.signature(&headers), None);
         headers.insert("x-sig", http::HeaderValue::from_static("sha256=ab"));
         assert_eq!(scheme.signature(&headers), Some("sha256=ab"));
+        let binary = http::HeaderValue::from_bytes(b"sha256=\xff\xfe").expect("opaque header");
+        headers.insert("x-sig", binary);
+        let found = scheme
+            .signature(&headers)
+            .expect("a non-text header is not 'unsigned'");
+        assert!(matches!(
+            scheme.check(b"k", b"body", found),
+            Err(VerifyError::MalformedSignature { .. })
+        ));
+        headers.insert("x-sig", http::HeaderValue::from_static("sha256=ab"));
         let bare = SignatureScheme {
             header: "x-sig",
             prefix: "",

@@ -21,7 +21,7 @@ use slipway_store::Store;
 
 pub use api::rfc3339;
 pub use error::ApiError;
-pub use triggers::{RateLimiter, RefResolver, hash_token};
+pub use triggers::{RateLimiter, RefResolver, RemoteRefs, hash_token};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]

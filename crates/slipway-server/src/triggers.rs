@@ -34,13 +34,14 @@ const KEPT_REQUESTS: i64 = 50;
 const BURST: f64 = 10.0;
 const REFILL_PER_SECOND: f64 = 10.0 / 60.0;
 
+/// What [`RefResolver::remote_refs`] answers: (full ref, object id) pairs, or why not.
+pub type RemoteRefs<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<(String, String)>, String>> + Send + 'a>>;
+
 /// Lists a repository's remote branches and tags (full ref, object id), with the credentials
 /// from configuration. The binary implements it with git2; tests may use a fixed table.
 pub trait RefResolver: Send + Sync + std::fmt::Debug {
-    fn remote_refs<'a>(
-        &'a self,
-        repository: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<(String, String)>, String>> + Send + 'a>>;
+    fn remote_refs<'a>(&'a self, repository: &'a str) -> RemoteRefs<'a>;
 }
 
 /// The stored form of a trigger token.

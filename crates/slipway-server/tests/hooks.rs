@@ -20,12 +20,7 @@ const STAGING_HEAD: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 const TAG_HEAD: &str = "cccccccccccccccccccccccccccccccccccccccc";
 
 impl slipway_server::RefResolver for FixedRefs {
-    fn remote_refs<'a>(
-        &'a self,
-        _repository: &'a str,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Vec<(String, String)>, String>> + Send + 'a>,
-    > {
+    fn remote_refs<'a>(&'a self, _repository: &'a str) -> slipway_server::RemoteRefs<'a> {
         Box::pin(async {
             Ok(vec![
                 ("refs/heads/main".to_owned(), MAIN_HEAD.to_owned()),

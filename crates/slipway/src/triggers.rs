@@ -1,8 +1,6 @@
 //! `slipway trigger …`, and the git-backed ref resolver the trigger endpoint uses.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
@@ -34,10 +32,7 @@ impl GitRefResolver {
 }
 
 impl RefResolver for GitRefResolver {
-    fn remote_refs<'a>(
-        &'a self,
-        repository: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<(String, String)>, String>> + Send + 'a>> {
+    fn remote_refs<'a>(&'a self, repository: &'a str) -> slipway_server::RemoteRefs<'a> {
         Box::pin(async move {
             let source = self
                 .sources
