@@ -2,6 +2,8 @@
 //! (rather than by formatting strings) gets TOML's quoting right for values such as the tag
 //! template `{\1},latest`.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 /// The whole file. `public_url` is filled in by [`crate::Slipway`] when left `None`, because only
@@ -57,10 +59,15 @@ pub struct RepositoryConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_secret_env: Option<String>,
     pub image: String,
+    /// A newer push to a ref stops that rule's running builds too, not only its queued ones.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub supersede_running_builds: bool,
     pub rules: Vec<Rule>,
 }
 
-/// `[[repositories.rules]]`: which refs build, into which tags, from which Dockerfile.
+/// `[[repositories.rules]]`: which refs build, into which tags, from which Dockerfile, and
+/// how. Every optional key is left out of the file unless a test sets it, so Slipway's own
+/// defaults apply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rule {
     pub source_type: String,
@@ -68,6 +75,26 @@ pub struct Rule {
     pub tags: String,
     pub dockerfile: String,
     pub context: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autobuild: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignore_paths: Vec<String>,
+    /// `None` keeps Slipway's default markers; `Some(vec![])` turns them off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip_message: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sanitize_tags: Option<bool>,
+    // Tables come last: TOML writes them after the rule's plain keys.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub build_args: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Rule {
@@ -91,6 +118,57 @@ impl Rule {
         self
     }
 
+    pub fn autobuild(mut self, autobuild: bool) -> Self {
+        self.autobuild = Some(autobuild);
+        self
+    }
+
+    pub fn cache(mut self, cache: bool) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The multi-stage target to build.
+    pub fn target(mut self, target: &str) -> Self {
+        self.target = Some(target.to_owned());
+        self
+    }
+
+    /// Adds a build argument; `value` may use the build variables (`${SOURCE_BRANCH}`).
+    pub fn build_arg(mut self, name: &str, value: &str) -> Self {
+        self.build_args.insert(name.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Adds an image label; `value` may use the build variables.
+    pub fn label(mut self, name: &str, value: &str) -> Self {
+        self.labels.insert(name.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Builds only when the push changed a file matching one of these globs.
+    pub fn paths(mut self, globs: &[&str]) -> Self {
+        self.paths = globs.iter().map(|g| (*g).to_owned()).collect();
+        self
+    }
+
+    /// Changed files matching these globs do not count for [`Rule::paths`].
+    pub fn ignore_paths(mut self, globs: &[&str]) -> Self {
+        self.ignore_paths = globs.iter().map(|g| (*g).to_owned()).collect();
+        self
+    }
+
+    /// Replaces Slipway's default skip markers.
+    pub fn skip_message(mut self, markers: &[&str]) -> Self {
+        self.skip_message = Some(markers.iter().map(|m| (*m).to_owned()).collect());
+        self
+    }
+
+    pub fn sanitize_tags(mut self, sanitize: bool) -> Self {
+        self.sanitize_tags = Some(sanitize);
+        self
+    }
+
     fn new(source_type: &str, source: &str, tags: &str) -> Self {
         Self {
             source_type: source_type.to_owned(),
@@ -98,6 +176,15 @@ impl Rule {
             tags: tags.to_owned(),
             dockerfile: "Dockerfile".to_owned(),
             context: "/".to_owned(),
+            autobuild: None,
+            cache: None,
+            target: None,
+            paths: Vec::new(),
+            ignore_paths: Vec::new(),
+            skip_message: None,
+            sanitize_tags: None,
+            build_args: BTreeMap::new(),
+            labels: BTreeMap::new(),
         }
     }
 }
@@ -179,5 +266,87 @@ mod tests {
             Some("SHA256:abc+/def")
         );
         assert!(repository.get("git_password_env").is_none());
+    }
+
+    #[test]
+    fn writes_the_build_rule_options_and_leaves_unset_ones_out() {
+        let rule = Rule::branch("main", "latest")
+            .cache(false)
+            .autobuild(false)
+            .target("runtime")
+            .build_arg("GREETING", "hello-${SOURCE_BRANCH}")
+            .label("org.example.commit", "${SOURCE_COMMIT}")
+            .paths(&["services/api", "lib/**/*.rs"])
+            .ignore_paths(&["**/*.md"])
+            .skip_message(&["[no build]"])
+            .sanitize_tags(true);
+        let config = Config {
+            repositories: vec![RepositoryConfig {
+                name: "acme/web".to_owned(),
+                provider: "github".to_owned(),
+                git_url: "http://127.0.0.1:9000/acme/web.git".to_owned(),
+                image: "127.0.0.1:5001/acme/web".to_owned(),
+                supersede_running_builds: true,
+                rules: vec![rule, Rule::branch("dev", "dev")],
+                ..RepositoryConfig::default()
+            }],
+            ..Config::default()
+        };
+        let parsed: toml::Table = config.to_toml().parse().expect("valid TOML");
+        let repository = &parsed["repositories"][0];
+        assert_eq!(repository["supersede_running_builds"].as_bool(), Some(true));
+        let rule = &repository["rules"][0];
+        assert_eq!(rule["cache"].as_bool(), Some(false));
+        assert_eq!(rule["autobuild"].as_bool(), Some(false));
+        assert_eq!(rule["target"].as_str(), Some("runtime"));
+        assert_eq!(
+            rule["build_args"]["GREETING"].as_str(),
+            Some("hello-${SOURCE_BRANCH}")
+        );
+        assert_eq!(
+            rule["labels"]["org.example.commit"].as_str(),
+            Some("${SOURCE_COMMIT}")
+        );
+        let strings = |key: &str| -> Vec<&str> {
+            rule[key]
+                .as_array()
+                .unwrap_or_else(|| panic!("{key} is an array"))
+                .iter()
+                .map(|v| v.as_str().expect("a string"))
+                .collect()
+        };
+        assert_eq!(strings("paths"), ["services/api", "lib/**/*.rs"]);
+        assert_eq!(strings("ignore_paths"), ["**/*.md"]);
+        assert_eq!(strings("skip_message"), ["[no build]"]);
+        assert_eq!(rule["sanitize_tags"].as_bool(), Some(true));
+
+        let plain = &repository["rules"][1];
+        for key in [
+            "cache",
+            "autobuild",
+            "target",
+            "build_args",
+            "labels",
+            "paths",
+            "ignore_paths",
+            "skip_message",
+            "sanitize_tags",
+        ] {
+            assert!(plain.get(key).is_none(), "an unset {key} is left out");
+        }
+        let single = Config {
+            repositories: vec![RepositoryConfig {
+                rules: vec![Rule::branch("main", "latest")],
+                ..RepositoryConfig::default()
+            }],
+            ..Config::default()
+        };
+        let parsed: toml::Table = single.to_toml().parse().expect("valid TOML");
+        assert!(
+            parsed["repositories"][0]
+                .get("supersede_running_builds")
+                .is_none(),
+            "the default (false) is left out"
+        );
     }
 }

@@ -26,7 +26,9 @@ pub use payload::{ZERO_ID, github_push_payload, github_signature, new_delivery_i
 pub use postgres::TestDatabase;
 pub use registry::{Registry, manifest_digest};
 pub use rig::Rig;
-pub use slipway::{BUILD_TIMEOUT, HttpResponse, Slipway, SlipwayBuilder, binary_path};
+pub use slipway::{
+    BUILD_TIMEOUT, HttpResponse, Slipway, SlipwayBuilder, binary_path, build_digest,
+};
 pub use ssh_server::{SshGitServer, SshKeyPair};
 
 /// The environment variables a [`Fixture`]'s configuration names for its secrets.
@@ -169,19 +171,39 @@ impl Fixture {
         )
     }
 
+    /// Delivers the push that moved `main` from `before` ([`ZERO_ID`] when it created the
+    /// branch) to its current head, and returns the answer.
+    pub fn deliver_main(&self, slipway: &Slipway, before: &str) -> HttpResponse {
+        self.deliver_push(slipway, &self.push_payload("refs/heads/main", before))
+    }
+
     /// Delivers the push that created `main` (from [`ZERO_ID`] to its head) and returns the id
     /// of the one build it queued.
     pub fn push_main(&self, slipway: &Slipway) -> String {
-        let answer = self.deliver_push(slipway, &self.push_payload("refs/heads/main", ZERO_ID));
+        let answer = self.deliver_main(slipway, ZERO_ID);
         answer.assert_status(202);
         answer.single_build_id()
+    }
+
+    /// The digest of `tag` of this repository's image in the authenticated registry, or `None`.
+    pub fn pushed_digest(&self, tag: &str) -> Option<String> {
+        self.registry().manifest_digest(self.name(), tag)
+    }
+
+    /// Pulls this repository's image at `digest` from the registry, runs it and returns what
+    /// it printed; the pulled image is removed again afterwards.
+    pub fn run_pushed(&self, digest: &str) -> String {
+        let docker = self.docker();
+        let image = format!("{}@{digest}", self.image());
+        docker.pull(&image);
+        docker.run_image(&image)
     }
 
     /// Fails the test if the authenticated registry holds `tag` of this repository's image.
     #[track_caller]
     pub fn assert_not_pushed(&self, tag: &str) {
         assert_eq!(
-            self.registry().manifest_digest(self.name(), tag),
+            self.pushed_digest(tag),
             None,
             "a failed build pushed {}:{tag}",
             self.image()

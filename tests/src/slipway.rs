@@ -15,14 +15,16 @@ use crate::payload::github_signature;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a build may take by default: builds are real, on a two-core machine.
 pub const BUILD_TIMEOUT: Duration = Duration::from_secs(180);
-const TERMINAL_STATUSES: [&str; 3] = ["succeeded", "failed", "cancelled"];
+/// The statuses a build never leaves.
+const TERMINAL_STATUSES: [&str; 4] = ["succeeded", "failed", "cancelled", "skipped"];
 
 /// How to start Slipway: the configuration file's text, extra environment (secrets are named
-/// in the configuration and passed this way) and an optional database URL.
+/// in the configuration and passed this way), extra process flags and an optional database URL.
 #[derive(Debug, Clone)]
 pub struct SlipwayBuilder {
     config: String,
     env: Vec<(String, String)>,
+    args: Vec<String>,
     database_url: Option<String>,
     binary: Option<PathBuf>,
 }
@@ -31,6 +33,17 @@ impl SlipwayBuilder {
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.env.push((name.to_owned(), value.to_owned()));
         self
+    }
+
+    /// Adds a flag (or its value) to `slipway serve`'s command line.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_owned());
+        self
+    }
+
+    /// `--workers <slots>`: how many builds the process runs at once (Slipway's default is 2).
+    pub fn workers(self, slots: usize) -> Self {
+        self.arg("--workers").arg(&slots.to_string())
     }
 
     pub fn database_url(mut self, url: &str) -> Self {
@@ -94,6 +107,27 @@ impl HttpResponse {
             .unwrap_or_default()
     }
 
+    /// The ids of the builds a webhook answer lists, in its order.
+    pub fn build_ids(&self) -> Vec<String> {
+        self.builds()
+            .iter()
+            .map(|build| {
+                build["id"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("a build has no string id: {self:#?}"))
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    /// The `delivery` id of a webhook answer: the key of `GET /api/deliveries/{id}`.
+    pub fn delivery_id(&self) -> String {
+        self.json()["delivery"]
+            .as_str()
+            .unwrap_or_else(|| panic!("the answer names no delivery: {self:#?}"))
+            .to_owned()
+    }
+
     /// The id of the only build a webhook answer queued, failing the test otherwise.
     pub fn single_build_id(&self) -> String {
         let builds = self.builds();
@@ -126,6 +160,7 @@ impl Slipway {
         SlipwayBuilder {
             config: config.to_owned(),
             env: Vec::new(),
+            args: Vec::new(),
             database_url: None,
             binary: None,
         }
@@ -161,6 +196,7 @@ impl Slipway {
         if let Some(url) = &options.database_url {
             command.arg("--database-url").arg(url);
         }
+        command.args(&options.args);
         // Slipway reads SLIPWAY_* settings from its environment; none from the developer's shell
         // (or the rig's SLIPWAY_TEST_* variables) may change what a test runs.
         for (name, _) in std::env::vars_os() {
@@ -287,25 +323,58 @@ impl Slipway {
         response.text
     }
 
-    /// Polls the build until it has finished (succeeded, failed or cancelled) and returns it.
-    /// On timeout the test fails with the build's last state and its log.
+    /// `GET /api/deliveries/{id}` as JSON: the delivery with its rule decisions and builds.
+    pub fn delivery(&self, id: &str) -> Value {
+        let response = self.get(&format!("/api/deliveries/{id}"));
+        response.assert_status(200);
+        serde_json::from_str(&response.text)
+            .unwrap_or_else(|e| panic!("delivery {id} is not JSON ({e}): {response:#?}"))
+    }
+
+    /// Polls the build until it has finished (succeeded, failed, cancelled or skipped) and
+    /// returns it. On timeout the test fails with the build's last state and its log.
     pub fn wait_for_build(&self, id: &str, timeout: Duration) -> Value {
+        self.poll_build(id, timeout, "finish", |status| {
+            TERMINAL_STATUSES.contains(&status)
+        })
+    }
+
+    /// Polls the build until its status is `status` (such as `running`) and returns it. The
+    /// test fails, with the build and its log, if the build finishes otherwise or the time
+    /// runs out.
+    pub fn wait_for_status(&self, id: &str, status: &str, timeout: Duration) -> Value {
+        let build = self.poll_build(id, timeout, &format!("become {status}"), |now| {
+            now == status || TERMINAL_STATUSES.contains(&now)
+        });
+        assert_eq!(
+            build["status"],
+            status,
+            "build {id} finished before it became {status}: {build:#}\nlog:\n{}",
+            self.log(id)
+        );
+        build
+    }
+
+    fn poll_build(
+        &self,
+        id: &str,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&str) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let build = self.build(id);
-            if build["status"]
-                .as_str()
-                .is_some_and(|status| TERMINAL_STATUSES.contains(&status))
-            {
+            if build["status"].as_str().is_some_and(&done) {
                 return build;
             }
             if Instant::now() >= deadline {
                 panic!(
-                    "build {id} did not finish within {timeout:?}.\nlast state: {build:#}\nlog:\n{}",
+                    "build {id} did not {what} within {timeout:?}.\nlast state: {build:#}\nlog:\n{}",
                     self.log(id)
                 );
             }
-            std::thread::sleep(Duration::from_millis(500));
+            std::thread::sleep(Duration::from_millis(250));
         }
     }
 
@@ -324,16 +393,23 @@ impl Slipway {
     /// Waits for the build and fails the test unless it failed; returns the build and its
     /// `error` text.
     pub fn wait_for_failure(&self, id: &str) -> (Value, String) {
-        let build = self.wait_for_build(id, BUILD_TIMEOUT);
+        self.wait_for_end(id, "failed", BUILD_TIMEOUT)
+    }
+
+    /// Waits up to `timeout` for the build to finish and fails the test, with the build and its
+    /// log, unless it ended with `status` (`failed`, `skipped` or `cancelled`) and an `error`
+    /// saying why; returns the build and that text.
+    pub fn wait_for_end(&self, id: &str, status: &str, timeout: Duration) -> (Value, String) {
+        let build = self.wait_for_build(id, timeout);
         assert_eq!(
             build["status"],
-            "failed",
-            "build {id} was expected to fail: {build:#}\nlog:\n{}",
+            status,
+            "build {id} was expected to end {status}: {build:#}\nlog:\n{}",
             self.log(id)
         );
         let error = build["error"]
             .as_str()
-            .unwrap_or_else(|| panic!("failed build {id} has no error text: {build:#}"))
+            .unwrap_or_else(|| panic!("{status} build {id} has no error text: {build:#}"))
             .to_owned();
         (build, error)
     }
@@ -362,6 +438,14 @@ impl Drop for Slipway {
             );
         }
     }
+}
+
+/// The `digest` of a succeeded build, failing the test when it has none.
+pub fn build_digest(build: &Value) -> String {
+    build["digest"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a succeeded build has a digest: {build:#}"))
+        .to_owned()
 }
 
 /// The headers GitHub sends with every delivery, except the signature.

@@ -11,6 +11,7 @@ mod bitbucket_server;
 mod gitea;
 mod github;
 mod gitlab;
+pub mod sign;
 mod signature;
 #[cfg(test)]
 mod test_support;

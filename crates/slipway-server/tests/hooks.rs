@@ -1,133 +1,13 @@
-//! The webhook endpoint through the real router and a real SQLite database.
+//! The webhook endpoint, the deliveries log and trigger URLs through the real router and a
+//! real SQLite database.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use common::*;
 use serde_json::Value;
-use slipway_core::{BuildRule, Secret};
-use slipway_server::{AppState, app};
-use slipway_store::{RepositorySpec, Store};
-use tower::ServiceExt;
-
-/// Branch and tag heads as a remote would list them, for the trigger tests.
-#[derive(Debug)]
-struct FixedRefs;
-
-const MAIN_HEAD: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-const STAGING_HEAD: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
-const TAG_HEAD: &str = "cccccccccccccccccccccccccccccccccccccccc";
-
-impl slipway_server::RefResolver for FixedRefs {
-    fn remote_refs<'a>(&'a self, _repository: &'a str) -> slipway_server::RemoteRefs<'a> {
-        Box::pin(async {
-            Ok(vec![
-                ("refs/heads/main".to_owned(), MAIN_HEAD.to_owned()),
-                ("refs/heads/staging".to_owned(), STAGING_HEAD.to_owned()),
-                ("refs/tags/v1.1".to_owned(), TAG_HEAD.to_owned()),
-            ])
-        })
-    }
-}
-
-const SECRET: &str = "It's a Secret to Everybody";
-const COMMIT: &str = "9f2c3c0a1b1e4a7a8c6d5e4f3a2b1c0d9e8f7a6b";
-
-struct Harness {
-    state: AppState,
-    _dir: tempfile::TempDir,
-}
-
-async fn harness() -> Harness {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
-        .await
-        .expect("open");
-    store.migrate().await.expect("migrate");
-    let tag_rule: BuildRule =
-        serde_json::from_value(serde_json::json!({"source_type": "tag", "source": "/^v([0-9.]+)$/", "tags": "{\\1},latest"}))
-            .expect("rule");
-    store
-        .sync_repositories(&[RepositorySpec {
-            name: "acme/web".parse().expect("name"),
-            provider: "github".parse().expect("provider"),
-            git_url: "http://127.0.0.1:9/acme/web.git".to_owned(),
-            image: "127.0.0.1:5000/acme/web".parse().expect("image"),
-            rules: vec![BuildRule::default_rule(), tag_rule],
-            allow_unsigned: false,
-            allow_legacy_sha1: false,
-            supersede_running: false,
-        }])
-        .await
-        .expect("sync");
-    let secrets = HashMap::from([("acme/web".to_owned(), Secret::new(SECRET))]);
-    Harness {
-        state: AppState {
-            store,
-            webhook_secrets: Arc::new(secrets),
-            public_url: "http://slipway.test".to_owned(),
-            ref_resolver: Arc::new(FixedRefs),
-            trigger_limiter: Arc::default(),
-        },
-        _dir: dir,
-    }
-}
-
-fn push_body(git_ref: &str, after: &str) -> String {
-    serde_json::json!({
-        "ref": git_ref, "before": "0".repeat(40), "after": after, "created": true,
-        "deleted": after.bytes().all(|b| b == b'0'), "forced": false,
-        "head_commit": {"id": after, "message": "msg"}, "pusher": {"name": "dev"}
-    })
-    .to_string()
-}
-
-fn signed(event: &str, delivery: &str, body: &str) -> Request<Body> {
-    let signature = format!(
-        "sha256={}",
-        slipway_forge::hmac_sha256_hex(SECRET.as_bytes(), body.as_bytes())
-    );
-    Request::post("/hooks/acme/web")
-        .header("content-type", "application/json")
-        .header("x-github-event", event)
-        .header("x-github-delivery", delivery)
-        .header("x-hub-signature-256", signature)
-        .body(Body::from(body.to_owned()))
-        .expect("request")
-}
-
-async fn send(harness: &Harness, request: Request<Body>) -> (StatusCode, Value) {
-    let response = app(harness.state.clone())
-        .oneshot(request)
-        .await
-        .expect("response");
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .expect("body");
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
-
-async fn build_count(harness: &Harness) -> usize {
-    let repo = harness
-        .state
-        .store
-        .repository_by_name("acme/web")
-        .await
-        .expect("query")
-        .expect("repo");
-    harness
-        .state
-        .store
-        .builds_for_repository(repo.id)
-        .await
-        .expect("list")
-        .len()
-}
+use slipway_store::RepositorySpec;
 
 #[tokio::test]
 async fn push_is_accepted_once_and_replayed_for_duplicates() {
@@ -331,14 +211,6 @@ async fn unknown_builds_and_endpoints_are_404_in_one_shape() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(error["error"]["code"], "not_found", "{path}");
     }
-}
-
-async fn get_json(harness: &Harness, path: &str) -> (StatusCode, Value) {
-    send(
-        harness,
-        Request::get(path).body(Body::empty()).expect("request"),
-    )
-    .await
 }
 
 #[tokio::test]
@@ -572,32 +444,6 @@ async fn unsigned_deliveries_only_where_the_repository_opts_out_and_then_with_a_
             .is_some_and(|v| v.starts_with("unsigned")),
         "{page}"
     );
-}
-
-async fn trigger_token(h: &Harness) -> String {
-    let repo = h
-        .state
-        .store
-        .repository_by_name("acme/web")
-        .await
-        .expect("query")
-        .expect("repo");
-    let token = format!("slw_test_{}", uuid::Uuid::new_v4().simple());
-    h.state
-        .store
-        .create_trigger(repo.id, "ci", &slipway_server::hash_token(&token))
-        .await
-        .expect("create")
-        .expect("new");
-    token
-}
-
-async fn fire(h: &Harness, token: &str, content_type: &str, body: &str) -> (StatusCode, Value) {
-    let request = Request::post(format!("/api/trigger/{token}"))
-        .header("content-type", content_type)
-        .body(Body::from(body.to_owned()))
-        .expect("request");
-    send(h, request).await
 }
 
 #[tokio::test]

@@ -1,0 +1,185 @@
+//! The router-test harness: the real router over a real SQLite store in a temporary
+//! directory, and helpers to sign and send requests. Each test file uses part of it.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::Value;
+use slipway_core::{BuildRule, Secret};
+use slipway_server::{AppState, app};
+use slipway_store::{RepositorySpec, Store};
+use tower::ServiceExt;
+
+/// Branch and tag heads as a remote would list them, for the trigger tests.
+#[derive(Debug)]
+pub struct FixedRefs;
+
+pub const MAIN_HEAD: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+pub const STAGING_HEAD: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+pub const TAG_HEAD: &str = "cccccccccccccccccccccccccccccccccccccccc";
+
+impl slipway_server::RefResolver for FixedRefs {
+    fn remote_refs<'a>(&'a self, _repository: &'a str) -> slipway_server::RemoteRefs<'a> {
+        Box::pin(async {
+            Ok(vec![
+                ("refs/heads/main".to_owned(), MAIN_HEAD.to_owned()),
+                ("refs/heads/staging".to_owned(), STAGING_HEAD.to_owned()),
+                ("refs/tags/v1.1".to_owned(), TAG_HEAD.to_owned()),
+            ])
+        })
+    }
+}
+
+pub const SECRET: &str = "It's a Secret to Everybody";
+pub const COMMIT: &str = "9f2c3c0a1b1e4a7a8c6d5e4f3a2b1c0d9e8f7a6b";
+
+pub struct Harness {
+    pub state: AppState,
+    pub _dir: tempfile::TempDir,
+}
+
+/// One GitHub repository, `acme/web`, with the default rule and a `/^v([0-9.]+)$/` tag rule.
+pub async fn harness() -> Harness {
+    let tag_rule: BuildRule =
+        serde_json::from_value(serde_json::json!({"source_type": "tag", "source": "/^v([0-9.]+)$/", "tags": "{\\1},latest"}))
+            .expect("rule");
+    harness_with(vec![repository(
+        "acme/web",
+        "github",
+        vec![BuildRule::default_rule(), tag_rule],
+    )])
+    .await
+}
+
+/// A repository spec with the harness's defaults; every repository's secret is [`SECRET`].
+pub fn repository(name: &str, provider: &str, rules: Vec<BuildRule>) -> RepositorySpec {
+    RepositorySpec {
+        name: name.parse().expect("name"),
+        provider: provider.parse().expect("provider"),
+        git_url: format!("http://127.0.0.1:9/{name}.git"),
+        image: format!("127.0.0.1:5000/{name}").parse().expect("image"),
+        rules,
+        allow_unsigned: false,
+        allow_legacy_sha1: false,
+        supersede_running: false,
+    }
+}
+
+pub async fn harness_with(specs: Vec<RepositorySpec>) -> Harness {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+        .await
+        .expect("open");
+    store.migrate().await.expect("migrate");
+    store.sync_repositories(&specs).await.expect("sync");
+    let secrets: HashMap<String, Secret> = specs
+        .iter()
+        .map(|s| (s.name.to_string(), Secret::new(SECRET)))
+        .collect();
+    Harness {
+        state: AppState {
+            store,
+            webhook_secrets: Arc::new(secrets),
+            public_url: "http://slipway.test".to_owned(),
+            ref_resolver: Arc::new(FixedRefs),
+            trigger_limiter: Arc::default(),
+        },
+        _dir: dir,
+    }
+}
+
+pub fn push_body(git_ref: &str, after: &str) -> String {
+    serde_json::json!({
+        "ref": git_ref, "before": "0".repeat(40), "after": after, "created": true,
+        "deleted": after.bytes().all(|b| b == b'0'), "forced": false,
+        "head_commit": {"id": after, "message": "msg"}, "pusher": {"name": "dev"}
+    })
+    .to_string()
+}
+
+pub fn signed(event: &str, delivery: &str, body: &str) -> Request<Body> {
+    let signature = format!(
+        "sha256={}",
+        slipway_forge::hmac_sha256_hex(SECRET.as_bytes(), body.as_bytes())
+    );
+    Request::post("/hooks/acme/web")
+        .header("content-type", "application/json")
+        .header("x-github-event", event)
+        .header("x-github-delivery", delivery)
+        .header("x-hub-signature-256", signature)
+        .body(Body::from(body.to_owned()))
+        .expect("request")
+}
+
+pub async fn send(harness: &Harness, request: Request<Body>) -> (StatusCode, Value) {
+    let response = app(harness.state.clone())
+        .oneshot(request)
+        .await
+        .expect("response");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+pub async fn build_count(harness: &Harness) -> usize {
+    builds_of(harness, "acme/web").await
+}
+
+pub async fn builds_of(harness: &Harness, repository: &str) -> usize {
+    let repo = harness
+        .state
+        .store
+        .repository_by_name(repository)
+        .await
+        .expect("query")
+        .expect("repo");
+    harness
+        .state
+        .store
+        .builds_for_repository(repo.id)
+        .await
+        .expect("list")
+        .len()
+}
+
+pub async fn get_json(harness: &Harness, path: &str) -> (StatusCode, Value) {
+    send(
+        harness,
+        Request::get(path).body(Body::empty()).expect("request"),
+    )
+    .await
+}
+
+pub async fn trigger_token(h: &Harness) -> String {
+    let repo = h
+        .state
+        .store
+        .repository_by_name("acme/web")
+        .await
+        .expect("query")
+        .expect("repo");
+    let token = format!("slw_test_{}", uuid::Uuid::new_v4().simple());
+    h.state
+        .store
+        .create_trigger(repo.id, "ci", &slipway_server::hash_token(&token))
+        .await
+        .expect("create")
+        .expect("new");
+    token
+}
+
+pub async fn fire(h: &Harness, token: &str, content_type: &str, body: &str) -> (StatusCode, Value) {
+    let request = Request::post(format!("/api/trigger/{token}"))
+        .header("content-type", content_type)
+        .body(Body::from(body.to_owned()))
+        .expect("request");
+    send(h, request).await
+}
