@@ -157,6 +157,10 @@ impl SourcePattern {
             Some(pattern) if source.len() >= 2 => {
                 // Anchoring makes `/v1/` mean "exactly v1", as users expect from a name, rather
                 // than "contains v1": silent over-matching was a classic surprise.
+                // The user's own pattern is compiled first, so an error quotes what they wrote
+                // rather than the anchored form.
+                Regex::new(pattern)
+                    .map_err(|e| format!("source {source:?} is not a valid regex: {e}"))?;
                 let anchored = format!("^(?:{pattern})$");
                 let regex = Regex::new(&anchored)
                     .map_err(|e| format!("source {source:?} is not a valid regex: {e}"))?;

@@ -182,8 +182,10 @@ fn serve_creates_its_database_and_answers_health_with_no_configuration() {
             &listen,
             "--docker-host",
             "unix:///nonexistent/docker.sock",
+            "--log-format",
+            "json",
         ])
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr.log")).expect("log file"))
         .spawn()
         .expect("serve starts");
     let mut healthy = false;
@@ -203,6 +205,19 @@ fn serve_creates_its_database_and_answers_health_with_no_configuration() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(healthy, "GET /healthz answered 200");
+    // --log-format json: every line slipway logged is a JSON object with a level and a message.
+    let logged = std::fs::read_to_string(dir.path().join("stderr.log")).expect("stderr");
+    let lines: Vec<serde_json::Value> = logged
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "slipway is listening"),
+        "{logged}"
+    );
+    assert!(lines.iter().all(|l| l["level"].is_string()), "{logged}");
     assert!(
         dir.path().join("slipway-data/slipway.db").exists(),
         "the default SQLite database was created"
