@@ -14,6 +14,8 @@ CREATE TABLE repositories (
     allow_legacy_sha1  BOOLEAN NOT NULL DEFAULT FALSE,
     -- A newer push also stops running builds of the same rule and ref (queued ones always).
     supersede_running  BOOLEAN NOT NULL DEFAULT FALSE,
+    -- How long one build may run before it is stopped and failed.
+    build_timeout_secs BIGINT NOT NULL DEFAULT 3600,
     created_at  BIGINT NOT NULL,
     updated_at  BIGINT NOT NULL
 );
@@ -73,6 +75,8 @@ CREATE TABLE builds (
     message_checked   BOOLEAN NOT NULL DEFAULT FALSE,
     -- Set to stop a running build: its worker sees it on the next heartbeat.
     cancel_requested  BOOLEAN NOT NULL DEFAULT FALSE,
+    -- The build this one retries (POST /api/builds/{id}/retry).
+    retry_of          TEXT REFERENCES builds (id),
     status            TEXT NOT NULL DEFAULT 'queued',
     error             TEXT,
     digest            TEXT,

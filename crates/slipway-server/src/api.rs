@@ -7,7 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Value, json};
-use slipway_store::{BuildRecord, Store};
+use slipway_store::{BuildRecord, CancelOutcome, Store};
 use uuid::Uuid;
 
 use crate::{ApiError, AppState};
@@ -40,6 +40,65 @@ pub async fn build(
     Ok(Json(build_json(&build, &state.public_url)))
 }
 
+/// `POST /api/builds/{id}/cancel`: a queued build is cancelled at once (200); a running one is
+/// asked to stop (202) and stops within seconds, before any further push.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_build_id(&id)?;
+    let outcome = state
+        .store
+        .cancel_build(id, "cancelled through the API")
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no build {id}")))?;
+    let (status, word) = match outcome {
+        CancelOutcome::Cancelled => (StatusCode::OK, "cancelled"),
+        CancelOutcome::Requested => (StatusCode::ACCEPTED, "cancelling"),
+        CancelOutcome::AlreadyFinished(finished) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "finished",
+                format!("build {id} has already {finished}"),
+            ));
+        }
+    };
+    Ok((status, Json(json!({"id": id, "status": word}))).into_response())
+}
+
+/// `POST /api/builds/{id}/retry`: a new build that repeats a finished one, linked to it.
+pub async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_build_id(&id)?;
+    let original = state
+        .store
+        .build(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no build {id}")))?;
+    let Some(new_id) = state.store.retry_build(id).await? else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_finished",
+            format!(
+                "build {id} is still {}; cancel it first or wait for it to finish",
+                original.status
+            ),
+        ));
+    };
+    let build = state
+        .store
+        .build(new_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no build {new_id}")))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(build_json(&build, &state.public_url)),
+    )
+        .into_response())
+}
+
 /// A build as the API shows it; times as RFC 3339.
 pub fn build_json(build: &BuildRecord, public_url: &str) -> Value {
     json!({
@@ -56,6 +115,7 @@ pub fn build_json(build: &BuildRecord, public_url: &str) -> Value {
         "digest": build.digest,
         "attempts": build.attempts,
         "trigger": build.trigger,
+        "retry_of": build.retry_of,
         "delivery": build.delivery_id,
         "queued_at": rfc3339(Some(build.queued_at)),
         "started_at": rfc3339(build.started_at),

@@ -43,6 +43,8 @@ pub fn app(state: AppState) -> Router {
         .route("/hooks/{owner}/{name}", post(hooks::receive))
         .route("/api/builds/{id}", get(api::build))
         .route("/api/builds/{id}/log", get(api::build_log))
+        .route("/api/builds/{id}/cancel", post(api::cancel))
+        .route("/api/builds/{id}/retry", post(api::retry))
         .route(
             "/api/repositories/{owner}/{name}/deliveries",
             get(deliveries::list),

@@ -403,14 +403,8 @@ async fn unsigned_deliveries_only_where_the_repository_opts_out_and_then_with_a_
     h.state
         .store
         .sync_repositories(&[RepositorySpec {
-            name: repo.name.clone(),
-            provider: repo.provider,
-            git_url: repo.git_url.clone(),
-            image: repo.image.clone(),
-            rules: repo.rules.clone(),
             allow_unsigned: true,
-            allow_legacy_sha1: false,
-            supersede_running: false,
+            ..repository("acme/web", "github", repo.rules.clone())
         }])
         .await
         .expect("opt out");
@@ -619,4 +613,49 @@ async fn unknown_revoked_and_overused_tokens() {
         Some(StatusCode::TOO_MANY_REQUESTS),
         "the 11th request in a burst is refused"
     );
+}
+
+#[tokio::test]
+async fn cancel_and_retry() {
+    let h = harness().await;
+    let (_, answer) = send(
+        &h,
+        signed("push", "c-1", &push_body("refs/heads/main", COMMIT)),
+    )
+    .await;
+    let id = answer["builds"][0]["id"].as_str().expect("id").to_owned();
+    let post = |path: String| Request::post(path).body(Body::empty()).expect("request");
+
+    let (status, retried_early) = send(&h, post(format!("/api/builds/{id}/retry"))).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a queued build cannot be retried: {retried_early}"
+    );
+    let (status, cancelled) = send(&h, post(format!("/api/builds/{id}/cancel"))).await;
+    assert_eq!(
+        (status, &cancelled["status"]),
+        (StatusCode::OK, &Value::from("cancelled")),
+        "{cancelled}"
+    );
+    let (_, build) = get_json(&h, &format!("/api/builds/{id}")).await;
+    assert_eq!(build["status"], "cancelled");
+    assert_eq!(build["error"], "cancelled through the API");
+    let (status, again) = send(&h, post(format!("/api/builds/{id}/cancel"))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+
+    let (status, retry) = send(&h, post(format!("/api/builds/{id}/retry"))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{retry}");
+    assert_eq!(retry["retry_of"], id.as_str());
+    assert_eq!(retry["trigger"], "retry");
+    assert_eq!(retry["status"], "queued");
+    assert_eq!(retry["commit"], COMMIT);
+    assert_ne!(retry["id"], id.as_str());
+
+    let (status, _) = send(
+        &h,
+        post("/api/builds/01a20934-bb04-7237-b0dc-5863732552bb/cancel".to_owned()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -16,6 +16,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use slipway_core::BuildStatus;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
@@ -201,10 +202,10 @@ impl Store {
             for spec in specs {
                 sqlx::query(
                     "INSERT INTO repositories (id, name, provider, git_url, image, rules_json, enabled,
-                         allow_unsigned, allow_legacy_sha1, supersede_running, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, TRUE, $8, $9, $10, $7, $7)
+                         allow_unsigned, allow_legacy_sha1, supersede_running, build_timeout_secs, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, TRUE, $8, $9, $10, $11, $7, $7)
                      ON CONFLICT (name) DO UPDATE SET provider = $3, git_url = $4, image = $5,
-                         rules_json = $6, enabled = TRUE, allow_unsigned = $8, allow_legacy_sha1 = $9, supersede_running = $10,
+                         rules_json = $6, enabled = TRUE, allow_unsigned = $8, allow_legacy_sha1 = $9, supersede_running = $10, build_timeout_secs = $11,
                          updated_at = $7",
                 )
                 .bind(Uuid::now_v7().to_string())
@@ -217,6 +218,7 @@ impl Store {
                 .bind(spec.allow_unsigned)
                 .bind(spec.allow_legacy_sha1)
                 .bind(spec.supersede_running)
+                .bind(spec.build_timeout_secs)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -852,6 +854,81 @@ impl Store {
         Ok(affected == 1)
     }
 
+    /// Cancels a build: a queued one at once, a running one by asking its worker to stop
+    /// (seen on its next heartbeat, and before every push). `reason` becomes the build's error.
+    pub async fn cancel_build(&self, id: Uuid, reason: &str) -> Result<Option<CancelOutcome>> {
+        let now = now_millis();
+        let status: Option<(String,)> = with_pool!(self, write, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let status: Option<(String,)> =
+                sqlx::query_as("SELECT status FROM builds WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            sqlx::query(
+                "UPDATE builds SET
+                     status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+                     finished_at = CASE WHEN status = 'queued' THEN $2 ELSE finished_at END,
+                     cancel_requested = CASE WHEN status = 'running' THEN TRUE ELSE cancel_requested END,
+                     error = $3
+                 WHERE id = $1 AND status IN ('queued', 'running')",
+            )
+            .bind(id.to_string())
+            .bind(now)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            status
+        });
+        let Some((status,)) = status else {
+            return Ok(None);
+        };
+        let status: BuildStatus = status.parse().map_err(StoreError::Corrupt)?;
+        Ok(Some(match status {
+            BuildStatus::Queued => CancelOutcome::Cancelled,
+            BuildStatus::Running => CancelOutcome::Requested,
+            finished => CancelOutcome::AlreadyFinished(finished),
+        }))
+    }
+
+    /// Whether someone asked a running build to stop; checked right before each push.
+    pub async fn cancel_requested(&self, id: Uuid) -> Result<bool> {
+        let row: Option<(bool,)> = with_pool!(self, read, |pool| {
+            sqlx::query_as("SELECT cancel_requested FROM builds WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.is_some_and(|(requested,)| requested))
+    }
+
+    /// Queues a new build that repeats a finished one (same rule, ref, commit, tags and
+    /// options), linked to it. `None` if the build does not exist or has not finished.
+    pub async fn retry_build(&self, id: Uuid) -> Result<Option<Uuid>> {
+        let new_id = Uuid::now_v7();
+        let inserted = with_pool!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO builds (id, repository_id, delivery_id, trigger, rule_index, git_ref, commit_sha, image,
+                     tags_json, dockerfile, context, options_json, before_sha, message_checked, retry_of, status, queued_at)
+                 SELECT $2, repository_id, NULL, 'retry', rule_index, git_ref, commit_sha, image, tags_json,
+                     dockerfile, context, options_json, before_sha, TRUE, id, 'queued', $3
+                 FROM builds WHERE id = $1 AND status IN ('succeeded', 'failed', 'cancelled', 'skipped')",
+            )
+            .bind(id.to_string())
+            .bind(new_id.to_string())
+            .bind(now_millis())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if inserted == 0 {
+            return Ok(None);
+        }
+        self.queued.notify_waiters();
+        Ok(Some(new_id))
+    }
+
     /// Puts running builds whose lease expired back in the queue (their worker is gone), or
     /// fails them once they have used `max_attempts`. Returns how many builds it touched.
     pub async fn reap_expired_leases(&self, max_attempts: u32) -> Result<u64> {
@@ -945,7 +1022,7 @@ macro_rules! build_select {
     () => {
         "SELECT b.id, r.name AS repository, b.repository_id, b.delivery_id, b.trigger, b.git_ref, b.commit_sha, b.image,
             b.tags_json, b.dockerfile, b.context, b.options_json, b.before_sha, b.message_checked, b.rule_index,
-            b.cancel_requested, b.status, b.error, b.digest, b.queued_at, b.started_at,
+            b.cancel_requested, b.retry_of, r.build_timeout_secs AS timeout_secs, b.status, b.error, b.digest, b.queued_at, b.started_at,
             b.finished_at, b.attempts
          FROM builds b JOIN repositories r ON r.id = b.repository_id"
     };

@@ -20,6 +20,7 @@ pub struct RepositorySpec {
     pub allow_unsigned: bool,
     pub allow_legacy_sha1: bool,
     pub supersede_running: bool,
+    pub build_timeout_secs: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -254,6 +255,9 @@ pub struct BuildRecord {
     pub message_checked: bool,
     pub rule_index: i64,
     pub cancel_requested: bool,
+    pub retry_of: Option<Uuid>,
+    /// The repository's build timeout when the build was claimed or read.
+    pub timeout_secs: i64,
     pub status: BuildStatus,
     pub error: Option<String>,
     pub digest: Option<String>,
@@ -281,6 +285,8 @@ pub(crate) struct BuildRow {
     message_checked: bool,
     rule_index: i64,
     cancel_requested: bool,
+    retry_of: Option<String>,
+    timeout_secs: i64,
     status: String,
     error: Option<String>,
     digest: Option<String>,
@@ -314,6 +320,8 @@ impl TryFrom<BuildRow> for BuildRecord {
             message_checked: row.message_checked,
             rule_index: row.rule_index,
             cancel_requested: row.cancel_requested,
+            retry_of: row.retry_of.as_deref().map(parse_uuid).transpose()?,
+            timeout_secs: row.timeout_secs,
             status: row.status.parse().map_err(|e| corrupt("status", e))?,
             error: row.error,
             digest: row.digest,
@@ -418,4 +426,15 @@ pub enum Queued {
     Created(Uuid),
     /// An identical build (same rule, ref and commit) is already waiting.
     AlreadyQueued(Uuid),
+}
+
+/// The answer to a cancel request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The build was queued and is now cancelled.
+    Cancelled,
+    /// The build is running; its worker stops it on its next heartbeat.
+    Requested,
+    /// The build had already finished.
+    AlreadyFinished(BuildStatus),
 }

@@ -86,6 +86,7 @@ fn spec(name: &str) -> RepositorySpec {
         allow_unsigned: false,
         allow_legacy_sha1: false,
         supersede_running: false,
+        build_timeout_secs: 3600,
     }
 }
 

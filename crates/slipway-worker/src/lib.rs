@@ -48,7 +48,9 @@ impl WorkerSettings {
             owner_id,
             slots: slots.max(1),
             lease: Duration::from_secs(60),
-            heartbeat_every: Duration::from_secs(15),
+            // Heartbeats also carry cancellations, so they are frequent enough for a cancel to
+            // take effect within seconds, yet a small fraction of the lease.
+            heartbeat_every: Duration::from_secs(3),
             poll_every: Duration::from_secs(2),
             max_attempts: 3,
         }
@@ -262,12 +264,20 @@ impl Worker {
         };
         let mut task =
             tokio::spawn(async move { run_build(&job, &workspace, &engine, &guard, &log).await });
+        let timeout = Duration::from_secs(u64::try_from(build.timeout_secs).unwrap_or(3600).max(1));
         tokio::select! {
             joined = &mut task => match joined {
                 Ok(result) => result,
                 Err(e) if e.is_panic() => Err(BuildError::infrastructure("internal error: the build panicked; see the worker's log")),
                 Err(e) => Err(BuildError::infrastructure(format!("the build task ended unexpectedly: {e}"))),
             },
+            () = tokio::time::sleep(timeout) => {
+                task.abort();
+                Err(BuildError::user(format!(
+                    "the build ran longer than the repository's timeout of {} and was stopped (build_timeout_minutes)",
+                    describe_duration(timeout)
+                )))
+            }
             () = stop.token.cancelled() => {
                 // Aborting drops the engine's build stream, which makes the engine stop the
                 // build and remove its intermediate containers (`forcerm`).
@@ -372,6 +382,16 @@ impl PushGuard for TagGuard {
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<Option<String>, BuildError>> + Send + 'a>>
     {
         Box::pin(async move {
+            // A build cancelled while it was building must not push afterwards.
+            match self.store.cancel_requested(self.build.id).await {
+                Ok(true) => return Ok(Some("the build was cancelled".to_owned())),
+                Ok(false) => {}
+                Err(e) => {
+                    return Err(BuildError::infrastructure(format!(
+                        "cannot check whether the build was cancelled: {e}"
+                    )));
+                }
+            }
             match self.store.claim_tag(&self.build, tag).await {
                 Ok(TagClaim::Claimed) => Ok(None),
                 Ok(TagClaim::HeldByNewer { build_id, commit }) => Ok(Some(format!(
@@ -383,6 +403,16 @@ impl PushGuard for TagGuard {
                 ))),
             }
         })
+    }
+}
+
+/// "90 min", "45 s": durations as people write them.
+fn describe_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    if seconds >= 60 && seconds % 60 == 0 {
+        format!("{} min", seconds / 60)
+    } else {
+        format!("{seconds} s")
     }
 }
 

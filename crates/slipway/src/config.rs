@@ -98,6 +98,13 @@ struct RepositoryConfig {
     /// A newer push to a ref also stops that rule's running builds (queued ones always).
     #[serde(default)]
     supersede_running_builds: bool,
+    /// How long one build may run, in minutes, before it is stopped and failed.
+    #[serde(default = "default_build_timeout_minutes")]
+    build_timeout_minutes: u32,
+}
+
+fn default_build_timeout_minutes() -> u32 {
+    60
 }
 
 /// How a secret was given, for `config show` (which never prints the value).
@@ -138,6 +145,7 @@ pub struct Repository {
     pub allow_unsigned_webhooks: bool,
     pub allow_legacy_sha1: bool,
     pub supersede_running_builds: bool,
+    pub build_timeout_minutes: u32,
 }
 
 /// Everything the process runs with.
@@ -287,6 +295,9 @@ impl Config {
                     "{at}: git_ssh_host_key must be a SHA256 fingerprint as `ssh-keygen -lf` prints it, e.g. SHA256:AbC…"
                 );
             }
+            if repository.build_timeout_minutes == 0 {
+                bail!("{at}: build_timeout_minutes must be at least 1");
+            }
             for (number, rule) in repository.rules.iter().enumerate() {
                 rule.validate().map_err(|e| {
                     anyhow::anyhow!("{at}: rules[{number}] ({}): {e}", rule.describe())
@@ -356,6 +367,7 @@ impl Config {
                 allow_unsigned_webhooks: repository.allow_unsigned_webhooks,
                 allow_legacy_sha1: repository.allow_legacy_sha1,
                 supersede_running_builds: repository.supersede_running_builds,
+                build_timeout_minutes: repository.build_timeout_minutes,
             });
         }
 
@@ -387,6 +399,7 @@ impl Config {
                 allow_unsigned: r.allow_unsigned_webhooks,
                 allow_legacy_sha1: r.allow_legacy_sha1,
                 supersede_running: r.supersede_running_builds,
+                build_timeout_secs: i64::from(r.build_timeout_minutes) * 60,
             })
             .collect()
     }

@@ -65,6 +65,7 @@ pub fn repository(name: &str, provider: &str, rules: Vec<BuildRule>) -> Reposito
         allow_unsigned: false,
         allow_legacy_sha1: false,
         supersede_running: false,
+        build_timeout_secs: 3600,
     }
 }
 
