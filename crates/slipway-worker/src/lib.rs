@@ -274,7 +274,7 @@ impl Worker {
             () = tokio::time::sleep(timeout) => {
                 task.abort();
                 Err(BuildError::user(format!(
-                    "the build ran longer than the repository's timeout of {} and was stopped (build_timeout_minutes)",
+                    "the build ran longer than the repository's timeout of {} and was stopped (build_timeout)",
                     describe_duration(timeout)
                 )))
             }

@@ -98,13 +98,30 @@ struct RepositoryConfig {
     /// A newer push to a ref also stops that rule's running builds (queued ones always).
     #[serde(default)]
     supersede_running_builds: bool,
-    /// How long one build may run, in minutes, before it is stopped and failed.
-    #[serde(default = "default_build_timeout_minutes")]
-    build_timeout_minutes: u32,
+    /// How long one build may run before it is stopped and failed: "90s", "45m", "2h".
+    #[serde(default = "default_build_timeout")]
+    build_timeout: String,
 }
 
-fn default_build_timeout_minutes() -> u32 {
-    60
+fn default_build_timeout() -> String {
+    "60m".to_owned()
+}
+
+/// Parses "90s", "45m", "2h" (a bare number is seconds) into seconds.
+fn parse_duration_secs(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: u64 = number.parse().ok()?;
+    let factor = match unit.trim() {
+        "s" | "sec" | "secs" | "seconds" => 1,
+        "m" | "min" | "mins" | "minutes" => 60,
+        "h" | "hour" | "hours" => 3600,
+        _ => return None,
+    };
+    value.checked_mul(factor).filter(|secs| *secs > 0)
 }
 
 /// How a secret was given, for `config show` (which never prints the value).
@@ -145,7 +162,7 @@ pub struct Repository {
     pub allow_unsigned_webhooks: bool,
     pub allow_legacy_sha1: bool,
     pub supersede_running_builds: bool,
-    pub build_timeout_minutes: u32,
+    pub build_timeout_secs: u64,
 }
 
 /// Everything the process runs with.
@@ -295,9 +312,12 @@ impl Config {
                     "{at}: git_ssh_host_key must be a SHA256 fingerprint as `ssh-keygen -lf` prints it, e.g. SHA256:AbC…"
                 );
             }
-            if repository.build_timeout_minutes == 0 {
-                bail!("{at}: build_timeout_minutes must be at least 1");
-            }
+            let Some(build_timeout_secs) = parse_duration_secs(&repository.build_timeout) else {
+                bail!(
+                    "{at}: build_timeout {:?} is not a duration like \"90s\", \"45m\" or \"2h\"",
+                    repository.build_timeout
+                );
+            };
             for (number, rule) in repository.rules.iter().enumerate() {
                 rule.validate().map_err(|e| {
                     anyhow::anyhow!("{at}: rules[{number}] ({}): {e}", rule.describe())
@@ -367,7 +387,7 @@ impl Config {
                 allow_unsigned_webhooks: repository.allow_unsigned_webhooks,
                 allow_legacy_sha1: repository.allow_legacy_sha1,
                 supersede_running_builds: repository.supersede_running_builds,
-                build_timeout_minutes: repository.build_timeout_minutes,
+                build_timeout_secs,
             });
         }
 
@@ -399,7 +419,7 @@ impl Config {
                 allow_unsigned: r.allow_unsigned_webhooks,
                 allow_legacy_sha1: r.allow_legacy_sha1,
                 supersede_running: r.supersede_running_builds,
-                build_timeout_secs: i64::from(r.build_timeout_minutes) * 60,
+                build_timeout_secs: i64::try_from(r.build_timeout_secs).unwrap_or(i64::MAX),
             })
             .collect()
     }
@@ -583,4 +603,20 @@ fn read_secret_file(path: &Path) -> Result<String> {
         bail!("{} is empty", path.display());
     }
     Ok(trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_secs("90s"), Some(90));
+        assert_eq!(parse_duration_secs("45m"), Some(2700));
+        assert_eq!(parse_duration_secs("2h"), Some(7200));
+        assert_eq!(parse_duration_secs("30"), Some(30));
+        assert_eq!(parse_duration_secs("0m"), None);
+        assert_eq!(parse_duration_secs("5 days"), None);
+        assert_eq!(parse_duration_secs("m"), None);
+    }
 }
