@@ -141,3 +141,16 @@ CREATE TABLE trigger_requests (
 );
 
 CREATE INDEX trigger_requests_by_trigger ON trigger_requests (trigger_id, received_at);
+
+-- Every attempt at a build: who ran it, when, and how it ended. A build retried after an
+-- infrastructure failure (or a lost worker) has several.
+CREATE TABLE build_attempts (
+    build_id     TEXT NOT NULL REFERENCES builds (id),
+    attempt      INTEGER NOT NULL,
+    worker       TEXT NOT NULL,
+    started_at   INTEGER NOT NULL,
+    finished_at  INTEGER,
+    outcome      TEXT,
+    error        TEXT,
+    PRIMARY KEY (build_id, attempt)
+);

@@ -9,6 +9,7 @@ pub mod build;
 pub mod dockerignore;
 pub mod event;
 pub mod filters;
+pub mod health;
 pub mod image;
 pub mod paths;
 pub mod plan;

@@ -14,9 +14,21 @@ use crate::{ApiError, AppState};
 
 pub async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     state.store.ping().await?;
-    Ok(Json(
-        json!({"status": "ok", "database": state.store.backend_name()}),
-    ))
+    // The HTTP side answers even when the local worker cannot build (webhooks still queue), so
+    // the status stays 200 and the body says what is degraded.
+    let worker = state
+        .worker_health
+        .as_ref()
+        .map(|health| match health.problem() {
+            None => json!({"healthy": true}),
+            Some(problem) => json!({"healthy": false, "problem": problem}),
+        });
+    let degraded = worker.as_ref().is_some_and(|w| w["healthy"] == false);
+    Ok(Json(json!({
+        "status": if degraded { "degraded" } else { "ok" },
+        "database": state.store.backend_name(),
+        "worker": worker,
+    })))
 }
 
 pub async fn not_found() -> ApiError {
@@ -37,7 +49,22 @@ pub async fn build(
         .build(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no build {id}")))?;
-    Ok(Json(build_json(&build, &state.public_url)))
+    let mut value = build_json(&build, &state.public_url);
+    let attempts = state.store.build_attempts(id).await?;
+    value["attempt_history"] = attempts
+        .iter()
+        .map(|a| {
+            json!({
+                "attempt": a.attempt,
+                "worker": a.worker,
+                "started_at": rfc3339(Some(a.started_at)),
+                "finished_at": rfc3339(a.finished_at),
+                "outcome": a.outcome,
+                "error": a.error,
+            })
+        })
+        .collect();
+    Ok(Json(value))
 }
 
 /// `POST /api/builds/{id}/cancel`: a queued build is cancelled at once (200); a running one is
@@ -114,6 +141,7 @@ pub fn build_json(build: &BuildRecord, public_url: &str) -> Value {
         "error": build.error,
         "digest": build.digest,
         "attempts": build.attempts,
+        "waiting": waiting_reason(build),
         "trigger": build.trigger,
         "retry_of": build.retry_of,
         "delivery": build.delivery_id,
@@ -125,6 +153,25 @@ pub fn build_json(build: &BuildRecord, public_url: &str) -> Value {
             "log": format!("{public_url}/api/builds/{}/log", build.id),
         },
     })
+}
+
+/// Why a queued build has not started: a retry's backoff, or no free worker yet.
+fn waiting_reason(build: &BuildRecord) -> Option<String> {
+    if build.status != slipway_core::BuildStatus::Queued {
+        return None;
+    }
+    Some(
+        match build
+            .not_before
+            .filter(|t| *t > slipway_store::now_millis())
+        {
+            Some(until) => format!(
+                "backing off after a failed attempt until {}",
+                rfc3339(Some(until)).unwrap_or_default()
+            ),
+            None => "waiting for a free worker".to_owned(),
+        },
+    )
 }
 
 /// Unix milliseconds as RFC 3339 text, as every time in the API is shown.

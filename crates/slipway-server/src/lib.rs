@@ -34,6 +34,8 @@ pub struct AppState {
     /// Resolves branch and tag heads for trigger requests.
     pub ref_resolver: Arc<dyn RefResolver>,
     pub trigger_limiter: Arc<RateLimiter>,
+    /// The in-process worker's health, when this process runs one (`slipway serve`).
+    pub worker_health: Option<Arc<slipway_core::health::Health>>,
 }
 
 /// The whole application's routes; tests drive this router directly.

@@ -736,38 +736,103 @@ impl Store {
         rows.into_iter().map(BuildRecord::try_from).collect()
     }
 
-    /// Claims the oldest queued build for `owner` with a lease of `lease`, in one statement.
+    /// Claims the oldest runnable queued build for `owner` with a lease of `lease`, and records
+    /// the attempt, in one short transaction.
     pub async fn claim_build(&self, owner: &str, lease: Duration) -> Result<Option<BuildRecord>> {
         let now = now_millis();
         let expires = now.saturating_add(duration_millis(lease));
-        let claimed: Option<(String,)> = match &self.backend {
-            Backend::Sqlite { write, .. } => {
-                sqlx::query_as(concat!(claim_sql!(""), " RETURNING id"))
+        macro_rules! claim {
+            ($pool:expr, $sql:expr) => {{
+                let mut tx = $pool.begin_write().await?;
+                let claimed: Option<(String, i64)> =
+                    sqlx::query_as($sql).bind(owner).bind(expires).bind(now).fetch_optional(&mut *tx).await?;
+                if let Some((id, attempt)) = &claimed {
+                    sqlx::query(
+                        "INSERT INTO build_attempts (build_id, attempt, worker, started_at) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (build_id, attempt) DO NOTHING",
+                    )
+                    .bind(id)
+                    .bind(attempt)
                     .bind(owner)
-                    .bind(expires)
                     .bind(now)
-                    .fetch_optional(write)
-                    .await?
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                claimed
+            }};
+        }
+        let claimed = match &self.backend {
+            Backend::Sqlite { write, .. } => {
+                claim!(write, concat!(claim_sql!(""), " RETURNING id, attempts"))
             }
             Backend::Postgres(pool) => {
-                sqlx::query_as(concat!(
-                    claim_sql!(" FOR UPDATE SKIP LOCKED"),
-                    " RETURNING id"
-                ))
-                .bind(owner)
-                .bind(expires)
-                .bind(now)
-                .fetch_optional(pool)
-                .await?
+                claim!(
+                    pool,
+                    concat!(
+                        claim_sql!(" FOR UPDATE SKIP LOCKED"),
+                        " RETURNING id, attempts"
+                    )
+                )
             }
         };
         match claimed {
-            Some((id,)) => {
+            Some((id, _)) => {
                 let id = Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 self.build(id).await
             }
             None => Ok(None),
         }
+    }
+
+    /// Puts a running build back in the queue after an infrastructure failure, not to be
+    /// claimed before `not_before`; false if `owner` no longer holds its lease.
+    pub async fn requeue_build(
+        &self,
+        id: Uuid,
+        owner: &str,
+        error: &str,
+        not_before: i64,
+    ) -> Result<bool> {
+        let now = now_millis();
+        let changed = with_pool!(self, write, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let changed = sqlx::query(
+                "UPDATE builds SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, not_before = $3,
+                     error = $4
+                 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+            )
+            .bind(id.to_string())
+            .bind(owner)
+            .bind(not_before)
+            .bind(error)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 1 {
+                close_attempt!(&mut *tx, id, "retry", Some(error), now);
+            }
+            tx.commit().await?;
+            changed
+        });
+        if changed == 1 {
+            self.queued.notify_waiters();
+        }
+        Ok(changed == 1)
+    }
+
+    /// Every attempt at a build, in order.
+    pub async fn build_attempts(&self, id: Uuid) -> Result<Vec<AttemptRecord>> {
+        let rows: Vec<AttemptRecord> = with_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT attempt, worker, started_at, finished_at, outcome, error FROM build_attempts
+                 WHERE build_id = $1 ORDER BY attempt",
+            )
+            .bind(id.to_string())
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
     }
 
     /// Extends the lease of a running build, and says whether someone asked it to stop.
@@ -833,10 +898,12 @@ impl Store {
     }
 
     /// Records the end of a running build; false if `owner` no longer holds its lease (the
-    /// build was reaped or cancelled meanwhile), in which case nothing changes.
+    /// build was reaped meanwhile), in which case nothing changes.
     pub async fn finish_build(&self, id: Uuid, owner: &str, result: &BuildResult) -> Result<bool> {
+        let now = now_millis();
         let affected = with_pool!(self, write, |pool| {
-            sqlx::query(
+            let mut tx = pool.begin_write().await?;
+            let affected = sqlx::query(
                 "UPDATE builds SET status = $3, error = $4, digest = $5, finished_at = $6,
                      lease_owner = NULL, lease_expires_at = NULL
                  WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
@@ -846,10 +913,21 @@ impl Store {
             .bind(result.status.as_str())
             .bind(result.error.as_deref())
             .bind(result.digest.as_deref())
-            .bind(now_millis())
-            .execute(pool)
+            .bind(now)
+            .execute(&mut *tx)
             .await?
-            .rows_affected()
+            .rows_affected();
+            if affected == 1 {
+                close_attempt!(
+                    &mut *tx,
+                    id,
+                    result.status.as_str(),
+                    result.error.as_deref(),
+                    now
+                );
+            }
+            tx.commit().await?;
+            affected
         });
         Ok(affected == 1)
     }
@@ -934,26 +1012,40 @@ impl Store {
     pub async fn reap_expired_leases(&self, max_attempts: u32) -> Result<u64> {
         let now = now_millis();
         let affected = with_pool!(self, write, |pool| {
-            let failed = sqlx::query(
-                "UPDATE builds SET status = 'failed', finished_at = $1, lease_owner = NULL, lease_expires_at = NULL,
-                     error = 'the worker running this build stopped responding, and it has used all its attempts'
-                 WHERE status = 'running' AND lease_expires_at < $1 AND attempts >= $2",
+            let mut tx = pool.begin_write().await?;
+            let lost: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT id, attempts FROM builds WHERE status = 'running' AND lease_expires_at < $1",
             )
             .bind(now)
-            .bind(i64::from(max_attempts))
-            .execute(pool)
-            .await?
-            .rows_affected();
-            let requeued = sqlx::query(
-                "UPDATE builds SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
-                     error = 'the worker running this build stopped responding; queued again'
-                 WHERE status = 'running' AND lease_expires_at < $1",
-            )
-            .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected();
-            failed + requeued
+            .fetch_all(&mut *tx)
+            .await?;
+            for (id, attempts) in &lost {
+                let exhausted = *attempts >= i64::from(max_attempts);
+                let error = if exhausted {
+                    format!(
+                        "the worker running attempt {attempts} stopped responding, and the build has used all {max_attempts} attempts"
+                    )
+                } else {
+                    format!(
+                        "the worker running attempt {attempts} stopped responding; queued again"
+                    )
+                };
+                sqlx::query(
+                    "UPDATE builds SET status = $2, lease_owner = NULL, lease_expires_at = NULL, error = $3,
+                         finished_at = CASE WHEN $2 = 'failed' THEN $4 ELSE NULL END
+                     WHERE id = $1 AND status = 'running'",
+                )
+                .bind(id)
+                .bind(if exhausted { "failed" } else { "queued" })
+                .bind(&error)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let uuid = Uuid::parse_str(id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                close_attempt!(&mut *tx, uuid, "lost", Some(error.as_str()), now);
+            }
+            tx.commit().await?;
+            lost.len() as u64
         });
         if affected > 0 {
             self.queued.notify_waiters();
@@ -1022,12 +1114,31 @@ macro_rules! build_select {
     () => {
         "SELECT b.id, r.name AS repository, b.repository_id, b.delivery_id, b.trigger, b.git_ref, b.commit_sha, b.image,
             b.tags_json, b.dockerfile, b.context, b.options_json, b.before_sha, b.message_checked, b.rule_index,
-            b.cancel_requested, b.retry_of, r.build_timeout_secs AS timeout_secs, b.status, b.error, b.digest, b.queued_at, b.started_at,
+            b.cancel_requested, b.retry_of, r.build_timeout_secs AS timeout_secs, b.not_before, b.status, b.error, b.digest, b.queued_at, b.started_at,
             b.finished_at, b.attempts
          FROM builds b JOIN repositories r ON r.id = b.repository_id"
     };
 }
 use build_select;
+
+/// Marks the open attempt of build `$id` as ended with `$outcome`.
+macro_rules! close_attempt {
+    ($executor:expr, $id:expr, $outcome:expr, $error:expr, $now:expr) => {{
+        let id: Uuid = $id;
+        let error: Option<&str> = $error;
+        sqlx::query(
+            "UPDATE build_attempts SET finished_at = $2, outcome = $3, error = $4
+             WHERE build_id = $1 AND finished_at IS NULL",
+        )
+        .bind(id.to_string())
+        .bind($now)
+        .bind($outcome)
+        .bind(error)
+        .execute($executor)
+        .await?;
+    }};
+}
+use close_attempt;
 
 /// Cancels the queued builds that `$build` (just inserted for `$delivery`) makes obsolete: the
 /// same repository, rule and ref, older. With `QueuedAndRunning`, running ones are asked to

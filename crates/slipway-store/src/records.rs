@@ -258,6 +258,8 @@ pub struct BuildRecord {
     pub retry_of: Option<Uuid>,
     /// The repository's build timeout when the build was claimed or read.
     pub timeout_secs: i64,
+    /// A queued build is not claimed before this time (a retry's backoff).
+    pub not_before: Option<i64>,
     pub status: BuildStatus,
     pub error: Option<String>,
     pub digest: Option<String>,
@@ -287,6 +289,7 @@ pub(crate) struct BuildRow {
     cancel_requested: bool,
     retry_of: Option<String>,
     timeout_secs: i64,
+    not_before: Option<i64>,
     status: String,
     error: Option<String>,
     digest: Option<String>,
@@ -322,6 +325,7 @@ impl TryFrom<BuildRow> for BuildRecord {
             cancel_requested: row.cancel_requested,
             retry_of: row.retry_of.as_deref().map(parse_uuid).transpose()?,
             timeout_secs: row.timeout_secs,
+            not_before: row.not_before,
             status: row.status.parse().map_err(|e| corrupt("status", e))?,
             error: row.error,
             digest: row.digest,
@@ -437,4 +441,17 @@ pub enum CancelOutcome {
     Requested,
     /// The build had already finished.
     AlreadyFinished(BuildStatus),
+}
+
+/// One attempt at a build.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AttemptRecord {
+    pub attempt: i64,
+    pub worker: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    /// `succeeded`, `failed`, `cancelled`, `skipped`, `retry` (an infrastructure failure, queued
+    /// again) or `lost` (the worker stopped responding); `None` while it runs.
+    pub outcome: Option<String>,
+    pub error: Option<String>,
 }

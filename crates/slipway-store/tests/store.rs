@@ -74,6 +74,7 @@ on_both_backends!(
     deliveries_page_newest_first_and_retention_purges,
     newer_pushes_supersede_older_builds_of_the_same_rule_and_ref,
     an_older_build_cannot_take_a_tag_from_a_newer_one,
+    infrastructure_retries_wait_out_their_backoff_and_every_attempt_is_kept,
 );
 
 fn spec(name: &str) -> RepositorySpec {
@@ -702,4 +703,63 @@ async fn an_older_build_cannot_take_a_tag_from_a_newer_one(store: Store) {
         store.claim_tag(&other, "latest").await.expect("claim"),
         TagClaim::Claimed
     );
+}
+
+async fn infrastructure_retries_wait_out_their_backoff_and_every_attempt_is_kept(store: Store) {
+    let repo = repository(&store, "acme/web").await;
+    let only = build();
+    record(
+        &store,
+        &delivery(repo, "retry"),
+        std::slice::from_ref(&only),
+    )
+    .await;
+    let lease = Duration::from_secs(60);
+    store
+        .claim_build("w1", lease)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    assert!(
+        !store
+            .requeue_build(only.id, "intruder", "x", 0)
+            .await
+            .expect("requeue"),
+        "only the owner"
+    );
+    let later = now_millis() + 60_000;
+    assert!(
+        store
+            .requeue_build(
+                only.id,
+                "w1",
+                "attempt 1 failed (infrastructure): engine gone",
+                later
+            )
+            .await
+            .expect("requeue")
+    );
+    let waiting = store.build(only.id).await.expect("query").expect("exists");
+    assert_eq!(
+        (waiting.status, waiting.not_before),
+        (BuildStatus::Queued, Some(later))
+    );
+    assert!(
+        store
+            .claim_build("w2", lease)
+            .await
+            .expect("claim")
+            .is_none(),
+        "not before its backoff ends"
+    );
+
+    let history = store.build_attempts(only.id).await.expect("attempts");
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].worker, "w1");
+    assert_eq!(history[0].outcome.as_deref(), Some("retry"));
+    assert_eq!(
+        history[0].error.as_deref(),
+        Some("attempt 1 failed (infrastructure): engine gone")
+    );
+    assert!(history[0].finished_at.is_some());
 }

@@ -18,6 +18,7 @@ use slipway_build::{
     BuildError, BuildJob, BuildLog, BuildOutcome, Engine, FailureKind, GitSource, LogReceiver,
     PushGuard, RegistryAuth, Workspace, run_build,
 };
+use slipway_core::health::Health;
 use slipway_core::{BuildStatus, ImageName};
 use slipway_store::{BuildRecord, BuildResult, Lease, Store, TagClaim};
 use tokio::sync::Semaphore;
@@ -75,6 +76,7 @@ pub struct Worker {
     workspace: Workspace,
     access: Arc<Access>,
     settings: WorkerSettings,
+    health: Arc<Health>,
 }
 
 impl Worker {
@@ -91,7 +93,19 @@ impl Worker {
             workspace,
             access: Arc::new(access),
             settings,
+            health: Arc::default(),
         }
+    }
+
+    /// Reports into `health` (shared with `/healthz`) instead of a health of its own.
+    pub fn with_health(mut self, health: Arc<Health>) -> Self {
+        self.health = health;
+        self
+    }
+
+    /// This worker's health: unhealthy, with the reason, while its engine does not answer.
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
     }
 
     /// Claims and runs builds until `shutdown` fires, then waits for the running builds.
@@ -133,6 +147,23 @@ impl Worker {
             let notified = notifier.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            // The circuit breaker: while the engine does not answer, claiming would only burn
+            // builds' attempts, so the worker waits, reports itself unhealthy, and checks again.
+            if let Err(e) = self.engine.ping().await {
+                if self
+                    .health
+                    .set_unhealthy(format!("the Docker engine does not answer: {}", e.message))
+                {
+                    warn!(error = %e.message, "the Docker engine does not answer; not claiming builds until it does");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(self.settings.poll_every) => continue,
+                    () = shutdown.cancelled() => return None,
+                }
+            }
+            if self.health.set_healthy() {
+                info!("the Docker engine answers again; claiming builds");
+            }
             match self
                 .store
                 .claim_build(&self.settings.owner_id, self.settings.lease)
@@ -196,7 +227,7 @@ impl Worker {
                 Err(e) => Err(e),
             };
             heartbeat.abort();
-            let result = match (stop.reason(), outcome) {
+            let finish = match (stop.reason(), outcome) {
                 (Some(StopReason::LeaseLost), _) => {
                     warn!("lease lost while building; leaving the build to its new owner");
                     return;
@@ -212,32 +243,58 @@ impl Worker {
                         .and_then(|b| b.error)
                         .unwrap_or_else(|| "cancelled".to_owned());
                     log.line(format!("slipway: build stopped: {reason}")).await;
-                    BuildResult { status: BuildStatus::Cancelled, error: Some(reason), digest: None }
+                    Finish::Done(BuildResult { status: BuildStatus::Cancelled, error: Some(reason), digest: None })
                 }
                 (None, Ok(BuildOutcome::Pushed(output))) => {
                     for (tag, reason) in &output.withheld {
                         log.line(format!("slipway: tag {tag} was not pushed: {reason}")).await;
                     }
                     log.line(format!("slipway: build succeeded, digest {}", output.digest)).await;
-                    BuildResult { status: BuildStatus::Succeeded, error: None, digest: Some(output.digest) }
+                    Finish::Done(BuildResult { status: BuildStatus::Succeeded, error: None, digest: Some(output.digest) })
                 }
                 (None, Ok(BuildOutcome::Skipped(reason))) => {
                     log.line(format!("slipway: build skipped: {reason}")).await;
-                    BuildResult { status: BuildStatus::Skipped, error: Some(reason), digest: None }
+                    Finish::Done(BuildResult { status: BuildStatus::Skipped, error: Some(reason), digest: None })
+                }
+                (None, Err(e))
+                    if e.kind == FailureKind::Infrastructure && build.attempts < i64::from(self.settings.max_attempts) =>
+                {
+                    let delay = backoff(build.attempts);
+                    let error = format!(
+                        "attempt {} of {} failed (infrastructure): {}; trying again in {}",
+                        build.attempts,
+                        self.settings.max_attempts,
+                        e.message,
+                        describe_duration(delay)
+                    );
+                    log.line(format!("slipway: {error}")).await;
+                    let not_before = slipway_store::now_millis() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+                    Finish::Retry { error, not_before }
                 }
                 (None, Err(e)) => {
                     let whose = match e.kind {
-                        FailureKind::User => "",
-                        FailureKind::Infrastructure => " (infrastructure)",
+                        FailureKind::User => String::new(),
+                        FailureKind::Infrastructure => format!(" (infrastructure, attempt {} of {})", build.attempts, self.settings.max_attempts),
                     };
                     log.line(format!("slipway: build failed{whose}: {}", e.message)).await;
-                    BuildResult { status: BuildStatus::Failed, error: Some(e.message), digest: None }
+                    Finish::Done(BuildResult { status: BuildStatus::Failed, error: Some(e.message), digest: None })
                 }
             };
             drop(log);
             if let Err(e) = log_writer.await {
                 warn!(error = %e, "the log writer stopped early");
             }
+            let result = match finish {
+                Finish::Done(result) => result,
+                Finish::Retry { error, not_before } => {
+                    match self.store.requeue_build(build.id, &self.settings.owner_id, &error, not_before).await {
+                        Ok(true) => info!(%error, "build queued again after an infrastructure failure"),
+                        Ok(false) => warn!("the build's lease had passed to another owner; not queued again"),
+                        Err(e) => error!(error = %e, "queueing the build again failed; the reaper will"),
+                    }
+                    return;
+                }
+            };
             match self.store.finish_build(build.id, &self.settings.owner_id, &result).await {
                 Ok(true) => info!(status = %result.status, "build finished"),
                 Ok(false) => warn!("build finished, but its lease had passed to another owner; result dropped"),
@@ -404,6 +461,22 @@ impl PushGuard for TagGuard {
             }
         })
     }
+}
+
+/// How a build's run ends for the store.
+enum Finish {
+    Done(BuildResult),
+    /// An infrastructure failure with attempts left: back to the queue after a backoff.
+    Retry {
+        error: String,
+        not_before: i64,
+    },
+}
+
+/// The wait before attempt `attempts + 1`: 10 s, doubling, at most 10 minutes.
+fn backoff(attempts: i64) -> Duration {
+    let exponent = u32::try_from(attempts.saturating_sub(1).clamp(0, 16)).unwrap_or(16);
+    Duration::from_secs(10u64.saturating_mul(1 << exponent)).min(Duration::from_secs(600))
 }
 
 /// "90 min", "45 s": durations as people write them.

@@ -88,6 +88,9 @@ pub struct SettingsArgs {
     /// The Docker Engine to build with, e.g. unix:///var/run/docker.sock [default: DOCKER_HOST, else the local socket].
     #[arg(long, env = "SLIPWAY_DOCKER_HOST", global = true)]
     pub docker_host: Option<String>,
+    /// How many times a build is attempted when infrastructure (engine, network, registry, a lost worker) fails it [default: 3].
+    #[arg(long, env = "SLIPWAY_MAX_ATTEMPTS", global = true)]
+    pub max_attempts: Option<u32>,
     /// How long verified webhook bodies (kept for replay) and refused requests stay in the deliveries log [default: 30].
     #[arg(long, env = "SLIPWAY_DELIVERY_RETENTION_DAYS", global = true)]
     pub delivery_retention_days: Option<u32>,
@@ -97,7 +100,7 @@ pub struct SettingsArgs {
 }
 
 /// The ids of the settings above, for looking up where each value came from.
-pub const SETTING_IDS: [&str; 8] = [
+pub const SETTING_IDS: [&str; 10] = [
     "config",
     "listen",
     "public_url",
@@ -106,6 +109,8 @@ pub const SETTING_IDS: [&str; 8] = [
     "workers",
     "docker_host",
     "log_format",
+    "delivery_retention_days",
+    "max_attempts",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]

@@ -54,6 +54,7 @@ struct FileConfig {
     docker_host: Option<String>,
     log_format: Option<LogFormat>,
     delivery_retention_days: Option<u32>,
+    max_attempts: Option<u32>,
     #[serde(default)]
     registries: Vec<RegistryConfig>,
     #[serde(default)]
@@ -177,6 +178,7 @@ pub struct Config {
     pub docker_host: Setting<Option<String>>,
     pub log_format: Setting<LogFormat>,
     pub delivery_retention_days: Setting<u32>,
+    pub max_attempts: Setting<u32>,
     pub registries: Vec<Registry>,
     pub repositories: Vec<Repository>,
     /// Things worth telling the operator at start-up (e.g. inline secrets).
@@ -269,6 +271,15 @@ impl Config {
             file_config.log_format,
             || LogFormat::Text,
         );
+        let max_attempts = pick(
+            args.max_attempts,
+            src("max_attempts"),
+            file_config.max_attempts,
+            || 3,
+        );
+        if max_attempts.value == 0 {
+            bail!("{shown_file}: max_attempts must be at least 1");
+        }
         let delivery_retention_days = pick(
             args.delivery_retention_days,
             src("delivery_retention_days"),
@@ -401,6 +412,7 @@ impl Config {
             docker_host,
             log_format,
             delivery_retention_days,
+            max_attempts,
             registries,
             repositories,
             warnings,
@@ -497,6 +509,16 @@ impl Config {
             "log_format",
             self.log_format.value.to_string(),
             self.log_format.source,
+        );
+        line(
+            "max_attempts",
+            self.max_attempts.value.to_string(),
+            self.max_attempts.source,
+        );
+        line(
+            "delivery_retention_days",
+            self.delivery_retention_days.value.to_string(),
+            self.delivery_retention_days.source,
         );
         for registry in &self.registries {
             out.push_str(&format!(

@@ -144,6 +144,7 @@ async fn run_processes(config: Config, web: bool, workers: bool) -> Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
 
+    let worker_health = Arc::new(slipway_core::health::Health::default());
     let worker_task = workers.then(|| {
         let owner_id = format!(
             "{}-{}-{}",
@@ -151,16 +152,19 @@ async fn run_processes(config: Config, web: bool, workers: bool) -> Result<()> {
             std::process::id(),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        let settings = WorkerSettings::new(owner_id, config.workers.value);
+        let mut settings = WorkerSettings::new(owner_id, config.workers.value);
+        settings.max_attempts = config.max_attempts.value;
         let workspace = Workspace::new(&config.data_dir.value);
         let access = config.access();
         let docker_host = config.docker_host.value.clone();
-        let (store, shutdown) = (store.clone(), shutdown.clone());
+        let (store, shutdown, health) = (store.clone(), shutdown.clone(), worker_health.clone());
         tokio::spawn(async move {
-            let Some(engine) = connect_engine(docker_host.as_deref(), &shutdown).await else {
+            let Some(engine) = connect_engine(docker_host.as_deref(), &health, &shutdown).await
+            else {
                 return;
             };
             Worker::new(store, engine, workspace, access, settings)
+                .with_health(health)
                 .run(shutdown)
                 .await;
         })
@@ -178,6 +182,7 @@ async fn run_processes(config: Config, web: bool, workers: bool) -> Result<()> {
             public_url: config.public_url.value.trim_end_matches('/').to_owned(),
             ref_resolver: Arc::new(GitRefResolver::new(&config)),
             trigger_limiter: Arc::default(),
+            worker_health: workers.then(|| worker_health.clone()),
         };
         let listener = tokio::net::TcpListener::bind(config.listen.value)
             .await
@@ -198,7 +203,11 @@ async fn run_processes(config: Config, web: bool, workers: bool) -> Result<()> {
 
 /// Connects to the Docker engine, retrying while it is not there yet, so the HTTP side keeps
 /// accepting webhooks (they queue) while the engine starts.
-async fn connect_engine(host: Option<&str>, shutdown: &CancellationToken) -> Option<Engine> {
+async fn connect_engine(
+    host: Option<&str>,
+    health: &slipway_core::health::Health,
+    shutdown: &CancellationToken,
+) -> Option<Engine> {
     let mut delay = Duration::from_secs(1);
     loop {
         match Engine::connect(host).await {
@@ -207,7 +216,8 @@ async fn connect_engine(host: Option<&str>, shutdown: &CancellationToken) -> Opt
                 return Some(engine);
             }
             Err(e) => {
-                warn!(error = %e, retry_in = ?delay, "the Docker engine is not reachable; builds wait")
+                health.set_unhealthy(format!("the Docker engine is not reachable: {e}"));
+                warn!(error = %e, retry_in = ?delay, "the Docker engine is not reachable; builds wait");
             }
         }
         tokio::select! {

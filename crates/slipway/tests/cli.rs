@@ -61,6 +61,7 @@ fn config_show_reports_each_source_and_redacts_secrets() {
     std::fs::write(dir.path().join("slipway.toml"), CONFIG).expect("write config");
     let mut env = SECRETS.to_vec();
     env.push(("SLIPWAY_WORKERS", "5"));
+    env.push(("SLIPWAY_DELIVERY_RETENTION_DAYS", "7"));
     env.push(("SLIPWAY_LISTEN", "127.0.0.1:9200"));
     let output = slipway(
         dir.path(),
@@ -82,6 +83,11 @@ fn config_show_reports_each_source_and_redacts_secrets() {
         "{shown}"
     );
     assert!(shown.contains("workers        5  (environment)"), "{shown}");
+    assert!(
+        shown.contains("delivery_retention_days 7  (environment)"),
+        "{shown}"
+    );
+    assert!(shown.contains("max_attempts   3  (default)"), "{shown}");
     assert!(
         shown.contains("public_url     http://builds.example.test  (config file)"),
         "{shown}"

@@ -87,6 +87,7 @@ pub async fn harness_with(specs: Vec<RepositorySpec>) -> Harness {
             public_url: "http://slipway.test".to_owned(),
             ref_resolver: Arc::new(FixedRefs),
             trigger_limiter: Arc::default(),
+            worker_health: None,
         },
         _dir: dir,
     }
