@@ -482,7 +482,7 @@ fn backoff(attempts: i64) -> Duration {
 /// "90 min", "45 s": durations as people write them.
 fn describe_duration(duration: Duration) -> String {
     let seconds = duration.as_secs();
-    if seconds >= 60 && seconds % 60 == 0 {
+    if seconds >= 60 && seconds.is_multiple_of(60) {
         format!("{} min", seconds / 60)
     } else {
         format!("{seconds} s")
