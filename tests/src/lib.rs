@@ -9,6 +9,7 @@
 mod command;
 mod config;
 mod docker;
+mod forges;
 mod git;
 mod git_server;
 mod payload;
@@ -20,21 +21,33 @@ mod ssh_server;
 
 pub use config::{Config, RegistryConfig, RepositoryConfig, Rule};
 pub use docker::Docker;
+pub use forges::{
+    BITBUCKET_SERVER_PING, Forge, RefUpdate, assert_signed_as_documented, bitbucket_push_payload,
+    bitbucket_server_push_payload, gitea_push_payload, gitlab_push_payload,
+};
 pub use git::{Git, git_output};
 pub use git_server::{CommitInfo, GitHttpServer, RepoFile, RepoHandle, RequestRecord, TagIds};
-pub use payload::{ZERO_ID, github_push_payload, github_signature, new_delivery_id};
+pub use payload::{
+    ZERO_ID, github_push_payload, github_signature, hmac_sha256_hex, new_delivery_id,
+};
 pub use postgres::TestDatabase;
 pub use registry::{Registry, manifest_digest};
 pub use rig::Rig;
 pub use slipway::{
     BUILD_TIMEOUT, HttpResponse, Slipway, SlipwayBuilder, binary_path, build_digest,
 };
+pub use slipway_forge::sign::ExampleEvent;
 pub use ssh_server::{SshGitServer, SshKeyPair};
+
+use serde_json::Value;
 
 /// The environment variables a [`Fixture`]'s configuration names for its secrets.
 pub const GIT_PASSWORD_ENV: &str = "E2E_GIT_PASSWORD";
 pub const WEBHOOK_SECRET_ENV: &str = "E2E_WEBHOOK_SECRET";
 pub const REGISTRY_PASSWORD_ENV: &str = "E2E_REGISTRY_PASSWORD";
+
+/// The label Slipway puts the built commit in.
+pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
 
 /// The user name Slipway clones with.
 pub const GIT_USER: &str = "slipway-bot";
@@ -115,6 +128,13 @@ impl Fixture {
         }
     }
 
+    /// [`Fixture::config`] with the repository's webhooks coming from `forge`.
+    pub fn forge_config(&self, forge: Forge, rules: Vec<Rule>) -> Config {
+        let mut config = self.config(rules);
+        config.repositories[0].provider = forge.config_name().to_owned();
+        config
+    }
+
     /// [`Fixture::config`], but this repository is fetched from `ssh` (which serves the same
     /// bare repository) as its user, with its deploy key and its host key pinned. Tests that
     /// need a wrong key change `git_ssh_key_file` or `git_ssh_host_key` in the result.
@@ -160,6 +180,44 @@ impl Fixture {
         github_push_payload(self.name(), git_ref, before, ZERO_ID, None)
     }
 
+    /// What a push payload says about `git_ref`, which moved from `before` to its current
+    /// target in the repository.
+    pub fn ref_update(&self, git_ref: &str, before: &str) -> RefUpdate {
+        let after = self
+            .repo
+            .ref_target(git_ref)
+            .unwrap_or_else(|| panic!("{git_ref} does not exist in {}", self.name()));
+        RefUpdate {
+            git_ref: git_ref.to_owned(),
+            before: before.to_owned(),
+            head: self.repo.commit_info(&after),
+            after,
+        }
+    }
+
+    /// Delivers `body` to this repository's webhook as `forge` sends `event`: its headers, a
+    /// fresh delivery id, signed with the webhook secret (and the signature checked by
+    /// [`assert_signed_as_documented`] first).
+    pub fn deliver_as(
+        &self,
+        slipway: &Slipway,
+        forge: Forge,
+        event: ExampleEvent,
+        body: &str,
+    ) -> HttpResponse {
+        let headers = forge.signed_headers(
+            event,
+            &new_delivery_id(),
+            &self.webhook_secret,
+            body.as_bytes(),
+        );
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        slipway.post_hook_raw(self.name(), &headers, body.as_bytes().to_vec())
+    }
+
     /// Delivers a correctly signed `push` event with a fresh delivery id.
     pub fn deliver_push(&self, slipway: &Slipway, body: &str) -> HttpResponse {
         slipway.post_hook(
@@ -197,6 +255,30 @@ impl Fixture {
         let image = format!("{}@{digest}", self.image());
         docker.pull(&image);
         docker.run_image(&image)
+    }
+
+    /// Fails the test unless `build` succeeded and pushed `tag`: the registry's `tag` has the
+    /// digest the API reports, and that image's [`REVISION_LABEL`] is `commit`. Returns the
+    /// digest.
+    #[track_caller]
+    pub fn assert_pushed(&self, build: &Value, tag: &str, commit: &str) -> String {
+        assert_eq!(build["status"], "succeeded", "{build:#}");
+        let digest = build_digest(build);
+        assert_eq!(
+            self.pushed_digest(tag).as_deref(),
+            Some(digest.as_str()),
+            "the registry's {}:{tag} is the digest of build {build:#}",
+            self.image()
+        );
+        let docker = self.docker();
+        let image = format!("{}@{digest}", self.image());
+        docker.pull(&image);
+        assert_eq!(
+            docker.label(&image, REVISION_LABEL).as_deref(),
+            Some(commit),
+            "the revision of {image}, pushed by {build:#}"
+        );
+        digest
     }
 
     /// Fails the test if the authenticated registry holds `tag` of this repository's image.

@@ -184,10 +184,17 @@ fn commit_json(html_url: &str, commit: &CommitInfo) -> Value {
 
 /// `sha256=<hex>`, the value of `X-Hub-Signature-256` for `body` signed with `secret`.
 pub fn github_signature(secret: &str, body: &[u8]) -> String {
+    format!("sha256={}", hmac_sha256_hex(secret, body))
+}
+
+/// The lower-case hex HMAC-SHA256 of `body` with `secret` as the key: what GitHub, Bitbucket
+/// and Gitea sign deliveries with. Computed here, not by Slipway's code, so the tests can
+/// check Slipway's own signing against it.
+pub fn hmac_sha256_hex(secret: &str, body: &[u8]) -> String {
     let mut mac =
         Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// A fresh delivery id in GitHub's format (a GUID).
@@ -216,6 +223,15 @@ mod tests {
         assert_eq!(
             github_signature("It's a Secret to Everybody", b"Hello, World!"),
             "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+        );
+    }
+
+    /// RFC 4231, test case 2.
+    #[test]
+    fn hmac_matches_the_rfc_4231_test_vector() {
+        assert_eq!(
+            hmac_sha256_hex("Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
     }
 

@@ -2,13 +2,14 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
 use serde_json::Value;
 use tempfile::TempDir;
 
+use crate::command;
 use crate::payload::github_signature;
 
 /// How long `slipway serve` may take to answer `GET /healthz`.
@@ -83,6 +84,8 @@ pub struct Slipway {
     base_url: String,
     http: Client,
     dir: TempDir,
+    /// How it was started: the CLI runs with the same configuration, secrets and database.
+    options: SlipwayBuilder,
 }
 
 /// A response from Slipway, kept whole so that assertion messages can show it.
@@ -90,10 +93,20 @@ pub struct Slipway {
 pub struct HttpResponse {
     pub status: u16,
     pub content_type: Option<String>,
+    /// Every response header, names in lower case.
+    pub headers: Vec<(String, String)>,
     pub text: String,
 }
 
 impl HttpResponse {
+    /// The value of the header `name` (any case), or `None`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The body as JSON, or `Value::Null` when it is not JSON.
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or(Value::Null)
@@ -118,6 +131,26 @@ impl HttpResponse {
                     .to_owned()
             })
             .collect()
+    }
+
+    /// The entries of a trigger's answer (one per rule considered), failing the test unless
+    /// the request was accepted (202) with a JSON array.
+    #[track_caller]
+    pub fn trigger_entries(&self) -> Vec<Value> {
+        self.assert_status(202);
+        self.json()
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| panic!("a trigger answers a JSON array: {self:#?}"))
+    }
+
+    /// The `error.message` of an error answer, failing the test when there is none.
+    #[track_caller]
+    pub fn error_message(&self) -> String {
+        self.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error message in {self:#?}"))
+            .to_owned()
     }
 
     /// The `delivery` id of a webhook answer: the key of `GET /api/deliveries/{id}`.
@@ -184,29 +217,9 @@ impl Slipway {
         };
         std::fs::write(&config_path, config).expect("write Slipway's configuration file");
 
-        let mut command = Command::new(&binary);
+        let mut command = Self::command(options, dir.path(), &["serve", "--listen", &listen]);
         command
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--listen")
-            .arg(&listen)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"));
-        if let Some(url) = &options.database_url {
-            command.arg("--database-url").arg(url);
-        }
-        command.args(&options.args);
-        // Slipway reads SLIPWAY_* settings from its environment; none from the developer's shell
-        // (or the rig's SLIPWAY_TEST_* variables) may change what a test runs.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("SLIPWAY_") {
-                command.env_remove(name);
-            }
-        }
-        command
-            .envs(options.env.iter().map(|(k, v)| (k, v)))
-            .env("RUST_BACKTRACE", "1")
+            .args(&options.args)
             .stdin(Stdio::null())
             .stdout(log_file(dir.path(), "stdout.log"))
             .stderr(log_file(dir.path(), "stderr.log"));
@@ -222,9 +235,87 @@ impl Slipway {
             base_url,
             http,
             dir,
+            options: options.clone(),
         };
         slipway.wait_until_healthy()?;
         Ok(slipway)
+    }
+
+    /// `slipway <args> --config … --data-dir …` with the configuration file and data directory
+    /// in `dir`, the database and environment of `options`, and nothing from the caller's
+    /// `SLIPWAY_*` environment.
+    fn command(options: &SlipwayBuilder, dir: &Path, args: &[&str]) -> Command {
+        let binary = options.binary.clone().unwrap_or_else(binary_path);
+        let mut command = Command::new(&binary);
+        command
+            .args(args)
+            .arg("--config")
+            .arg(dir.join("slipway.toml"))
+            .arg("--data-dir")
+            .arg(dir.join("data"));
+        if let Some(url) = &options.database_url {
+            command.arg("--database-url").arg(url);
+        }
+        // Slipway reads SLIPWAY_* settings from its environment; none from the developer's shell
+        // (or the rig's SLIPWAY_TEST_* variables) may change what a test runs.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("SLIPWAY_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
+            .env("RUST_BACKTRACE", "1");
+        command
+    }
+
+    /// Runs `slipway <args>` to the end against this instance's configuration file, data
+    /// directory and database (as an operator runs the CLI beside the server), with its
+    /// environment; returns the output whether it succeeded or not.
+    pub fn cli_output(&self, args: &[&str]) -> Output {
+        let mut command = Self::command(&self.options, self.dir.path(), args);
+        command.stdin(Stdio::null());
+        command::output(&mut command)
+    }
+
+    /// [`Slipway::cli_output`], failing the test (with the error output) unless it succeeds;
+    /// returns the standard output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        command::expect_success(&format!("slipway {args:?}"), &self.cli_output(args))
+    }
+
+    /// `slipway trigger create <repository> <name>`: the URL it prints, the only time the
+    /// token is shown.
+    pub fn create_trigger(&self, repository: &str, name: &str) -> String {
+        trigger_url(&self.cli(&["trigger", "create", repository, name]))
+    }
+
+    /// `slipway trigger regenerate <repository> <name>`: the new URL.
+    pub fn regenerate_trigger(&self, repository: &str, name: &str) -> String {
+        trigger_url(&self.cli(&["trigger", "regenerate", repository, name]))
+    }
+
+    /// `slipway trigger revoke <repository> <name>`.
+    pub fn revoke_trigger(&self, repository: &str, name: &str) {
+        self.cli(&["trigger", "revoke", repository, name]);
+    }
+
+    /// `POST <url>` (a full URL, such as a trigger's) with `body`, as JSON, or form-encoded
+    /// when `form` is set; whatever the status.
+    pub fn post(&self, url: &str, body: &str, form: bool) -> HttpResponse {
+        let content_type = if form {
+            "application/x-www-form-urlencoded"
+        } else {
+            "application/json"
+        };
+        let response = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body.to_owned())
+            .send()
+            .unwrap_or_else(|e| panic!("POST {url} failed: {e}"));
+        into_http_response(response)
     }
 
     fn wait_until_healthy(&mut self) -> Result<(), StartError> {
@@ -465,14 +556,40 @@ fn into_http_response(response: reqwest::blocking::Response) -> HttpResponse {
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
     let text = response
         .text()
         .unwrap_or_else(|e| panic!("cannot read a response body: {e}"));
     HttpResponse {
         status,
         content_type,
+        headers,
         text,
     }
+}
+
+/// The URL in what `slipway trigger create` or `regenerate` printed: two lines, a sentence
+/// and then the URL.
+fn trigger_url(printed: &str) -> String {
+    let lines: Vec<&str> = printed.lines().collect();
+    let url = match lines.as_slice() {
+        [_, url] => url.trim(),
+        _ => panic!("slipway printed {} lines, not two:\n{printed}", lines.len()),
+    };
+    assert!(
+        url.starts_with("http://") && url.contains("/api/trigger/slw_"),
+        "the second line slipway printed is no trigger URL:\n{printed}"
+    );
+    url.to_owned()
 }
 
 /// The binary under test: `$SLIPWAY_BIN`, or `target/debug/slipway` in this workspace.

@@ -166,12 +166,33 @@ impl Write for ChannelWriter {
     }
 }
 
+/// The largest `.dockerignore` read; real ones are a few hundred bytes.
+const MAX_DOCKERIGNORE: u64 = 1024 * 1024;
+
+/// Reads `.dockerignore` only if it is a regular file of bounded size: a symlink could point
+/// outside the checkout (or at `/dev/zero`), so it is refused, as the tar refuses to follow one.
+fn read_dockerignore(path: &Path) -> io::Result<String> {
+    let metadata = std::fs::symlink_metadata(path)?;
+    if !metadata.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            ".dockerignore must be a regular file, not a symlink",
+        ));
+    }
+    if metadata.len() > MAX_DOCKERIGNORE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            ".dockerignore is larger than 1 MiB",
+        ));
+    }
+    std::fs::read_to_string(path)
+}
+
 /// Writes the tar: every file under the context not excluded by `.dockerignore`, symlinks as
 /// symlinks (never followed, so nothing outside the checkout is read), owners set to root and
 /// times fixed so that identical content produces an identical tar.
 fn write_context_tar(prepared: &PreparedContext, writer: ChannelWriter) -> io::Result<u64> {
-    let ignore_file = prepared.context_dir.join(".dockerignore");
-    let ignore = match std::fs::read_to_string(&ignore_file) {
+    let ignore = match read_dockerignore(&prepared.context_dir.join(".dockerignore")) {
         Ok(text) => {
             DockerIgnore::parse(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
         }
@@ -272,6 +293,18 @@ mod tests {
         let err = prepare_context(dir.path(), "/", "Evil.Dockerfile").expect_err("escapes");
         assert!(err.message.contains("outside"), "{}", err.message);
         assert!(prepare_context(dir.path(), "../..", "Dockerfile").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_symlinked_dockerignore_is_refused() {
+        let dir = checkout();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("app/.dockerignore"))
+            .expect("symlink");
+        let prepared = prepare_context(dir.path(), "/app", "Dockerfile").expect("prepares");
+        let (mut receiver, handle) = stream_context(prepared);
+        while receiver.recv().await.is_some() {}
+        let error = handle.await.expect("joins").expect_err("refused");
+        assert!(error.to_string().contains("not a symlink"), "{error}");
     }
 
     #[tokio::test]

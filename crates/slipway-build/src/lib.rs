@@ -267,9 +267,11 @@ async fn fetch(
     dest: &std::path::Path,
     log: &BuildLog,
 ) -> Result<CheckedOut, BuildError> {
+    // owner/name nest as two directories; both parts were validated (no '/', no leading '.'),
+    // so two repositories can never share a mirror.
     let mirror = workspace
         .mirrors_dir
-        .join(format!("{}.git", job.repository.replace('/', "--")));
+        .join(format!("{}.git", job.repository));
     let wants_diff = !job.options.paths.is_empty() || !job.options.ignore_paths.is_empty();
     let (source, git_ref, commit) = (job.source.clone(), job.git_ref.clone(), job.commit.clone());
     let before = job.before.clone().filter(|_| wants_diff);

@@ -106,6 +106,13 @@ impl Forge for Github {
         {
             return SHA1.check(secret, body, value);
         }
+        if SHA1.signature(headers).is_some() {
+            // Signed, but only with the legacy scheme this repository does not accept: that is
+            // a signature Slipway will not check, never an unsigned delivery.
+            return Err(VerifyError::MissingSignature {
+                header: "X-Hub-Signature-256",
+            });
+        }
         unsigned(policy, "X-Hub-Signature-256")
     }
 
@@ -359,6 +366,11 @@ mod tests {
             Github.verify(&secret, unsigned_ok, &none, body.as_bytes()),
             Ok(Verified::Unsigned)
         );
+        // A delivery signed only with SHA-1, where SHA-1 is not accepted, is not "unsigned".
+        assert!(matches!(
+            Github.verify(&secret, unsigned_ok, &legacy, body.as_bytes()),
+            Err(VerifyError::MissingSignature { .. })
+        ));
         // Allowing unsigned deliveries never lets a wrong signature through.
         let wrong = headers("push", body.as_bytes(), "other");
         assert!(

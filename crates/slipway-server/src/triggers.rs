@@ -223,13 +223,22 @@ pub async fn trigger(
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or_else(String::new, |ConnectInfo(peer)| peer.to_string());
-    let body = match body
+    // Limited stops reading past the limit, so a large body costs no memory.
+    let body = match http_body_util::Limited::new(body, MAX_BODY)
         .collect()
         .await
         .map(http_body_util::Collected::to_bytes)
     {
         Ok(bytes) if bytes.len() <= MAX_BODY => bytes,
         Ok(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "trigger bodies are at most 64 KiB",
+            )
+            .into_response();
+        }
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             return ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

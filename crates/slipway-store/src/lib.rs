@@ -1013,30 +1013,43 @@ impl Store {
         let now = now_millis();
         let affected = with_pool!(self, write, |pool| {
             let mut tx = pool.begin_write().await?;
-            let lost: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT id, attempts FROM builds WHERE status = 'running' AND lease_expires_at < $1",
+            let lost: Vec<(String, i64, bool, Option<String>)> = sqlx::query_as(
+                "SELECT id, attempts, cancel_requested, error FROM builds
+                 WHERE status = 'running' AND lease_expires_at < $1",
             )
             .bind(now)
             .fetch_all(&mut *tx)
             .await?;
-            for (id, attempts) in &lost {
+            for (id, attempts, cancel_requested, reason) in &lost {
                 let exhausted = *attempts >= i64::from(max_attempts);
-                let error = if exhausted {
-                    format!(
-                        "the worker running attempt {attempts} stopped responding, and the build has used all {max_attempts} attempts"
+                // A build someone asked to stop is not run again when its worker dies.
+                let (status, error) = if *cancel_requested {
+                    (
+                        "cancelled",
+                        reason.clone().unwrap_or_else(|| "cancelled".to_owned()),
+                    )
+                } else if exhausted {
+                    (
+                        "failed",
+                        format!(
+                            "the worker running attempt {attempts} stopped responding, and the build has used all {max_attempts} attempts"
+                        ),
                     )
                 } else {
-                    format!(
-                        "the worker running attempt {attempts} stopped responding; queued again"
+                    (
+                        "queued",
+                        format!(
+                            "the worker running attempt {attempts} stopped responding; queued again"
+                        ),
                     )
                 };
                 sqlx::query(
                     "UPDATE builds SET status = $2, lease_owner = NULL, lease_expires_at = NULL, error = $3,
-                         finished_at = CASE WHEN $2 = 'failed' THEN $4 ELSE NULL END
+                         finished_at = CASE WHEN $2 = 'queued' THEN NULL ELSE $4 END
                      WHERE id = $1 AND status = 'running'",
                 )
                 .bind(id)
-                .bind(if exhausted { "failed" } else { "queued" })
+                .bind(status)
                 .bind(&error)
                 .bind(now)
                 .execute(&mut *tx)
@@ -1253,15 +1266,38 @@ fn duration_millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// A database URL with any password replaced, for error messages and `config show`.
+/// A database URL with any password replaced, for error messages and `config show`: both
+/// `user:password@` and a `password=` query parameter (which sqlx also accepts).
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let base = match (base.find("://"), base.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
+            let userinfo = &base[scheme_end + 3..at];
             let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
+            format!("{}{}:***{}", &base[..scheme_end + 3], user, &base[at..])
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    match query {
+        None => base,
+        Some(query) => {
+            let parts: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _))
+                        if key.eq_ignore_ascii_case("password")
+                            || key.eq_ignore_ascii_case("sslpassword") =>
+                    {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", parts.join("&"))
+        }
     }
 }
 
@@ -1276,5 +1312,9 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(redact_url("sqlite://./x.db"), "sqlite://./x.db");
+        assert_eq!(
+            redact_url("postgres://h/db?user=u&password=pw&sslmode=disable"),
+            "postgres://h/db?user=u&password=***&sslmode=disable"
+        );
     }
 }

@@ -68,34 +68,65 @@ pub enum ConfigCommand {
 #[derive(Debug, Args)]
 pub struct SettingsArgs {
     /// The TOML config file with repositories, registries and any of these settings.
-    #[arg(long, env = "SLIPWAY_CONFIG", global = true)]
+    #[arg(long, env = "SLIPWAY_CONFIG", global = true, hide_env_values = true)]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "SLIPWAY_LISTEN", global = true)]
+    #[arg(long, env = "SLIPWAY_LISTEN", global = true, hide_env_values = true)]
     pub listen: Option<SocketAddr>,
     /// The base URL people and forges reach this server at, used in links [default: http://<listen>].
-    #[arg(long, env = "SLIPWAY_PUBLIC_URL", global = true)]
+    #[arg(
+        long,
+        env = "SLIPWAY_PUBLIC_URL",
+        global = true,
+        hide_env_values = true
+    )]
     pub public_url: Option<String>,
     /// Directory for the SQLite database, git mirrors and build scratch space [default: ./slipway-data].
-    #[arg(long, env = "SLIPWAY_DATA_DIR", global = true)]
+    #[arg(long, env = "SLIPWAY_DATA_DIR", global = true, hide_env_values = true)]
     pub data_dir: Option<PathBuf>,
     /// Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [default: sqlite in the data dir].
-    #[arg(long, env = "SLIPWAY_DATABASE_URL", global = true)]
+    #[arg(
+        long,
+        env = "SLIPWAY_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// How many builds this process runs at once [default: 2].
-    #[arg(long, env = "SLIPWAY_WORKERS", global = true)]
+    #[arg(long, env = "SLIPWAY_WORKERS", global = true, hide_env_values = true)]
     pub workers: Option<usize>,
     /// The Docker Engine to build with, e.g. unix:///var/run/docker.sock [default: DOCKER_HOST, else the local socket].
-    #[arg(long, env = "SLIPWAY_DOCKER_HOST", global = true)]
+    #[arg(
+        long,
+        env = "SLIPWAY_DOCKER_HOST",
+        global = true,
+        hide_env_values = true
+    )]
     pub docker_host: Option<String>,
     /// How many times a build is attempted when infrastructure (engine, network, registry, a lost worker) fails it [default: 3].
-    #[arg(long, env = "SLIPWAY_MAX_ATTEMPTS", global = true)]
+    #[arg(
+        long,
+        env = "SLIPWAY_MAX_ATTEMPTS",
+        global = true,
+        hide_env_values = true
+    )]
     pub max_attempts: Option<u32>,
     /// How long verified webhook bodies (kept for replay) and refused requests stay in the deliveries log [default: 30].
-    #[arg(long, env = "SLIPWAY_DELIVERY_RETENTION_DAYS", global = true)]
+    #[arg(
+        long,
+        env = "SLIPWAY_DELIVERY_RETENTION_DAYS",
+        global = true,
+        hide_env_values = true
+    )]
     pub delivery_retention_days: Option<u32>,
     /// Log format [default: text].
-    #[arg(long, env = "SLIPWAY_LOG_FORMAT", global = true, value_enum)]
+    #[arg(
+        long,
+        env = "SLIPWAY_LOG_FORMAT",
+        global = true,
+        hide_env_values = true,
+        value_enum
+    )]
     pub log_format: Option<LogFormat>,
 }
 

@@ -221,9 +221,19 @@ impl Config {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read the config file {}", path.display()))?;
                 let parsed: FileConfig = toml::from_str(&text).map_err(|e| {
+                    // Only the position and the message: the offending line itself could hold
+                    // an inline secret (a misspelt password key, say).
+                    let position = e.span().map_or_else(String::new, |span| {
+                        let before = &text[..span.start.min(text.len())];
+                        let line = before.matches('\n').count() + 1;
+                        let column =
+                            before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                        format!("line {line}, column {column}: ")
+                    });
                     anyhow::anyhow!(
-                        "config file {}: {e}{}",
+                        "config file {}: {position}{}{}",
                         path.display(),
+                        e.message().trim_end(),
                         toml_hint(&text, &e)
                     )
                 })?;
@@ -609,6 +619,9 @@ fn resolve_secret(
         return Ok(Some((Secret::new(value), SecretOrigin::File(path))));
     }
     if let Some(value) = inline {
+        if value.is_empty() {
+            bail!("{at}: {key} is empty; an empty secret protects nothing");
+        }
         warnings.push(format!(
             "{at}: {key} is written inline in the config file; prefer {key}_env or {key}_file"
         ));

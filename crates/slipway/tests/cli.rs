@@ -113,7 +113,13 @@ fn config_show_reports_each_source_and_redacts_secrets() {
 fn config_errors_name_the_file_and_key_and_exit_non_zero() {
     let dir = tempfile::tempdir().expect("tempdir");
     type Case<'a> = (&'a str, String, &'a [(&'a str, &'a str)], &'a str);
-    let cases: [Case; 6] = [
+    let cases: [Case; 7] = [
+        (
+            "empty-secret.toml",
+            CONFIG.replace("webhook_secret_env = \"TEST_WEB_SECRET\"", "webhook_secret = \"\""),
+            &SECRETS,
+            "webhook_secret is empty",
+        ),
         (
             "escape.toml",
             CONFIG.replace("'{\\1},latest'", "\"{\\1},latest\""),
