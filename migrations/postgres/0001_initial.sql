@@ -102,9 +102,10 @@ CREATE TABLE build_log_chunks (
     PRIMARY KEY (build_id, seq)
 );
 
--- Which build last pushed each tag. A build claims a tag atomically before pushing it and may
--- not take it from a build of a newer push to the same ref, so an older build never
--- overwrites the tag a newer commit already pushed.
+-- Which build holds each tag. A build takes a tag (compare-and-set on the holder) right before
+-- pushing it, after checking with git that the holder's commit is not newer on the same ref;
+-- pushed_at stays NULL while the holder's push is under way, and a newer build waits for it,
+-- so the newer image is always the one that lands last.
 CREATE TABLE pushed_tags (
     image            TEXT NOT NULL,
     tag              TEXT NOT NULL,
@@ -113,6 +114,7 @@ CREATE TABLE pushed_tags (
     commit_sha       TEXT NOT NULL,
     build_queued_at  BIGINT NOT NULL,
     claimed_at       BIGINT NOT NULL,
+    pushed_at        BIGINT,
     PRIMARY KEY (image, tag)
 );
 

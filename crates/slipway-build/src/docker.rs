@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use slipway_core::Secret;
 
 use crate::context::{PreparedContext, stream_context};
+use crate::push::may_push;
 use crate::{BuildError, BuildJob, BuildLog, PushGuard};
 
 /// How the engine builds: everything beyond the context and the Dockerfile.
@@ -194,6 +195,7 @@ impl Engine {
         job: &BuildJob,
         image_id: &str,
         guard: &dyn PushGuard,
+        mirror: &std::path::Path,
         log: &BuildLog,
     ) -> Result<Pushed, BuildError> {
         let repo = job.image.to_string();
@@ -201,7 +203,7 @@ impl Engine {
         let mut digest = None;
         let mut withheld = Vec::new();
         for tag in &job.tags {
-            if let Some(reason) = guard.claim(tag).await? {
+            if let Some(reason) = may_push(guard, mirror, tag).await? {
                 log.line(format!("push: not pushing {repo}:{tag}: {reason}"))
                     .await;
                 withheld.push((tag.clone(), reason));
@@ -242,6 +244,7 @@ impl Engine {
                     }
                 }
             }
+            guard.pushed(tag).await?;
             if digest.is_none() {
                 digest = Some(self.repo_digest(&repo, image_id).await?);
             }

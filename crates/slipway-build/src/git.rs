@@ -52,6 +52,22 @@ pub fn strip_credentials(url: &str) -> String {
     }
 }
 
+/// What to bring into which mirror.
+#[derive(Debug, Clone, Copy)]
+pub struct Fetch<'a> {
+    pub mirror: &'a Path,
+    pub source: &'a GitSource,
+    /// The full ref to fetch.
+    pub git_ref: &'a str,
+    /// The commit (or annotated tag object) to check out.
+    pub commit: &'a str,
+    /// The ref's previous commit, to list the files changed since.
+    pub before: Option<&'a str>,
+    /// Fetch the ref even when the commit is already in the mirror (to see the ref's current
+    /// tip).
+    pub always_fetch: bool,
+}
+
 /// What a checkout found out about the commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckedOut {
@@ -69,20 +85,24 @@ pub struct CheckedOut {
 /// its tree out into `dest`. With `before`, also lists the files changed since it. Runs on a
 /// blocking thread.
 pub fn fetch_and_checkout(
-    mirror: &Path,
-    source: &GitSource,
-    git_ref: &str,
-    commit: &str,
-    before: Option<&str>,
+    request: &Fetch<'_>,
     dest: &Path,
     log: &BuildLog,
 ) -> Result<CheckedOut, BuildError> {
+    let Fetch {
+        mirror,
+        source,
+        git_ref,
+        commit,
+        before,
+        always_fetch,
+    } = *request;
     let public_url = strip_credentials(&source.url);
     let oid = Oid::from_str(commit)
         .map_err(|_| BuildError::user(format!("{commit:?} is not a commit id")))?;
     let repo = open_or_init_mirror(mirror)?;
 
-    if repo.find_object(oid, None).is_ok() {
+    if repo.find_object(oid, None).is_ok() && !always_fetch {
         log.blocking_line(format!(
             "git: {} already in the mirror, no fetch needed",
             short(commit)
@@ -397,5 +417,70 @@ mod tests {
             "ssh://host/x.git"
         );
         assert_eq!(strip_credentials("file:///srv/x.git"), "file:///srv/x.git");
+    }
+}
+
+/// How commit `a` relates to commit `b` in a mirror.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation {
+    Same,
+    /// `a` is an ancestor of `b`: `b` is newer.
+    Ancestor,
+    /// `a` descends from `b`: `a` is newer.
+    Descendant,
+    /// Neither contains the other (a rewritten history).
+    Unrelated,
+    /// One of them is not in the mirror.
+    Unknown,
+}
+
+/// Compares two commits (annotated tags are peeled) in the mirror at `mirror`.
+pub fn relation(mirror: &Path, a: &str, b: &str) -> Relation {
+    let Ok(repo) = Repository::open_bare(mirror) else {
+        return Relation::Unknown;
+    };
+    let peel = |id: &str| -> Option<Oid> {
+        let object = repo.find_object(Oid::from_str(id).ok()?, None).ok()?;
+        Some(object.peel(ObjectType::Commit).ok()?.id())
+    };
+    let (Some(a), Some(b)) = (peel(a), peel(b)) else {
+        return Relation::Unknown;
+    };
+    if a == b {
+        return Relation::Same;
+    }
+    match (
+        repo.graph_descendant_of(b, a),
+        repo.graph_descendant_of(a, b),
+    ) {
+        (Ok(true), _) => Relation::Ancestor,
+        (_, Ok(true)) => Relation::Descendant,
+        (Ok(false), Ok(false)) => Relation::Unrelated,
+        _ => Relation::Unknown,
+    }
+}
+
+/// Whether `commit` is the tip of `git_ref` in the mirror or one of its ancestors: a build of a
+/// named commit (from a trigger) must be on the ref it names.
+pub fn on_ref(mirror: &Path, git_ref: &str, commit: &str) -> bool {
+    let Ok(repo) = Repository::open_bare(mirror) else {
+        return false;
+    };
+    let Ok(tip) = repo.refname_to_id(git_ref) else {
+        return false;
+    };
+    let tip = repo
+        .find_object(tip, None)
+        .and_then(|o| o.peel(ObjectType::Commit))
+        .map(|c| c.id());
+    let commit = Oid::from_str(commit)
+        .and_then(|id| repo.find_object(id, None))
+        .and_then(|o| o.peel(ObjectType::Commit))
+        .map(|c| c.id());
+    match (tip, commit) {
+        (Ok(tip), Ok(commit)) => {
+            tip == commit || repo.graph_descendant_of(tip, commit).unwrap_or(false)
+        }
+        _ => false,
     }
 }

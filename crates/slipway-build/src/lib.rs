@@ -17,11 +17,10 @@ mod docker;
 mod error;
 mod git;
 mod log;
+mod push;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use slipway_core::filters::{BuildVariables, PathFilter, skip_marker};
@@ -30,8 +29,12 @@ use slipway_core::{BuildOptions, ImageName, Secret};
 pub use context::{PreparedContext, prepare_context, stream_context};
 pub use docker::{BuildSettings, Engine, RegistryAuth};
 pub use error::{BuildError, FailureKind};
-pub use git::{CheckedOut, GitAuth, GitSource, fetch_and_checkout, remote_refs, strip_credentials};
+pub use git::{
+    CheckedOut, Fetch, GitAuth, GitSource, Relation, fetch_and_checkout, on_ref, relation,
+    remote_refs, strip_credentials,
+};
 pub use log::{BuildLog, LogReceiver};
+pub use push::{GuardFuture, PushGuard, TagHolder, may_push};
 
 /// Everything a worker needs to run one build; assembled from the stored build and the
 /// process's configuration.
@@ -71,15 +74,6 @@ impl BuildJob {
             )
         }
     }
-}
-
-/// Decides, right before each push, whether this build may push a tag. `Ok(Some(reason))`
-/// withholds the tag.
-pub trait PushGuard: Send + Sync {
-    fn claim<'a>(
-        &'a self,
-        tag: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<Option<String>, BuildError>> + Send + 'a>>;
 }
 
 /// Where builds keep their files.
@@ -230,7 +224,9 @@ pub async fn run_build(
         cache_from,
     };
     let image_id = engine.build(job, &prepared, &settings, log).await?;
-    let pushed = engine.tag_and_push(job, &image_id, guard, log).await?;
+    let pushed = engine
+        .tag_and_push(job, &image_id, guard, &mirror_path(workspace, job), log)
+        .await?;
     drop(checkout);
     match pushed.digest {
         Some(digest) => {
@@ -260,6 +256,14 @@ pub async fn run_build(
     }
 }
 
+/// The repository's bare mirror. owner/name nest as two directories; both parts were
+/// validated (no '/', no leading '.'), so two repositories can never share a mirror.
+fn mirror_path(workspace: &Workspace, job: &BuildJob) -> PathBuf {
+    workspace
+        .mirrors_dir
+        .join(format!("{}.git", job.repository))
+}
+
 /// Fetches and checks out the commit, holding the mirror's lock.
 async fn fetch(
     job: &BuildJob,
@@ -267,27 +271,29 @@ async fn fetch(
     dest: &std::path::Path,
     log: &BuildLog,
 ) -> Result<CheckedOut, BuildError> {
-    // owner/name nest as two directories; both parts were validated (no '/', no leading '.'),
-    // so two repositories can never share a mirror.
-    let mirror = workspace
-        .mirrors_dir
-        .join(format!("{}.git", job.repository));
+    let mirror = mirror_path(workspace, job);
     let wants_diff = !job.options.paths.is_empty() || !job.options.ignore_paths.is_empty();
     let (source, git_ref, commit) = (job.source.clone(), job.git_ref.clone(), job.commit.clone());
     let before = job.before.clone().filter(|_| wants_diff);
+    let force_fetch = job.options.commit_on_ref;
     let (dest, git_log) = (dest.to_path_buf(), log.clone());
     let mirror_lock = workspace.mirror_lock(&mirror);
     let _guard = mirror_lock.lock().await;
     tokio::task::spawn_blocking(move || {
-        fetch_and_checkout(
-            &mirror,
-            &source,
-            &git_ref,
-            &commit,
-            before.as_deref(),
-            &dest,
-            &git_log,
-        )
+        let request = Fetch {
+            mirror: &mirror,
+            source: &source,
+            git_ref: &git_ref,
+            commit: &commit,
+            before: before.as_deref(),
+            always_fetch: force_fetch,
+        };
+        let checked_out = fetch_and_checkout(&request, &dest, &git_log)?;
+        // A trigger that names a commit may only build one that is on the ref it names.
+        if force_fetch && !on_ref(&mirror, &git_ref, &commit) {
+            return Err(BuildError::user(format!("commit {commit} is not on {git_ref} (it is not the ref's tip or one of its ancestors)")));
+        }
+        Ok(checked_out)
     })
     .await
     .map_err(|e| BuildError::infrastructure(format!("the checkout task failed: {e}")))?

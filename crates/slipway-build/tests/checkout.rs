@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use slipway_build::{BuildLog, GitAuth, GitSource, fetch_and_checkout};
+use slipway_build::{BuildLog, Fetch, GitAuth, GitSource, fetch_and_checkout};
 
 /// Commits `files` on `main` of the repository at `dir`, returning the commit id.
 fn commit(repo: &git2::Repository, files: &[(&str, &str)], message: &str) -> git2::Oid {
@@ -85,11 +85,14 @@ async fn file_remotes_check_out_the_exact_commit_and_list_changed_files() {
     let results = tokio::task::spawn_blocking(move || {
         let checkout_a = tempfile::tempdir().expect("tempdir");
         let a = fetch_and_checkout(
-            &mirror_for_task,
-            &source_for_task,
-            "refs/heads/main",
-            &second_s,
-            Some(&first_s),
+            &Fetch {
+                mirror: &mirror_for_task,
+                source: &source_for_task,
+                git_ref: "refs/heads/main",
+                commit: &second_s,
+                before: Some(&first_s),
+                always_fetch: false,
+            },
             checkout_a.path(),
             &log,
         )
@@ -99,11 +102,14 @@ async fn file_remotes_check_out_the_exact_commit_and_list_changed_files() {
         // The mirror already has the first commit: no fetch this time.
         let checkout_b = tempfile::tempdir().expect("tempdir");
         let b = fetch_and_checkout(
-            &mirror_for_task,
-            &source_for_task,
-            "refs/heads/main",
-            &first_s,
-            None,
+            &Fetch {
+                mirror: &mirror_for_task,
+                source: &source_for_task,
+                git_ref: "refs/heads/main",
+                commit: &first_s,
+                before: None,
+                always_fetch: false,
+            },
             checkout_b.path(),
             &log,
         )
@@ -112,11 +118,14 @@ async fn file_remotes_check_out_the_exact_commit_and_list_changed_files() {
             std::fs::read_to_string(checkout_b.path().join("services/api/main.go")).expect("file");
         let checkout_c = tempfile::tempdir().expect("tempdir");
         let c = fetch_and_checkout(
-            &mirror_for_task,
-            &source_for_task,
-            "refs/tags/v1.0",
-            &tag_s,
-            None,
+            &Fetch {
+                mirror: &mirror_for_task,
+                source: &source_for_task,
+                git_ref: "refs/tags/v1.0",
+                commit: &tag_s,
+                before: None,
+                always_fetch: false,
+            },
             checkout_c.path(),
             &log,
         )
@@ -176,11 +185,14 @@ async fn a_commit_the_remote_does_not_have_is_the_users_error() {
     let error = tokio::task::spawn_blocking(move || {
         let checkout = tempfile::tempdir().expect("tempdir");
         fetch_and_checkout(
-            &data.path().join("m.git"),
-            &source,
-            "refs/heads/main",
-            &"e".repeat(40),
-            None,
+            &Fetch {
+                mirror: &data.path().join("m.git"),
+                source: &source,
+                git_ref: "refs/heads/main",
+                commit: &"e".repeat(40),
+                before: None,
+                always_fetch: false,
+            },
             checkout.path(),
             &log,
         )
@@ -194,4 +206,142 @@ async fn a_commit_the_remote_does_not_have_is_the_users_error() {
         "{}",
         error.message
     );
+}
+
+mod tag_order {
+    use super::*;
+    use std::sync::Mutex;
+
+    use slipway_build::{GuardFuture, PushGuard, Relation, TagHolder, may_push, on_ref, relation};
+
+    /// A guard over an in-memory tag table, standing in for the store.
+    struct FakeGuard {
+        me: (String, String, String, i64),
+        holder: Mutex<Option<TagHolder>>,
+        taken: Mutex<bool>,
+    }
+
+    impl PushGuard for FakeGuard {
+        fn me(&self) -> (&str, &str, &str, i64) {
+            (&self.me.0, &self.me.1, &self.me.2, self.me.3)
+        }
+        fn cancelled(&self) -> GuardFuture<'_, bool> {
+            Box::pin(async { Ok(false) })
+        }
+        fn holder<'a>(&'a self, _tag: &'a str) -> GuardFuture<'a, Option<TagHolder>> {
+            Box::pin(async move {
+                let mut holder = self.holder.lock().expect("lock");
+                let current = holder.clone();
+                // The older holder finishes its push while we wait.
+                if let Some(h) = holder.as_mut() {
+                    h.pushed = true;
+                }
+                Ok(current)
+            })
+        }
+        fn take<'a>(&'a self, _tag: &'a str, _expected: Option<&'a str>) -> GuardFuture<'a, bool> {
+            Box::pin(async move {
+                *self.taken.lock().expect("lock") = true;
+                Ok(true)
+            })
+        }
+        fn pushed<'a>(&'a self, _tag: &'a str) -> GuardFuture<'a, ()> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn holder(commit: git2::Oid, queued_at: i64, pushed: bool, running: bool) -> TagHolder {
+        TagHolder {
+            build_id: "holder".to_owned(),
+            git_ref: "refs/heads/main".to_owned(),
+            commit: commit.to_string(),
+            queued_at,
+            pushed,
+            running,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_newer_commit_keeps_the_tag_whatever_the_arrival_order() {
+        let origin = tempfile::tempdir().expect("tempdir");
+        let repo = git2::Repository::init(origin.path()).expect("init");
+        repo.set_head("refs/heads/main").expect("head");
+        let old = commit(&repo, &[("a", "1")], "old");
+        let new = commit(&repo, &[("a", "2")], "new");
+        let data = tempfile::tempdir().expect("tempdir");
+        let mirror = data.path().join("m.git");
+        let (log, _receiver) = BuildLog::channel(1024);
+        let (m, src, new_s) = (mirror.clone(), source(origin.path()), new.to_string());
+        tokio::task::spawn_blocking(move || {
+            let checkout = tempfile::tempdir().expect("tempdir");
+            fetch_and_checkout(
+                &Fetch {
+                    mirror: &m,
+                    source: &src,
+                    git_ref: "refs/heads/main",
+                    commit: &new_s,
+                    before: None,
+                    always_fetch: false,
+                },
+                checkout.path(),
+                &log,
+            )
+            .expect("fetch")
+        })
+        .await
+        .expect("join");
+
+        assert_eq!(
+            relation(&mirror, &old.to_string(), &new.to_string()),
+            Relation::Ancestor
+        );
+        assert_eq!(
+            relation(&mirror, &new.to_string(), &old.to_string()),
+            Relation::Descendant
+        );
+        assert_eq!(
+            relation(&mirror, &new.to_string(), &"f".repeat(40)),
+            Relation::Unknown
+        );
+        assert!(on_ref(&mirror, "refs/heads/main", &old.to_string()));
+        assert!(!on_ref(&mirror, "refs/heads/main", &"f".repeat(40)));
+
+        // The old commit's build, even queued later (a late redelivery), must not take the tag
+        // from the new commit's pushed image.
+        let guard = FakeGuard {
+            me: (
+                "late".into(),
+                "refs/heads/main".into(),
+                old.to_string(),
+                2_000,
+            ),
+            holder: Mutex::new(Some(holder(new, 1_000, true, false))),
+            taken: Mutex::new(false),
+        };
+        let refused = may_push(&guard, &mirror, "latest").await.expect("decides");
+        assert!(
+            refused
+                .as_deref()
+                .is_some_and(|r| r.contains("newer commit")),
+            "{refused:?}"
+        );
+        assert!(!*guard.taken.lock().expect("lock"));
+
+        // The new commit's build waits for the old build's push under way, then takes the tag.
+        let guard = FakeGuard {
+            me: (
+                "new".into(),
+                "refs/heads/main".into(),
+                new.to_string(),
+                1_000,
+            ),
+            holder: Mutex::new(Some(holder(old, 2_000, false, true))),
+            taken: Mutex::new(false),
+        };
+        assert_eq!(
+            may_push(&guard, &mirror, "latest").await.expect("decides"),
+            None
+        );
+        assert!(*guard.taken.lock().expect("lock"));
+    }
 }

@@ -39,6 +39,10 @@ pub struct BuildOptions {
     /// the message.
     #[serde(default)]
     pub skip_message: Vec<String>,
+    /// The commit was named by a trigger rather than pushed: the worker builds it only if it
+    /// is on the named ref.
+    #[serde(default)]
+    pub commit_on_ref: bool,
 }
 
 fn yes() -> bool {
@@ -61,6 +65,7 @@ impl BuildOptions {
             paths: rule.paths.clone(),
             ignore_paths: rule.ignore_paths.clone(),
             skip_message: rule.skip_message.clone(),
+            commit_on_ref: false,
         }
     }
 }

@@ -355,7 +355,14 @@ async fn run(
                 SourcePattern::Regex(..) => {}
             },
             Wanted::Ref { kind, name, commit } => {
-                let git_ref = GitRef { kind: *kind, name: name.clone() };
+                // Through the same parser as pushed refs, so a name git would refuse (control
+                // characters, "..") never reaches a log line or SOURCE_BRANCH.
+                let full = match kind {
+                    RefKind::Branch => format!("refs/heads/{name}"),
+                    RefKind::Tag => format!("refs/tags/{name}"),
+                };
+                let git_ref = GitRef::parse(&full)
+                    .ok_or_else(|| bad_body(format!("{name:?} is not a valid {} name", kind.as_str())))?;
                 if rule.matches(&git_ref).is_some() {
                     considered.push((index, git_ref, commit.clone()));
                 }
@@ -393,6 +400,7 @@ async fn run(
 
     let mut builds: Vec<(usize, NewBuild)> = Vec::new();
     for (index, git_ref, commit) in considered {
+        let named_commit = commit.is_some();
         let commit = match commit {
             Some(commit) => commit,
             None => match heads
@@ -432,7 +440,12 @@ async fn run(
                     NewBuild {
                         id: Uuid::now_v7(),
                         image: repository.image.to_string(),
-                        plan: plan.clone(),
+                        plan: {
+                            let mut plan = plan.clone();
+                            // A commit named in the request is built only if it is on the ref.
+                            plan.options.commit_on_ref = named_commit;
+                            plan
+                        },
                         trigger: "trigger".to_owned(),
                         supersedes: Supersede::Nothing,
                     },

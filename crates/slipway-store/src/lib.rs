@@ -856,45 +856,81 @@ impl Store {
         })
     }
 
-    /// Claims `tag` of `image` for `build` before it is pushed. The claim is refused when a
-    /// build of a newer push to the same ref holds it, so an older build never overwrites it.
-    /// A build for another ref may take the tag (the last push wins, as with `latest`).
-    pub async fn claim_tag(&self, build: &BuildRecord, tag: &str) -> Result<TagClaim> {
-        let claimed: Option<(String,)> = with_pool!(self, write, |pool| {
+    /// Who holds `tag` of `image`, if anyone.
+    pub async fn tag_holder(&self, image: &str, tag: &str) -> Result<Option<TagHolder>> {
+        let row: Option<TagHolder> = with_pool!(self, read, |pool| {
             sqlx::query_as(
-                "INSERT INTO pushed_tags (image, tag, build_id, git_ref, commit_sha, build_queued_at, claimed_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (image, tag) DO UPDATE SET build_id = excluded.build_id, git_ref = excluded.git_ref,
-                     commit_sha = excluded.commit_sha, build_queued_at = excluded.build_queued_at,
-                     claimed_at = excluded.claimed_at
-                 WHERE NOT (pushed_tags.git_ref = excluded.git_ref
-                            AND pushed_tags.build_queued_at > excluded.build_queued_at)
-                 RETURNING build_id",
+                "SELECT t.build_id, t.git_ref, t.commit_sha, t.build_queued_at, t.pushed_at IS NOT NULL AS pushed,
+                     COALESCE(b.status = 'running', FALSE) AS holder_running
+                 FROM pushed_tags t LEFT JOIN builds b ON b.id = t.build_id
+                 WHERE t.image = $1 AND t.tag = $2",
             )
-            .bind(&build.image)
+            .bind(image)
             .bind(tag)
-            .bind(build.id.to_string())
-            .bind(&build.git_ref)
-            .bind(&build.commit)
-            .bind(build.queued_at)
-            .bind(now_millis())
             .fetch_optional(pool)
             .await?
         });
-        if claimed.is_some() {
-            return Ok(TagClaim::Claimed);
-        }
-        let (holder, commit): (String, String) = with_pool!(self, read, |pool| {
-            sqlx::query_as(
-                "SELECT build_id, commit_sha FROM pushed_tags WHERE image = $1 AND tag = $2",
-            )
-            .bind(&build.image)
-            .bind(tag)
-            .fetch_one(pool)
-            .await?
+        Ok(row)
+    }
+
+    /// Takes `tag` for `build` if its holder is still `expected` (`None`: nobody holds it):
+    /// a compare-and-set, so two builds deciding at once cannot both win.
+    pub async fn take_tag(
+        &self,
+        build: &BuildRecord,
+        tag: &str,
+        expected: Option<&str>,
+    ) -> Result<bool> {
+        let now = now_millis();
+        let changed = with_pool!(self, write, |pool| {
+            match expected {
+                None => sqlx::query(
+                    "INSERT INTO pushed_tags (image, tag, build_id, git_ref, commit_sha, build_queued_at, claimed_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (image, tag) DO NOTHING",
+                )
+                .bind(&build.image)
+                .bind(tag)
+                .bind(build.id.to_string())
+                .bind(&build.git_ref)
+                .bind(&build.commit)
+                .bind(build.queued_at)
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+                Some(holder) => sqlx::query(
+                    "UPDATE pushed_tags SET build_id = $3, git_ref = $4, commit_sha = $5, build_queued_at = $6,
+                         claimed_at = $7, pushed_at = NULL
+                     WHERE image = $1 AND tag = $2 AND build_id = $8",
+                )
+                .bind(&build.image)
+                .bind(tag)
+                .bind(build.id.to_string())
+                .bind(&build.git_ref)
+                .bind(&build.commit)
+                .bind(build.queued_at)
+                .bind(now)
+                .bind(holder)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+            }
         });
-        let build_id = Uuid::parse_str(&holder).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(TagClaim::HeldByNewer { build_id, commit })
+        Ok(changed == 1)
+    }
+
+    /// Records that `build` finished pushing `tag` of `image`.
+    pub async fn tag_pushed(&self, image: &str, tag: &str, build: Uuid) -> Result<()> {
+        with_pool!(self, write, |pool| {
+            sqlx::query("UPDATE pushed_tags SET pushed_at = $4 WHERE image = $1 AND tag = $2 AND build_id = $3")
+                .bind(image)
+                .bind(tag)
+                .bind(build.to_string())
+                .bind(now_millis())
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
     }
 
     /// Records the end of a running build; false if `owner` no longer holds its lease (the
@@ -1154,13 +1190,17 @@ macro_rules! close_attempt {
 use close_attempt;
 
 /// Cancels the queued builds that `$build` (just inserted for `$delivery`) makes obsolete: the
-/// same repository, rule and ref, older. With `QueuedAndRunning`, running ones are asked to
-/// stop as well; their workers see it on the next heartbeat.
+/// same repository, rule and ref, at the commit this push replaced (its `before`). Matching on
+/// `before` rather than arrival order means a late or replayed older push can never cancel newer
+/// work. With `QueuedAndRunning`, running ones are asked to stop as well; their workers see it
+/// on the next heartbeat.
 macro_rules! supersede {
     ($executor:expr, $delivery:expr, $build:expr) => {{
         let build: &NewBuild = $build;
         let delivery: &NewDelivery = $delivery;
-        if build.supersedes != Supersede::Nothing {
+        if build.supersedes != Supersede::Nothing
+            && let Some(replaced) = &build.plan.before
+        {
             let reason = format!("superseded by build {} for the newer commit {}", build.id, build.plan.commit.short());
             let running = build.supersedes == Supersede::QueuedAndRunning;
             sqlx::query(
@@ -1170,7 +1210,7 @@ macro_rules! supersede {
                      cancel_requested = CASE WHEN status = 'running' THEN TRUE ELSE cancel_requested END,
                      error = $5
                  WHERE repository_id = $1 AND rule_index = $2 AND git_ref = $3 AND id <> $4
-                   AND (status = 'queued' OR (status = 'running' AND $7))",
+                   AND commit_sha = $8 AND (status = 'queued' OR (status = 'running' AND $7))",
             )
             .bind(delivery.repository_id.map(|id| id.to_string()))
             .bind(i64::try_from(build.plan.rule_index).unwrap_or(i64::MAX))
@@ -1179,6 +1219,7 @@ macro_rules! supersede {
             .bind(reason)
             .bind(delivery.received_at)
             .bind(running)
+            .bind(replaced.as_str())
             .execute($executor)
             .await?;
         }

@@ -362,15 +362,17 @@ pub enum Lease {
     Lost,
 }
 
-/// The answer to a claim on a tag before pushing it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TagClaim {
-    Claimed,
-    /// A build of a newer push to the same ref already pushed the tag.
-    HeldByNewer {
-        build_id: Uuid,
-        commit: String,
-    },
+/// Who holds a tag of an image.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TagHolder {
+    pub build_id: String,
+    pub git_ref: String,
+    pub commit_sha: String,
+    pub build_queued_at: i64,
+    /// Whether the holder has finished pushing the tag.
+    pub pushed: bool,
+    /// Whether the holder's build is still running (and so may still push).
+    pub holder_running: bool,
 }
 
 /// A build-trigger URL of a repository; the token itself is never stored.

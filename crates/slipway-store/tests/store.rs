@@ -7,7 +7,7 @@ use slipway_core::plan::BuildPlan;
 use slipway_core::{BuildRule, BuildStatus, GitRef};
 use slipway_store::{
     BuildPlacement, BuildResult, DeliveryAnswer, Lease, NewBuild, NewDelivery, RecordOutcome,
-    RepositorySpec, Store, Supersede, TagClaim, now_millis,
+    RepositorySpec, Store, Supersede, now_millis,
 };
 use uuid::Uuid;
 
@@ -73,7 +73,7 @@ on_both_backends!(
     refused_deliveries_are_logged_without_blocking_the_real_one,
     deliveries_page_newest_first_and_retention_purges,
     newer_pushes_supersede_older_builds_of_the_same_rule_and_ref,
-    an_older_build_cannot_take_a_tag_from_a_newer_one,
+    tags_are_taken_by_compare_and_set_on_their_holder,
     infrastructure_retries_wait_out_their_backoff_and_every_attempt_is_kept,
 );
 
@@ -565,11 +565,22 @@ async fn deliveries_page_newest_first_and_retention_purges(store: Store) {
 
 async fn newer_pushes_supersede_older_builds_of_the_same_rule_and_ref(store: Store) {
     let repo = repository(&store, "acme/web").await;
-    let superseding = |commit: &str, how| NewBuild {
-        supersedes: how,
-        ..build_for(commit)
+    // A push replacing `before` with `commit`.
+    let push = |before: Option<&str>, commit: &str, how| {
+        let mut build = NewBuild {
+            supersedes: how,
+            ..build_for(commit)
+        };
+        build.plan.before = before.map(|b| b.parse().expect("commit"));
+        build
     };
-    let running = superseding(&"a".repeat(40), Supersede::Queued);
+    let (a, b, c, d) = (
+        "a".repeat(40),
+        "b".repeat(40),
+        "c".repeat(40),
+        "d".repeat(40),
+    );
+    let running = push(None, &a, Supersede::Queued);
     record(
         &store,
         &delivery(repo, "s-1"),
@@ -581,14 +592,14 @@ async fn newer_pushes_supersede_older_builds_of_the_same_rule_and_ref(store: Sto
         .await
         .expect("claim")
         .expect("claimed");
-    let queued = superseding(&"b".repeat(40), Supersede::Queued);
+    let queued = push(Some(&a), &b, Supersede::Queued);
     record(
         &store,
         &delivery(repo, "s-2"),
         std::slice::from_ref(&queued),
     )
     .await;
-    let newest = superseding(&"c".repeat(40), Supersede::Queued);
+    let newest = push(Some(&b), &c, Supersede::Queued);
     record(
         &store,
         &delivery(repo, "s-3"),
@@ -621,6 +632,23 @@ async fn newer_pushes_supersede_older_builds_of_the_same_rule_and_ref(store: Sto
             .status,
         BuildStatus::Queued
     );
+    // A late, replayed older push (b replacing a, under a new delivery key) finds its build and
+    // cancels nothing newer.
+    record(
+        &store,
+        &delivery(repo, "s-2-again"),
+        &[push(Some(&a), &b, Supersede::Queued)],
+    )
+    .await;
+    assert_eq!(
+        store
+            .build(newest.id)
+            .await
+            .expect("query")
+            .expect("exists")
+            .status,
+        BuildStatus::Queued
+    );
     // A running build is left alone unless the repository asks for it.
     assert_eq!(
         store
@@ -629,11 +657,12 @@ async fn newer_pushes_supersede_older_builds_of_the_same_rule_and_ref(store: Sto
             .expect("beat"),
         Lease::Held
     );
-    let stopper = superseding(&"d".repeat(40), Supersede::QueuedAndRunning);
+    let mut after_running = push(Some(&a), &d, Supersede::QueuedAndRunning);
+    after_running.plan.rule_index = 0;
     record(
         &store,
         &delivery(repo, "s-4"),
-        std::slice::from_ref(&stopper),
+        std::slice::from_ref(&after_running),
     )
     .await;
     assert_eq!(
@@ -644,7 +673,7 @@ async fn newer_pushes_supersede_older_builds_of_the_same_rule_and_ref(store: Sto
         Lease::CancelRequested
     );
     // Another ref is not superseded.
-    let mut other_ref = superseding(&"e".repeat(40), Supersede::QueuedAndRunning);
+    let mut other_ref = push(Some(&d), &"e".repeat(40), Supersede::QueuedAndRunning);
     other_ref.plan.git_ref = GitRef::parse("refs/heads/dev").expect("ref");
     record(
         &store,
@@ -654,7 +683,7 @@ async fn newer_pushes_supersede_older_builds_of_the_same_rule_and_ref(store: Sto
     .await;
     assert_eq!(
         store
-            .build(stopper.id)
+            .build(after_running.id)
             .await
             .expect("query")
             .expect("exists")
@@ -663,45 +692,75 @@ async fn newer_pushes_supersede_older_builds_of_the_same_rule_and_ref(store: Sto
     );
 }
 
-async fn an_older_build_cannot_take_a_tag_from_a_newer_one(store: Store) {
+async fn tags_are_taken_by_compare_and_set_on_their_holder(store: Store) {
     let repo = repository(&store, "acme/web").await;
-    let older = build_for(&"1".repeat(40));
-    record(&store, &delivery(repo, "t-1"), std::slice::from_ref(&older)).await;
-    let newer = build_for(&"2".repeat(40));
-    let mut newer_delivery = delivery(repo, "t-2");
-    newer_delivery.received_at += 10;
-    record(&store, &newer_delivery, std::slice::from_ref(&newer)).await;
-    let older = store.build(older.id).await.expect("query").expect("exists");
-    let newer = store.build(newer.id).await.expect("query").expect("exists");
+    let first = build_for(&"1".repeat(40));
+    let second = build_for(&"2".repeat(40));
+    record(
+        &store,
+        &delivery(repo, "t-1"),
+        &[first.clone(), second.clone()],
+    )
+    .await;
+    let first = store.build(first.id).await.expect("query").expect("exists");
+    let second = store
+        .build(second.id)
+        .await
+        .expect("query")
+        .expect("exists");
+    let image = first.image.clone();
 
     assert_eq!(
-        store.claim_tag(&newer, "latest").await.expect("claim"),
-        TagClaim::Claimed
+        store.tag_holder(&image, "latest").await.expect("holder"),
+        None
     );
-    assert_eq!(
-        store.claim_tag(&older, "latest").await.expect("claim"),
-        TagClaim::HeldByNewer {
-            build_id: newer.id,
-            commit: "2".repeat(40)
-        }
+    assert!(store.take_tag(&first, "latest", None).await.expect("take"));
+    assert!(
+        !store.take_tag(&second, "latest", None).await.expect("take"),
+        "someone holds it now"
     );
-    // A tag the newer build did not push is free, and the newer build may claim again.
+    let holder = store
+        .tag_holder(&image, "latest")
+        .await
+        .expect("holder")
+        .expect("held");
     assert_eq!(
-        store.claim_tag(&older, "1.0").await.expect("claim"),
-        TagClaim::Claimed
+        (holder.build_id.as_str(), holder.pushed),
+        (first.id.to_string().as_str(), false)
     );
-    assert_eq!(
-        store.claim_tag(&newer, "1.0").await.expect("claim"),
-        TagClaim::Claimed
+    store
+        .tag_pushed(&image, "latest", first.id)
+        .await
+        .expect("pushed");
+    assert!(
+        store
+            .tag_holder(&image, "latest")
+            .await
+            .expect("holder")
+            .expect("held")
+            .pushed
     );
-    // A build of another ref may take the tag: the last push wins there.
-    let mut other = build_for(&"3".repeat(40));
-    other.plan.git_ref = GitRef::parse("refs/tags/v1").expect("ref");
-    record(&store, &delivery(repo, "t-3"), std::slice::from_ref(&other)).await;
-    let other = store.build(other.id).await.expect("query").expect("exists");
+    // Taking it needs the current holder's id: a stale decision loses.
+    assert!(
+        !store
+            .take_tag(&second, "latest", Some(&second.id.to_string()))
+            .await
+            .expect("take")
+    );
+    assert!(
+        store
+            .take_tag(&second, "latest", Some(&first.id.to_string()))
+            .await
+            .expect("take")
+    );
+    let holder = store
+        .tag_holder(&image, "latest")
+        .await
+        .expect("holder")
+        .expect("held");
     assert_eq!(
-        store.claim_tag(&other, "latest").await.expect("claim"),
-        TagClaim::Claimed
+        (holder.build_id, holder.commit_sha, holder.pushed),
+        (second.id.to_string(), "2".repeat(40), false)
     );
 }
 

@@ -9,18 +9,17 @@
 //!   build always has its whole log.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use slipway_build::{
-    BuildError, BuildJob, BuildLog, BuildOutcome, Engine, FailureKind, GitSource, LogReceiver,
-    PushGuard, RegistryAuth, Workspace, run_build,
+    BuildError, BuildJob, BuildLog, BuildOutcome, Engine, FailureKind, GitSource, GuardFuture,
+    LogReceiver, PushGuard, RegistryAuth, TagHolder, Workspace, run_build,
 };
 use slipway_core::health::Health;
 use slipway_core::{BuildStatus, ImageName};
-use slipway_store::{BuildRecord, BuildResult, Lease, Store, TagClaim};
+use slipway_store::{BuildRecord, BuildResult, Lease, Store};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -122,12 +121,12 @@ impl Worker {
                 },
                 () = shutdown.cancelled() => break,
             };
-            let Some(build) = self.next_build(&shutdown).await else {
+            let Some((build, claim)) = self.next_build(&shutdown).await else {
                 break;
             };
             let worker = self.clone();
             running.spawn(async move {
-                worker.run_claimed(build).await;
+                worker.run_claimed(build, claim).await;
                 drop(permit);
             });
             // Reap finished tasks so the set does not grow without bound.
@@ -139,7 +138,9 @@ impl Worker {
 
     /// Waits for a claimable build: woken at once when this process queues one, and polling
     /// as a fallback for builds queued by other processes.
-    async fn next_build(&self, shutdown: &CancellationToken) -> Option<BuildRecord> {
+    /// Returns the claimed build and the claim's own lease token: unique per claim, so that
+    /// even this process re-claiming a reaped build in another slot holds a different lease.
+    async fn next_build(&self, shutdown: &CancellationToken) -> Option<(BuildRecord, String)> {
         let notifier = self.store.queued_notifier();
         loop {
             // Registering interest before the claim attempt means a build queued between the
@@ -164,12 +165,13 @@ impl Worker {
             if self.health.set_healthy() {
                 info!("the Docker engine answers again; claiming builds");
             }
-            match self
-                .store
-                .claim_build(&self.settings.owner_id, self.settings.lease)
-                .await
-            {
-                Ok(Some(build)) => return Some(build),
+            let claim = format!(
+                "{}/{}",
+                self.settings.owner_id,
+                uuid::Uuid::new_v4().simple()
+            );
+            match self.store.claim_build(&claim, self.settings.lease).await {
+                Ok(Some(build)) => return Some((build, claim)),
                 Ok(None) => {}
                 Err(e) => warn!(error = %e, "claiming a build failed; trying again"),
             }
@@ -202,7 +204,7 @@ impl Worker {
         }
     }
 
-    async fn run_claimed(&self, build: BuildRecord) {
+    async fn run_claimed(&self, build: BuildRecord, claim: String) {
         let span = info_span!("build", build_id = %build.id, repository = %build.repository);
         async {
             info!(git_ref = %build.git_ref, commit = %build.commit, "build started");
@@ -210,7 +212,7 @@ impl Worker {
             let first_seq = self.store.last_log_seq(build.id).await.unwrap_or(0);
             let log_writer = tokio::spawn(store_log(self.store.clone(), build.id, first_seq, receiver));
             let stop = Stop::default();
-            let heartbeat = tokio::spawn(self.clone().heartbeat(build.id, stop.clone()));
+            let heartbeat = tokio::spawn(self.clone().heartbeat(build.id, claim.clone(), stop.clone()));
 
             let outcome = match self.job_for(&build) {
                 Ok(job) => {
@@ -229,6 +231,8 @@ impl Worker {
             heartbeat.abort();
             let finish = match (stop.reason(), outcome) {
                 (Some(StopReason::LeaseLost), _) => {
+                    // The build's log now belongs to its new owner: stop writing into it.
+                    log_writer.abort();
                     warn!("lease lost while building; leaving the build to its new owner");
                     return;
                 }
@@ -287,7 +291,7 @@ impl Worker {
             let result = match finish {
                 Finish::Done(result) => result,
                 Finish::Retry { error, not_before } => {
-                    match self.store.requeue_build(build.id, &self.settings.owner_id, &error, not_before).await {
+                    match self.store.requeue_build(build.id, &claim, &error, not_before).await {
                         Ok(true) => info!(%error, "build queued again after an infrastructure failure"),
                         Ok(false) => warn!("the build's lease had passed to another owner; not queued again"),
                         Err(e) => error!(error = %e, "queueing the build again failed; the reaper will"),
@@ -295,7 +299,7 @@ impl Worker {
                     return;
                 }
             };
-            match self.store.finish_build(build.id, &self.settings.owner_id, &result).await {
+            match self.store.finish_build(build.id, &claim, &result).await {
                 Ok(true) => info!(status = %result.status, "build finished"),
                 Ok(false) => warn!("build finished, but its lease had passed to another owner; result dropped"),
                 Err(e) => error!(error = %e, "recording the build result failed; the reaper will retry the build"),
@@ -318,6 +322,7 @@ impl Worker {
         let guard = TagGuard {
             store: self.store.clone(),
             build: build.clone(),
+            id: build.id.to_string(),
         };
         let mut task =
             tokio::spawn(async move { run_build(&job, &workspace, &engine, &guard, &log).await });
@@ -344,12 +349,12 @@ impl Worker {
         }
     }
 
-    async fn heartbeat(self, build_id: uuid::Uuid, stop: Stop) {
+    async fn heartbeat(self, build_id: uuid::Uuid, claim: String, stop: Stop) {
         loop {
             tokio::time::sleep(self.settings.heartbeat_every).await;
             match self
                 .store
-                .heartbeat(build_id, &self.settings.owner_id, self.settings.lease)
+                .heartbeat(build_id, &claim, self.settings.lease)
                 .await
             {
                 Ok(Lease::Held) => {}
@@ -430,35 +435,68 @@ impl Stop {
 struct TagGuard {
     store: Store,
     build: BuildRecord,
+    /// The build id as text, as the tag table stores it.
+    id: String,
+}
+
+impl TagGuard {
+    fn store_error(what: &str, error: slipway_store::StoreError) -> BuildError {
+        BuildError::infrastructure(format!("cannot {what}: {error}"))
+    }
 }
 
 impl PushGuard for TagGuard {
-    fn claim<'a>(
-        &'a self,
-        tag: &'a str,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Option<String>, BuildError>> + Send + 'a>>
-    {
+    fn me(&self) -> (&str, &str, &str, i64) {
+        (
+            self.id.as_str(),
+            self.build.git_ref.as_str(),
+            self.build.commit.as_str(),
+            self.build.queued_at,
+        )
+    }
+
+    fn cancelled(&self) -> GuardFuture<'_, bool> {
         Box::pin(async move {
-            // A build cancelled while it was building must not push afterwards.
-            match self.store.cancel_requested(self.build.id).await {
-                Ok(true) => return Ok(Some("the build was cancelled".to_owned())),
-                Ok(false) => {}
-                Err(e) => {
-                    return Err(BuildError::infrastructure(format!(
-                        "cannot check whether the build was cancelled: {e}"
-                    )));
-                }
-            }
-            match self.store.claim_tag(&self.build, tag).await {
-                Ok(TagClaim::Claimed) => Ok(None),
-                Ok(TagClaim::HeldByNewer { build_id, commit }) => Ok(Some(format!(
-                    "build {build_id} of the newer commit {} already pushed this tag",
-                    &commit[..commit.len().min(12)]
-                ))),
-                Err(e) => Err(BuildError::infrastructure(format!(
-                    "cannot check who owns the tag {tag}: {e}"
-                ))),
-            }
+            self.store
+                .cancel_requested(self.build.id)
+                .await
+                .map_err(|e| Self::store_error("check whether the build was cancelled", e))
+        })
+    }
+
+    fn holder<'a>(&'a self, tag: &'a str) -> GuardFuture<'a, Option<TagHolder>> {
+        Box::pin(async move {
+            let holder = self
+                .store
+                .tag_holder(&self.build.image, tag)
+                .await
+                .map_err(|e| Self::store_error("check who holds the tag", e))?;
+            Ok(holder.map(|h| TagHolder {
+                build_id: h.build_id,
+                git_ref: h.git_ref,
+                commit: h.commit_sha,
+                queued_at: h.build_queued_at,
+                pushed: h.pushed,
+                running: h.holder_running,
+            }))
+        })
+    }
+
+    fn take<'a>(&'a self, tag: &'a str, expected: Option<&'a str>) -> GuardFuture<'a, bool> {
+        Box::pin(async move {
+            self.store
+                .take_tag(&self.build, tag, expected)
+                .await
+                .map_err(|e| Self::store_error("take the tag", e))
+        })
+    }
+
+    fn pushed<'a>(&'a self, tag: &'a str) -> GuardFuture<'a, ()> {
+        Box::pin(async move {
+            self.store
+                .tag_pushed(&self.build.image, tag, self.build.id)
+                .await
+                .map_err(|e| Self::store_error("record the pushed tag", e))
         })
     }
 }

@@ -116,7 +116,10 @@ fn config_errors_name_the_file_and_key_and_exit_non_zero() {
     let cases: [Case; 7] = [
         (
             "empty-secret.toml",
-            CONFIG.replace("webhook_secret_env = \"TEST_WEB_SECRET\"", "webhook_secret = \"\""),
+            CONFIG.replace(
+                "webhook_secret_env = \"TEST_WEB_SECRET\"",
+                "webhook_secret = \"\"",
+            ),
             &SECRETS,
             "webhook_secret is empty",
         ),
