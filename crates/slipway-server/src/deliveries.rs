@@ -1,6 +1,7 @@
 //! The deliveries log's API: every request to `/hooks`, what it led to and why, and replay.
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -53,8 +54,11 @@ async fn repository(
 pub async fn list(
     State(state): State<AppState>,
     Path((owner, name)): Path<(String, String)>,
-    Query(page): Query<Page>,
+    page: Result<Query<Page>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    // A malformed query string gets the API's JSON error, not axum's plain-text rejection.
+    let Query(page) =
+        page.map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))?;
     let repository = repository(&state, &owner, &name).await?;
     let limit = page.limit.unwrap_or(50).clamp(1, 100);
     let deliveries = state

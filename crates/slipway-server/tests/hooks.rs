@@ -659,3 +659,11 @@ async fn cancel_and_retry() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_malformed_query_string_gets_the_json_error_shape() {
+    let h = harness().await;
+    let (status, error) = get_json(&h, "/api/repositories/acme/web/deliveries?limit=lots").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error["error"]["code"], "bad_request", "{error}");
+}
