@@ -147,12 +147,15 @@ CREATE INDEX trigger_requests_by_trigger ON trigger_requests (trigger_id, receiv
 -- Every attempt at a build: who ran it, when, and how it ended. A build retried after an
 -- infrastructure failure (or a lost worker) has several.
 CREATE TABLE build_attempts (
+    id           TEXT PRIMARY KEY NOT NULL,
     build_id     TEXT NOT NULL REFERENCES builds (id),
     attempt      INTEGER NOT NULL,
     worker       TEXT NOT NULL,
     started_at   INTEGER NOT NULL,
     finished_at  INTEGER,
     outcome      TEXT,
-    error        TEXT,
-    PRIMARY KEY (build_id, attempt)
+    error        TEXT
 );
+
+-- A build handed back at shutdown does not use up an attempt, so two rows can share a number.
+CREATE INDEX build_attempts_by_build ON build_attempts (build_id, started_at);

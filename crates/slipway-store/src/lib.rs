@@ -748,13 +748,13 @@ impl Store {
                     sqlx::query_as($sql).bind(owner).bind(expires).bind(now).fetch_optional(&mut *tx).await?;
                 if let Some((id, attempt)) = &claimed {
                     sqlx::query(
-                        "INSERT INTO build_attempts (build_id, attempt, worker, started_at) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (build_id, attempt) DO NOTHING",
+                        "INSERT INTO build_attempts (id, build_id, attempt, worker, started_at) VALUES ($5, $1, $2, $3, $4)",
                     )
                     .bind(id)
                     .bind(attempt)
                     .bind(owner)
                     .bind(now)
+                    .bind(Uuid::now_v7().to_string())
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -821,12 +821,42 @@ impl Store {
         Ok(changed == 1)
     }
 
+    /// Gives a running build back to the queue because its worker is shutting down: the
+    /// attempt does not count against the build's attempts.
+    pub async fn hand_back(&self, id: Uuid, owner: &str) -> Result<bool> {
+        let now = now_millis();
+        let reason = "its worker shut down before the build finished; queued again";
+        let changed = with_pool!(self, write, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let changed = sqlx::query(
+                "UPDATE builds SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                     attempts = attempts - 1, error = $3
+                 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+            )
+            .bind(id.to_string())
+            .bind(owner)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 1 {
+                close_attempt!(&mut *tx, id, "handed_back", Some(reason), now);
+            }
+            tx.commit().await?;
+            changed
+        });
+        if changed == 1 {
+            self.queued.notify_waiters();
+        }
+        Ok(changed == 1)
+    }
+
     /// Every attempt at a build, in order.
     pub async fn build_attempts(&self, id: Uuid) -> Result<Vec<AttemptRecord>> {
         let rows: Vec<AttemptRecord> = with_pool!(self, read, |pool| {
             sqlx::query_as(
                 "SELECT attempt, worker, started_at, finished_at, outcome, error FROM build_attempts
-                 WHERE build_id = $1 ORDER BY attempt",
+                 WHERE build_id = $1 ORDER BY started_at, id",
             )
             .bind(id.to_string())
             .fetch_all(pool)

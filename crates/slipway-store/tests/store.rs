@@ -75,6 +75,7 @@ on_both_backends!(
     newer_pushes_supersede_older_builds_of_the_same_rule_and_ref,
     tags_are_taken_by_compare_and_set_on_their_holder,
     infrastructure_retries_wait_out_their_backoff_and_every_attempt_is_kept,
+    a_build_handed_back_at_shutdown_keeps_its_attempts,
 );
 
 fn spec(name: &str) -> RepositorySpec {
@@ -821,4 +822,51 @@ async fn infrastructure_retries_wait_out_their_backoff_and_every_attempt_is_kept
         Some("attempt 1 failed (infrastructure): engine gone")
     );
     assert!(history[0].finished_at.is_some());
+}
+
+async fn a_build_handed_back_at_shutdown_keeps_its_attempts(store: Store) {
+    let repo = repository(&store, "acme/web").await;
+    let only = build();
+    record(
+        &store,
+        &delivery(repo, "hand-back"),
+        std::slice::from_ref(&only),
+    )
+    .await;
+    let lease = Duration::from_secs(60);
+    assert_eq!(
+        store
+            .claim_build("w1/a", lease)
+            .await
+            .expect("claim")
+            .expect("claimed")
+            .attempts,
+        1
+    );
+    assert!(
+        !store
+            .hand_back(only.id, "w1/other-claim")
+            .await
+            .expect("hand back"),
+        "only the claim's owner"
+    );
+    assert!(store.hand_back(only.id, "w1/a").await.expect("hand back"));
+    let again = store
+        .claim_build("w2/b", lease)
+        .await
+        .expect("claim")
+        .expect("claimed at once, no backoff");
+    assert_eq!(
+        again.attempts, 1,
+        "the handed-back run did not use up an attempt"
+    );
+    let history = store.build_attempts(only.id).await.expect("attempts");
+    let outcomes: Vec<(i64, &str, Option<&str>)> = history
+        .iter()
+        .map(|a| (a.attempt, a.worker.as_str(), a.outcome.as_deref()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![(1, "w1/a", Some("handed_back")), (1, "w2/b", None)]
+    );
 }

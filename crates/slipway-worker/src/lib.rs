@@ -40,6 +40,9 @@ pub struct WorkerSettings {
     pub poll_every: Duration,
     /// How many times a build may be claimed before a lost worker's build is failed.
     pub max_attempts: u32,
+    /// On shutdown, how long running builds may go on before they are handed back to the
+    /// queue for another worker.
+    pub shutdown_grace: Duration,
 }
 
 impl WorkerSettings {
@@ -53,7 +56,16 @@ impl WorkerSettings {
             heartbeat_every: Duration::from_secs(3),
             poll_every: Duration::from_secs(2),
             max_attempts: 3,
+            shutdown_grace: Duration::from_secs(30),
         }
+    }
+
+    /// Sets the lease, and a heartbeat interval that fits well inside it.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_secs(1));
+        self.heartbeat_every =
+            (self.lease / 4).clamp(Duration::from_millis(250), Duration::from_secs(3));
+        self
     }
 }
 
@@ -110,6 +122,19 @@ impl Worker {
     /// Claims and runs builds until `shutdown` fires, then waits for the running builds.
     pub async fn run(self, shutdown: CancellationToken) {
         let slots = Arc::new(Semaphore::new(self.settings.slots));
+        let drain = CancellationToken::new();
+        {
+            let (shutdown, drain, grace) = (
+                shutdown.clone(),
+                drain.clone(),
+                self.settings.shutdown_grace,
+            );
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                tokio::time::sleep(grace).await;
+                drain.cancel();
+            });
+        }
         let mut running = JoinSet::new();
         running.spawn(self.clone().reap_loop(shutdown.clone()));
         info!(owner = %self.settings.owner_id, slots = self.settings.slots, "worker started");
@@ -125,14 +150,15 @@ impl Worker {
                 break;
             };
             let worker = self.clone();
+            let drain = drain.clone();
             running.spawn(async move {
-                worker.run_claimed(build, claim).await;
+                worker.run_claimed(build, claim, drain).await;
                 drop(permit);
             });
             // Reap finished tasks so the set does not grow without bound.
             while running.try_join_next().is_some() {}
         }
-        info!("worker stopping: waiting for running builds");
+        info!(grace = ?self.settings.shutdown_grace, "worker stopping: no more claims; running builds may finish within the grace period");
         while running.join_next().await.is_some() {}
     }
 
@@ -204,7 +230,7 @@ impl Worker {
         }
     }
 
-    async fn run_claimed(&self, build: BuildRecord, claim: String) {
+    async fn run_claimed(&self, build: BuildRecord, claim: String, drain: CancellationToken) {
         let span = info_span!("build", build_id = %build.id, repository = %build.repository);
         async {
             info!(git_ref = %build.git_ref, commit = %build.commit, "build started");
@@ -212,6 +238,14 @@ impl Worker {
             let first_seq = self.store.last_log_seq(build.id).await.unwrap_or(0);
             let log_writer = tokio::spawn(store_log(self.store.clone(), build.id, first_seq, receiver));
             let stop = Stop::default();
+            // After a shutdown's grace period, a build still running is handed back.
+            let drained = {
+                let (stop, drain) = (stop.clone(), drain.clone());
+                tokio::spawn(async move {
+                    drain.cancelled().await;
+                    stop.stop(StopReason::ShutDown);
+                })
+            };
             let heartbeat = tokio::spawn(self.clone().heartbeat(build.id, claim.clone(), stop.clone()));
 
             let outcome = match self.job_for(&build) {
@@ -229,7 +263,20 @@ impl Worker {
                 Err(e) => Err(e),
             };
             heartbeat.abort();
+            drained.abort();
             let finish = match (stop.reason(), outcome) {
+                (Some(StopReason::ShutDown), _) => {
+                    drained.abort();
+                    log.line("slipway: this worker is shutting down; the build goes back to the queue for another worker").await;
+                    drop(log);
+                    let _ = log_writer.await;
+                    match self.store.hand_back(build.id, &claim).await {
+                        Ok(true) => info!("build handed back to the queue"),
+                        Ok(false) => warn!("the build's lease had already passed on"),
+                        Err(e) => error!(error = %e, "handing the build back failed; the reaper will"),
+                    }
+                    return;
+                }
                 (Some(StopReason::LeaseLost), _) => {
                     // The build's log now belongs to its new owner: stop writing into it.
                     log_writer.abort();
@@ -411,6 +458,8 @@ enum StopReason {
     Cancelled,
     /// Another worker owns it now.
     LeaseLost,
+    /// This worker is shutting down and the grace period is over.
+    ShutDown,
 }
 
 /// A stop signal with its reason, shared between the heartbeat and the build.

@@ -111,6 +111,22 @@ pub struct SettingsArgs {
         hide_env_values = true
     )]
     pub max_attempts: Option<u32>,
+    /// Seconds a worker's claim on a build lasts without a heartbeat; after that another worker may take the build over [default: 60].
+    #[arg(
+        long,
+        env = "SLIPWAY_LEASE_SECONDS",
+        global = true,
+        hide_env_values = true
+    )]
+    pub lease_seconds: Option<u64>,
+    /// On SIGTERM, seconds running builds may go on before they are handed back to the queue [default: 30].
+    #[arg(
+        long,
+        env = "SLIPWAY_SHUTDOWN_GRACE_SECONDS",
+        global = true,
+        hide_env_values = true
+    )]
+    pub shutdown_grace_seconds: Option<u64>,
     /// How long verified webhook bodies (kept for replay) and refused requests stay in the deliveries log [default: 30].
     #[arg(
         long,
@@ -131,7 +147,7 @@ pub struct SettingsArgs {
 }
 
 /// The ids of the settings above, for looking up where each value came from.
-pub const SETTING_IDS: [&str; 10] = [
+pub const SETTING_IDS: [&str; 12] = [
     "config",
     "listen",
     "public_url",
@@ -142,6 +158,8 @@ pub const SETTING_IDS: [&str; 10] = [
     "log_format",
     "delivery_retention_days",
     "max_attempts",
+    "lease_seconds",
+    "shutdown_grace_seconds",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]

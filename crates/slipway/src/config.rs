@@ -55,6 +55,8 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     delivery_retention_days: Option<u32>,
     max_attempts: Option<u32>,
+    lease_seconds: Option<u64>,
+    shutdown_grace_seconds: Option<u64>,
     #[serde(default)]
     registries: Vec<RegistryConfig>,
     #[serde(default)]
@@ -179,6 +181,8 @@ pub struct Config {
     pub log_format: Setting<LogFormat>,
     pub delivery_retention_days: Setting<u32>,
     pub max_attempts: Setting<u32>,
+    pub lease_seconds: Setting<u64>,
+    pub shutdown_grace_seconds: Setting<u64>,
     pub registries: Vec<Registry>,
     pub repositories: Vec<Repository>,
     /// Things worth telling the operator at start-up (e.g. inline secrets).
@@ -290,6 +294,21 @@ impl Config {
         if max_attempts.value == 0 {
             bail!("{shown_file}: max_attempts must be at least 1");
         }
+        let lease_seconds = pick(
+            args.lease_seconds,
+            src("lease_seconds"),
+            file_config.lease_seconds,
+            || 60,
+        );
+        if lease_seconds.value < 2 {
+            bail!("{shown_file}: lease_seconds must be at least 2");
+        }
+        let shutdown_grace_seconds = pick(
+            args.shutdown_grace_seconds,
+            src("shutdown_grace_seconds"),
+            file_config.shutdown_grace_seconds,
+            || 30,
+        );
         let delivery_retention_days = pick(
             args.delivery_retention_days,
             src("delivery_retention_days"),
@@ -423,6 +442,8 @@ impl Config {
             log_format,
             delivery_retention_days,
             max_attempts,
+            lease_seconds,
+            shutdown_grace_seconds,
             registries,
             repositories,
             warnings,
@@ -524,6 +545,16 @@ impl Config {
             "max_attempts",
             self.max_attempts.value.to_string(),
             self.max_attempts.source,
+        );
+        line(
+            "lease_seconds",
+            self.lease_seconds.value.to_string(),
+            self.lease_seconds.source,
+        );
+        line(
+            "shutdown_grace_seconds",
+            self.shutdown_grace_seconds.value.to_string(),
+            self.shutdown_grace_seconds.source,
         );
         line(
             "delivery_retention_days",

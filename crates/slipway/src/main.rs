@@ -154,6 +154,8 @@ async fn run_processes(config: Config, web: bool, workers: bool) -> Result<()> {
         );
         let mut settings = WorkerSettings::new(owner_id, config.workers.value);
         settings.max_attempts = config.max_attempts.value;
+        settings.shutdown_grace = Duration::from_secs(config.shutdown_grace_seconds.value);
+        let settings = settings.with_lease(Duration::from_secs(config.lease_seconds.value));
         let workspace = Workspace::new(&config.data_dir.value);
         let access = config.access();
         let docker_host = config.docker_host.value.clone();
