@@ -25,6 +25,9 @@ use uuid::Uuid;
 
 pub use records::*;
 
+/// The PostgreSQL channel that announces claimable builds.
+const BUILDS_CHANNEL: &str = "slipway_builds";
+
 /// What can go wrong in the store. Callers map `Unavailable` to 503.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -131,7 +134,9 @@ impl Store {
             let options = PgConnectOptions::from_str(url)?;
             let pool = PgPoolOptions::new()
                 .max_connections(16)
-                .acquire_timeout(Duration::from_secs(10))
+                // A forge waits at most ~10 s for an answer; an unreachable database must turn
+                // into a quick 503, not a hang.
+                .acquire_timeout(Duration::from_secs(3))
                 .connect_with(options)
                 .await?;
             Backend::Postgres(pool)
@@ -186,9 +191,66 @@ impl Store {
         Ok(())
     }
 
-    /// Resolves once a build may have been queued by this process.
+    /// Resolves once a build may have become claimable (queued here, or, on PostgreSQL with
+    /// [`Store::spawn_notification_forwarder`] running, anywhere).
     pub fn queued_notifier(&self) -> Arc<Notify> {
         self.queued.clone()
+    }
+
+    /// Wakes workers after a build became claimable: this process's at once, and on PostgreSQL
+    /// every other process's through `NOTIFY`, so a webhook received by `slipway web` starts a
+    /// build on a `slipway worker` elsewhere without waiting for a poll.
+    async fn wake(&self) {
+        self.queued.notify_waiters();
+        if let Backend::Postgres(pool) = &self.backend
+            && let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
+                .bind(BUILDS_CHANNEL)
+                .execute(pool)
+                .await
+        {
+            // Workers still poll, so a lost notification only costs a poll interval.
+            tracing::warn!(%error, "could not notify other processes of a queued build");
+        }
+    }
+
+    /// On PostgreSQL, listens for other processes' `NOTIFY` and wakes this process's workers;
+    /// reconnects when the connection drops (waking the workers then too, since a notification
+    /// may have been missed). `None` on SQLite, where one process does all the work.
+    pub fn spawn_notification_forwarder(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let Backend::Postgres(pool) = &self.backend else {
+            return None;
+        };
+        let (pool, queued) = (pool.clone(), self.queued.clone());
+        Some(tokio::spawn(async move {
+            loop {
+                let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                    Ok(listener) => listener,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot listen for queued builds; retrying");
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        continue;
+                    }
+                };
+                if let Err(error) = listener.listen(BUILDS_CHANNEL).await {
+                    tracing::warn!(%error, "cannot listen for queued builds; retrying");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                }
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(_)) => queued.notify_waiters(),
+                        // The connection dropped and will be re-established; anything sent
+                        // meanwhile was missed, so look for work now.
+                        Ok(None) => queued.notify_waiters(),
+                        Err(error) => {
+                            tracing::warn!(%error, "listening for queued builds failed; reconnecting");
+                            queued.notify_waiters();
+                            break;
+                        }
+                    }
+                }
+            }
+        }))
     }
 
     // ----- repositories -------------------------------------------------------------------
@@ -361,7 +423,7 @@ impl Store {
             }
         });
         if created_any {
-            self.queued.notify_waiters();
+            self.wake().await;
         }
         Ok(outcome)
     }
@@ -706,7 +768,7 @@ impl Store {
             tx.commit().await?;
         });
         if results.iter().any(|r| matches!(r, Queued::Created(_))) {
-            self.queued.notify_waiters();
+            self.wake().await;
         }
         Ok(results)
     }
@@ -816,7 +878,7 @@ impl Store {
             changed
         });
         if changed == 1 {
-            self.queued.notify_waiters();
+            self.wake().await;
         }
         Ok(changed == 1)
     }
@@ -846,7 +908,7 @@ impl Store {
             changed
         });
         if changed == 1 {
-            self.queued.notify_waiters();
+            self.wake().await;
         }
         Ok(changed == 1)
     }
@@ -1069,7 +1131,7 @@ impl Store {
         if inserted == 0 {
             return Ok(None);
         }
-        self.queued.notify_waiters();
+        self.wake().await;
         Ok(Some(new_id))
     }
 
@@ -1127,7 +1189,7 @@ impl Store {
             lost.len() as u64
         });
         if affected > 0 {
-            self.queued.notify_waiters();
+            self.wake().await;
         }
         Ok(affected)
     }

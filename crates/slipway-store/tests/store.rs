@@ -19,6 +19,63 @@ async fn sqlite_store() -> (Store, tempfile::TempDir) {
     (store, dir)
 }
 
+/// A fresh PostgreSQL database on the rig's server, migrated; returns its URL.
+async fn postgres_database() -> String {
+    let admin_url = std::env::var("SLIPWAY_TEST_POSTGRES_URL")
+        .expect("SLIPWAY_TEST_POSTGRES_URL is not set: run scripts/test (it starts the rig)");
+    let database = format!("slipway_test_{}", Uuid::new_v4().simple());
+    let admin = Store::connect(&admin_url)
+        .await
+        .expect("postgres admin connection");
+    admin
+        .execute_raw_for_tests(&format!("CREATE DATABASE {database}"))
+        .await
+        .expect("create database");
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url.as_str(), |(base, _)| base);
+    format!("{base}/{database}")
+}
+
+#[tokio::test]
+async fn postgres_notifies_other_processes_of_queued_builds() {
+    let url = postgres_database().await;
+    let web = Store::connect(&url).await.expect("web store");
+    web.migrate().await.expect("migrate");
+    let worker = Store::connect(&url).await.expect("worker store");
+    let forwarder = worker
+        .spawn_notification_forwarder()
+        .expect("postgres forwards");
+    let woken = worker.queued_notifier();
+    let repo = repository(&web, "acme/web").await;
+    // The listener subscribes in the background; queue builds from the other "process" until
+    // one wakes this one (the first may be announced before it listens).
+    let mut woke = false;
+    for attempt in 0..20 {
+        let waiting = woken.notified();
+        tokio::pin!(waiting);
+        waiting.as_mut().enable();
+        record(
+            &web,
+            &delivery(repo, &format!("notify-{attempt}")),
+            &[build_for(&format!("{:x}", attempt % 16).repeat(40))],
+        )
+        .await;
+        if tokio::time::timeout(Duration::from_millis(500), waiting)
+            .await
+            .is_ok()
+        {
+            woke = true;
+            break;
+        }
+    }
+    assert!(
+        woke,
+        "a build queued through one store wakes workers waiting on another"
+    );
+    forwarder.abort();
+}
+
 async fn postgres_store() -> (Store, tempfile::TempDir) {
     let admin_url = std::env::var("SLIPWAY_TEST_POSTGRES_URL")
         .expect("SLIPWAY_TEST_POSTGRES_URL is not set: run scripts/test (it starts the rig)");

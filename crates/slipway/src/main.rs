@@ -143,6 +143,12 @@ async fn run_processes(config: Config, web: bool, workers: bool) -> Result<()> {
         .context("cannot store the configured repositories")?;
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
+    // Workers in other processes learn of queued builds through PostgreSQL's NOTIFY.
+    let forwarder = if workers {
+        store.spawn_notification_forwarder()
+    } else {
+        None
+    };
 
     let worker_health = Arc::new(slipway_core::health::Health::default());
     let worker_task = workers.then(|| {
@@ -199,6 +205,9 @@ async fn run_processes(config: Config, web: bool, workers: bool) -> Result<()> {
     }
     if let Some(task) = worker_task {
         let _ = task.await;
+    }
+    if let Some(forwarder) = forwarder {
+        forwarder.abort();
     }
     Ok(())
 }
