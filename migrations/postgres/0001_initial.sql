@@ -16,6 +16,12 @@ CREATE TABLE repositories (
     supersede_running  BOOLEAN NOT NULL DEFAULT FALSE,
     -- How long one build may run before it is stopped and failed.
     build_timeout_secs BIGINT NOT NULL DEFAULT 3600,
+    -- Limits: running builds at once (0 = no limit), per-build memory (bytes) and CPU
+    -- (thousandths of a CPU) passed to the engine (0 = none), and the largest build context.
+    max_concurrent_builds BIGINT NOT NULL DEFAULT 0,
+    memory_limit_bytes    BIGINT NOT NULL DEFAULT 0,
+    cpu_limit_millis      BIGINT NOT NULL DEFAULT 0,
+    max_context_bytes     BIGINT NOT NULL DEFAULT 1073741824,
     created_at  BIGINT NOT NULL,
     updated_at  BIGINT NOT NULL
 );
@@ -92,6 +98,7 @@ CREATE TABLE builds (
 CREATE UNIQUE INDEX builds_dedupe ON builds (repository_id, dedupe_key);
 CREATE INDEX builds_queue ON builds (status, queued_at);
 CREATE INDEX builds_by_delivery ON builds (delivery_id);
+CREATE INDEX builds_running_by_repository ON builds (repository_id, status);
 CREATE INDEX builds_by_repository ON builds (repository_id, queued_at);
 
 CREATE TABLE build_log_chunks (

@@ -28,6 +28,8 @@ pub struct PreparedContext {
     pub dockerfile_in_tar: String,
     /// Whether the Dockerfile lies outside the context and must be added to the tar.
     pub inject_dockerfile: bool,
+    /// The most file content the context may hold; more fails the build.
+    pub max_bytes: u64,
 }
 
 /// Resolves the rule's `context` and `dockerfile` inside `checkout`, following symlinks, and
@@ -76,6 +78,7 @@ pub fn prepare_context(
         dockerfile_relative: paths.dockerfile,
         dockerfile_in_tar,
         inject_dockerfile,
+        max_bytes: u64::MAX,
     })
 }
 
@@ -203,6 +206,7 @@ fn write_context_tar(prepared: &PreparedContext, writer: ChannelWriter) -> io::R
     builder.mode(tar::HeaderMode::Deterministic);
     builder.follow_symlinks(false);
     let mut count = 0u64;
+    let mut total = 0u64;
     let mut pending = vec![prepared.context_dir.clone()];
     while let Some(dir) = pending.pop() {
         let mut entries: Vec<_> = std::fs::read_dir(&dir)?.collect::<Result<_, _>>()?;
@@ -227,6 +231,18 @@ fn write_context_tar(prepared: &PreparedContext, writer: ChannelWriter) -> io::R
                 builder.append_dir(&name, &path)?;
                 pending.push(path);
             } else {
+                if file_type.is_file() {
+                    total = total.saturating_add(entry.metadata()?.len());
+                    if total > prepared.max_bytes {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!(
+                                "the build context holds more than the repository's max_context_size of {} MiB; exclude what the build does not need with .dockerignore",
+                                prepared.max_bytes / (1024 * 1024)
+                            ),
+                        ));
+                    }
+                }
                 builder.append_path_with_name(&path, &name)?;
             }
             count += 1;

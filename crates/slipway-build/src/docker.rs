@@ -26,6 +26,10 @@ pub struct BuildSettings {
     pub no_cache: bool,
     /// An image whose layers may be reused.
     pub cache_from: Option<String>,
+    /// Memory limit for each step's container, in bytes.
+    pub memory_bytes: Option<u64>,
+    /// CPU limit for each step's container, in thousandths of a CPU.
+    pub cpu_millis: Option<u64>,
 }
 
 /// What pushing produced.
@@ -97,6 +101,17 @@ impl Engine {
             .pull("");
         if let Some(target) = &settings.target {
             options = options.target(target);
+        }
+        if let Some(memory) = settings.memory_bytes {
+            // The engine's API client types memory as a 32-bit byte count; configuration
+            // refuses larger limits, so this never saturates in practice.
+            let memory = i32::try_from(memory).unwrap_or(i32::MAX);
+            options = options.memory(memory).memswap(memory);
+        }
+        if let Some(cpu) = settings.cpu_millis {
+            // A quota per 100 ms period: 1500 thousandths of a CPU = 150 ms per 100 ms.
+            let quota = i32::try_from(cpu.saturating_mul(100)).unwrap_or(i32::MAX);
+            options = options.cpuperiod(100_000).cpuquota(quota);
         }
         if let Some(image) = &settings.cache_from {
             options = options.cachefrom(&vec![image.clone()]);

@@ -58,6 +58,28 @@ pub struct BuildJob {
     pub context: String,
     pub options: BuildOptions,
     pub registry_auth: Option<RegistryAuth>,
+    pub limits: ResourceLimits,
+}
+
+/// What one build may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceLimits {
+    /// Memory for each build step's container, in bytes; `None`: the engine's default.
+    pub memory_bytes: Option<u64>,
+    /// CPU for each build step's container, in thousandths of a CPU; `None`: unlimited.
+    pub cpu_millis: Option<u64>,
+    /// The most file content the build context may hold.
+    pub max_context_bytes: u64,
+}
+
+impl Default for ResourceLimits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: None,
+            cpu_millis: None,
+            max_context_bytes: 1 << 30,
+        }
+    }
 }
 
 impl BuildJob {
@@ -158,7 +180,8 @@ pub async fn run_build(
         Checks::Build(None) => {}
     }
 
-    let prepared = prepare_context(checkout.path(), &job.context, &job.dockerfile)?;
+    let mut prepared = prepare_context(checkout.path(), &job.context, &job.dockerfile)?;
+    prepared.max_bytes = job.limits.max_context_bytes;
     let (source_type, source_name) = job.source();
     let variables = BuildVariables {
         source_branch: source_name.to_owned(),
@@ -222,6 +245,8 @@ pub async fn run_build(
         target: job.options.target.clone(),
         no_cache: !job.options.cache,
         cache_from,
+        memory_bytes: job.limits.memory_bytes,
+        cpu_millis: job.limits.cpu_millis,
     };
     let image_id = engine.build(job, &prepared, &settings, log).await?;
     let pushed = engine

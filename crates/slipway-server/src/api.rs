@@ -50,6 +50,21 @@ pub async fn build(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no build {id}")))?;
     let mut value = build_json(&build, &state.public_url);
+    if build.status == slipway_core::BuildStatus::Queued
+        && let Some(repository) = state
+            .store
+            .repository_by_name(&build.repository.to_string())
+            .await?
+        && repository.max_concurrent_builds > 0
+    {
+        let running = state.store.running_builds(repository.id).await?;
+        if running >= repository.max_concurrent_builds {
+            value["waiting"] = json!(format!(
+                "the repository's limit of {} concurrent build(s) is reached ({running} running)",
+                repository.max_concurrent_builds
+            ));
+        }
+    }
     let attempts = state.store.build_attempts(id).await?;
     value["attempt_history"] = attempts
         .iter()

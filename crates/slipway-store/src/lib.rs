@@ -264,10 +264,12 @@ impl Store {
             for spec in specs {
                 sqlx::query(
                     "INSERT INTO repositories (id, name, provider, git_url, image, rules_json, enabled,
-                         allow_unsigned, allow_legacy_sha1, supersede_running, build_timeout_secs, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, TRUE, $8, $9, $10, $11, $7, $7)
+                         allow_unsigned, allow_legacy_sha1, supersede_running, build_timeout_secs, max_concurrent_builds,
+                         memory_limit_bytes, cpu_limit_millis, max_context_bytes, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, TRUE, $8, $9, $10, $11, $12, $13, $14, $15, $7, $7)
                      ON CONFLICT (name) DO UPDATE SET provider = $3, git_url = $4, image = $5,
-                         rules_json = $6, enabled = TRUE, allow_unsigned = $8, allow_legacy_sha1 = $9, supersede_running = $10, build_timeout_secs = $11,
+                         rules_json = $6, enabled = TRUE, allow_unsigned = $8, allow_legacy_sha1 = $9, supersede_running = $10, build_timeout_secs = $11, max_concurrent_builds = $12,
+                         memory_limit_bytes = $13, cpu_limit_millis = $14, max_context_bytes = $15,
                          updated_at = $7",
                 )
                 .bind(Uuid::now_v7().to_string())
@@ -281,6 +283,10 @@ impl Store {
                 .bind(spec.allow_legacy_sha1)
                 .bind(spec.supersede_running)
                 .bind(spec.build_timeout_secs)
+                .bind(spec.limits.max_concurrent_builds)
+                .bind(spec.limits.memory_bytes)
+                .bind(spec.limits.cpu_millis)
+                .bind(spec.limits.max_context_bytes)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -307,7 +313,7 @@ impl Store {
     pub async fn repository_by_name(&self, name: &str) -> Result<Option<RepositoryRecord>> {
         let row: Option<RepositoryRow> = with_pool!(self, read, |pool| {
             sqlx::query_as(
-                "SELECT id, name, provider, git_url, image, rules_json, enabled, allow_unsigned, allow_legacy_sha1, supersede_running
+                "SELECT id, name, provider, git_url, image, rules_json, enabled, allow_unsigned, allow_legacy_sha1, supersede_running, max_concurrent_builds
                  FROM repositories WHERE name = $1",
             )
             .bind(name)
@@ -913,6 +919,19 @@ impl Store {
         Ok(changed == 1)
     }
 
+    /// How many of a repository's builds are running now.
+    pub async fn running_builds(&self, repository_id: Uuid) -> Result<i64> {
+        let (count,): (i64,) = with_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT COUNT(*) FROM builds WHERE repository_id = $1 AND status = 'running'",
+            )
+            .bind(repository_id.to_string())
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(count)
+    }
+
     /// Every attempt at a build, in order.
     pub async fn build_attempts(&self, id: Uuid) -> Result<Vec<AttemptRecord>> {
         let rows: Vec<AttemptRecord> = with_pool!(self, read, |pool| {
@@ -1255,7 +1274,8 @@ macro_rules! build_select {
     () => {
         "SELECT b.id, r.name AS repository, b.repository_id, b.delivery_id, b.trigger, b.git_ref, b.commit_sha, b.image,
             b.tags_json, b.dockerfile, b.context, b.options_json, b.before_sha, b.message_checked, b.rule_index,
-            b.cancel_requested, b.retry_of, r.build_timeout_secs AS timeout_secs, b.not_before, b.status, b.error, b.digest, b.queued_at, b.started_at,
+            b.cancel_requested, b.retry_of, r.build_timeout_secs AS timeout_secs, r.memory_limit_bytes, r.cpu_limit_millis,
+            r.max_context_bytes, b.not_before, b.status, b.error, b.digest, b.queued_at, b.started_at,
             b.finished_at, b.attempts
          FROM builds b JOIN repositories r ON r.id = b.repository_id"
     };
@@ -1386,8 +1406,13 @@ macro_rules! claim_sql {
         concat!(
             "UPDATE builds SET status = 'running', lease_owner = $1, lease_expires_at = $2,
                  started_at = $3, attempts = attempts + 1
-             WHERE id = (SELECT id FROM builds WHERE status = 'queued' AND (not_before IS NULL OR not_before <= $3)
-                         ORDER BY queued_at, id LIMIT 1",
+             WHERE id = (SELECT b.id FROM builds b
+                         WHERE b.status = 'queued' AND (b.not_before IS NULL OR b.not_before <= $3)
+                           -- The repository's concurrency limit (0: none) is not reached.
+                           AND ((SELECT r.max_concurrent_builds FROM repositories r WHERE r.id = b.repository_id) = 0
+                                OR (SELECT COUNT(*) FROM builds x WHERE x.repository_id = b.repository_id AND x.status = 'running')
+                                   < (SELECT r.max_concurrent_builds FROM repositories r WHERE r.id = b.repository_id))
+                         ORDER BY b.queued_at, b.id LIMIT 1",
             $lock,
             ")"
         )

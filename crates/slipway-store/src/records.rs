@@ -21,6 +21,31 @@ pub struct RepositorySpec {
     pub allow_legacy_sha1: bool,
     pub supersede_running: bool,
     pub build_timeout_secs: i64,
+    pub limits: Limits,
+}
+
+/// A repository's resource limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Running builds at once; 0 means no limit.
+    pub max_concurrent_builds: i64,
+    /// Per-build memory in bytes; 0 means none.
+    pub memory_bytes: i64,
+    /// Per-build CPU in thousandths of a CPU; 0 means none.
+    pub cpu_millis: i64,
+    /// The largest build context, in bytes.
+    pub max_context_bytes: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_builds: 0,
+            memory_bytes: 0,
+            cpu_millis: 0,
+            max_context_bytes: 1 << 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -35,6 +60,7 @@ pub struct RepositoryRecord {
     pub allow_unsigned: bool,
     pub allow_legacy_sha1: bool,
     pub supersede_running: bool,
+    pub max_concurrent_builds: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -49,6 +75,7 @@ pub(crate) struct RepositoryRow {
     allow_unsigned: bool,
     allow_legacy_sha1: bool,
     supersede_running: bool,
+    max_concurrent_builds: i64,
 }
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
@@ -76,6 +103,7 @@ impl TryFrom<RepositoryRow> for RepositoryRecord {
             allow_unsigned: row.allow_unsigned,
             allow_legacy_sha1: row.allow_legacy_sha1,
             supersede_running: row.supersede_running,
+            max_concurrent_builds: row.max_concurrent_builds,
         })
     }
 }
@@ -258,6 +286,9 @@ pub struct BuildRecord {
     pub retry_of: Option<Uuid>,
     /// The repository's build timeout when the build was claimed or read.
     pub timeout_secs: i64,
+    pub memory_limit_bytes: i64,
+    pub cpu_limit_millis: i64,
+    pub max_context_bytes: i64,
     /// A queued build is not claimed before this time (a retry's backoff).
     pub not_before: Option<i64>,
     pub status: BuildStatus,
@@ -289,6 +320,9 @@ pub(crate) struct BuildRow {
     cancel_requested: bool,
     retry_of: Option<String>,
     timeout_secs: i64,
+    memory_limit_bytes: i64,
+    cpu_limit_millis: i64,
+    max_context_bytes: i64,
     not_before: Option<i64>,
     status: String,
     error: Option<String>,
@@ -325,6 +359,9 @@ impl TryFrom<BuildRow> for BuildRecord {
             cancel_requested: row.cancel_requested,
             retry_of: row.retry_of.as_deref().map(parse_uuid).transpose()?,
             timeout_secs: row.timeout_secs,
+            memory_limit_bytes: row.memory_limit_bytes,
+            cpu_limit_millis: row.cpu_limit_millis,
+            max_context_bytes: row.max_context_bytes,
             not_before: row.not_before,
             status: row.status.parse().map_err(|e| corrupt("status", e))?,
             error: row.error,

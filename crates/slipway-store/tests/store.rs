@@ -133,6 +133,7 @@ on_both_backends!(
     tags_are_taken_by_compare_and_set_on_their_holder,
     infrastructure_retries_wait_out_their_backoff_and_every_attempt_is_kept,
     a_build_handed_back_at_shutdown_keeps_its_attempts,
+    a_repository_never_runs_more_builds_than_its_limit,
 );
 
 fn spec(name: &str) -> RepositorySpec {
@@ -146,6 +147,7 @@ fn spec(name: &str) -> RepositorySpec {
         allow_legacy_sha1: false,
         supersede_running: false,
         build_timeout_secs: 3600,
+        limits: Default::default(),
     }
 }
 
@@ -925,5 +927,86 @@ async fn a_build_handed_back_at_shutdown_keeps_its_attempts(store: Store) {
     assert_eq!(
         outcomes,
         vec![(1, "w1/a", Some("handed_back")), (1, "w2/b", None)]
+    );
+}
+
+async fn a_repository_never_runs_more_builds_than_its_limit(store: Store) {
+    let limited = RepositorySpec {
+        limits: slipway_store::Limits {
+            max_concurrent_builds: 1,
+            ..Default::default()
+        },
+        ..spec("acme/limited")
+    };
+    store
+        .sync_repositories(&[limited, spec("acme/free")])
+        .await
+        .expect("sync");
+    let limited = store
+        .repository_by_name("acme/limited")
+        .await
+        .expect("query")
+        .expect("exists")
+        .id;
+    let free = store
+        .repository_by_name("acme/free")
+        .await
+        .expect("query")
+        .expect("exists")
+        .id;
+    let (first, second) = (build_for(&"1".repeat(40)), build_for(&"2".repeat(40)));
+    record(
+        &store,
+        &delivery(limited, "l-1"),
+        &[first.clone(), second.clone()],
+    )
+    .await;
+    let other = build_for(&"3".repeat(40));
+    let mut later = delivery(free, "f-1");
+    later.repository_name = "acme/free".to_owned();
+    record(&store, &later, std::slice::from_ref(&other)).await;
+
+    let lease = Duration::from_secs(60);
+    let claimed = store
+        .claim_build("w/1", lease)
+        .await
+        .expect("claim")
+        .expect("first");
+    assert_eq!(claimed.id, first.id);
+    // The limited repository's second build waits; another repository's build does not.
+    let next = store
+        .claim_build("w/2", lease)
+        .await
+        .expect("claim")
+        .expect("the other repository");
+    assert_eq!(next.id, other.id);
+    assert!(
+        store
+            .claim_build("w/3", lease)
+            .await
+            .expect("claim")
+            .is_none(),
+        "the limit holds"
+    );
+    assert_eq!(store.running_builds(limited).await.expect("count"), 1);
+    let done = BuildResult {
+        status: BuildStatus::Succeeded,
+        error: None,
+        digest: None,
+    };
+    assert!(
+        store
+            .finish_build(first.id, "w/1", &done)
+            .await
+            .expect("finish")
+    );
+    assert_eq!(
+        store
+            .claim_build("w/4", lease)
+            .await
+            .expect("claim")
+            .expect("now free")
+            .id,
+        second.id
     );
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use slipway_build::{
     BuildError, BuildJob, BuildLog, BuildOutcome, Engine, FailureKind, GitSource, GuardFuture,
-    LogReceiver, PushGuard, RegistryAuth, TagHolder, Workspace, run_build,
+    LogReceiver, PushGuard, RegistryAuth, ResourceLimits, TagHolder, Workspace, run_build,
 };
 use slipway_core::health::Health;
 use slipway_core::{BuildStatus, ImageName};
@@ -442,6 +442,15 @@ impl Worker {
             before: build.before.clone(),
             message_checked: build.message_checked,
             options: build.options.clone(),
+            limits: ResourceLimits {
+                memory_bytes: u64::try_from(build.memory_limit_bytes)
+                    .ok()
+                    .filter(|m| *m > 0),
+                cpu_millis: u64::try_from(build.cpu_limit_millis)
+                    .ok()
+                    .filter(|c| *c > 0),
+                max_context_bytes: u64::try_from(build.max_context_bytes).unwrap_or(u64::MAX),
+            },
             image,
             tags: build.tags.clone(),
             dockerfile: build.dockerfile.clone(),

@@ -104,6 +104,38 @@ struct RepositoryConfig {
     /// How long one build may run before it is stopped and failed: "90s", "45m", "2h".
     #[serde(default = "default_build_timeout")]
     build_timeout: String,
+    /// How many of this repository's builds may run at once (0: no limit).
+    #[serde(default)]
+    max_concurrent_builds: u32,
+    /// Memory for each build step, e.g. "2g" (the engine's default when unset).
+    memory_limit: Option<String>,
+    /// CPUs for each build step, e.g. 1.5 (unlimited when unset).
+    cpu_limit: Option<f64>,
+    /// The largest build context, e.g. "500m".
+    #[serde(default = "default_max_context_size")]
+    max_context_size: String,
+}
+
+fn default_max_context_size() -> String {
+    "1g".to_owned()
+}
+
+/// Parses "512m", "2g", "100k" or a plain byte count (binary units) into bytes.
+fn parse_size_bytes(text: &str) -> Option<u64> {
+    let text = text.trim().to_ascii_lowercase();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text.as_str(), ""),
+    };
+    let value: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim().trim_end_matches('b').trim_end_matches('i') {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return None,
+    };
+    value.checked_mul(factor).filter(|bytes| *bytes > 0)
 }
 
 fn default_build_timeout() -> String {
@@ -166,6 +198,7 @@ pub struct Repository {
     pub allow_legacy_sha1: bool,
     pub supersede_running_builds: bool,
     pub build_timeout_secs: u64,
+    pub limits: slipway_store::Limits,
 }
 
 /// Everything the process runs with.
@@ -358,6 +391,7 @@ impl Config {
                     repository.build_timeout
                 );
             };
+            let limits = repository_limits(&at, &repository)?;
             for (number, rule) in repository.rules.iter().enumerate() {
                 rule.validate().map_err(|e| {
                     anyhow::anyhow!("{at}: rules[{number}] ({}): {e}", rule.describe())
@@ -428,6 +462,7 @@ impl Config {
                 allow_legacy_sha1: repository.allow_legacy_sha1,
                 supersede_running_builds: repository.supersede_running_builds,
                 build_timeout_secs,
+                limits,
             });
         }
 
@@ -463,6 +498,7 @@ impl Config {
                 allow_legacy_sha1: r.allow_legacy_sha1,
                 supersede_running: r.supersede_running_builds,
                 build_timeout_secs: i64::try_from(r.build_timeout_secs).unwrap_or(i64::MAX),
+                limits: r.limits,
             })
             .collect()
     }
@@ -619,6 +655,42 @@ fn toml_hint(text: &str, error: &toml::de::Error) -> &'static str {
     }
 }
 
+/// Checks and converts a repository's resource limits.
+fn repository_limits(at: &str, repository: &RepositoryConfig) -> Result<slipway_store::Limits> {
+    let memory_bytes = match &repository.memory_limit {
+        None => 0,
+        Some(text) => {
+            let bytes = parse_size_bytes(text).with_context(|| {
+                format!("{at}: memory_limit {text:?} is not a size like \"512m\" or \"2g\"")
+            })?;
+            // The engine API client carries the limit as a signed 32-bit byte count.
+            if bytes > i32::MAX as u64 {
+                bail!(
+                    "{at}: memory_limit {text:?} is above the 2047m the engine's build API accepts"
+                );
+            }
+            bytes as i64
+        }
+    };
+    let cpu_millis = match repository.cpu_limit {
+        None => 0,
+        Some(cpus) if cpus > 0.0 && cpus <= 1024.0 => (cpus * 1000.0).round() as i64,
+        Some(cpus) => bail!("{at}: cpu_limit {cpus} must be a number of CPUs above 0"),
+    };
+    let max_context_bytes = parse_size_bytes(&repository.max_context_size).with_context(|| {
+        format!(
+            "{at}: max_context_size {:?} is not a size like \"500m\" or \"1g\"",
+            repository.max_context_size
+        )
+    })?;
+    Ok(slipway_store::Limits {
+        max_concurrent_builds: i64::from(repository.max_concurrent_builds),
+        memory_bytes,
+        cpu_millis,
+        max_context_bytes: i64::try_from(max_context_bytes).unwrap_or(i64::MAX),
+    })
+}
+
 fn env_secret(at: &str, key: &str, var: &str) -> Result<String> {
     match std::env::var(var) {
         Ok(value) if !value.is_empty() => Ok(value),
@@ -684,5 +756,15 @@ mod tests {
         assert_eq!(parse_duration_secs("0m"), None);
         assert_eq!(parse_duration_secs("5 days"), None);
         assert_eq!(parse_duration_secs("m"), None);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size_bytes("512m"), Some(512 << 20));
+        assert_eq!(parse_size_bytes("2G"), Some(2 << 30));
+        assert_eq!(parse_size_bytes("100kib"), Some(100 << 10));
+        assert_eq!(parse_size_bytes("4096"), Some(4096));
+        assert_eq!(parse_size_bytes("1t"), None);
+        assert_eq!(parse_size_bytes("0m"), None);
     }
 }

@@ -66,6 +66,7 @@ pub fn repository(name: &str, provider: &str, rules: Vec<BuildRule>) -> Reposito
         allow_legacy_sha1: false,
         supersede_running: false,
         build_timeout_secs: 3600,
+        limits: Default::default(),
     }
 }
 
