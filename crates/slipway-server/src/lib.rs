@@ -9,6 +9,7 @@ mod api;
 mod deliveries;
 mod error;
 mod hooks;
+mod reconcile;
 mod triggers;
 
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ use slipway_store::Store;
 
 pub use api::rfc3339;
 pub use error::ApiError;
+pub use reconcile::reconcile;
 pub use triggers::{RateLimiter, RefResolver, RemoteRefs, hash_token};
 
 /// What the handlers share.

@@ -667,3 +667,42 @@ async fn a_malformed_query_string_gets_the_json_error_shape() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error["error"]["code"], "bad_request", "{error}");
 }
+
+#[tokio::test]
+async fn the_reconciler_queues_what_no_webhook_announced_and_only_once() {
+    let h = harness().await;
+    let repo = h
+        .state
+        .store
+        .repository_by_name("acme/web")
+        .await
+        .expect("query")
+        .expect("repo");
+    let queued = slipway_server::reconcile(&h.state, &repo)
+        .await
+        .expect("reconciles");
+    // The literal rule's branch is built at the remote's head; the regex tag rule has never
+    // built anything, so it does not start building every tag.
+    assert_eq!(queued.len(), 1);
+    let (_, build) = get_json(&h, &format!("/api/builds/{}", queued[0])).await;
+    assert_eq!(
+        (build["ref"].as_str(), build["commit"].as_str()),
+        (Some("refs/heads/main"), Some(MAIN_HEAD))
+    );
+    assert_eq!(build["trigger"], "reconciler");
+    assert!(
+        slipway_server::reconcile(&h.state, &repo)
+            .await
+            .expect("again")
+            .is_empty(),
+        "nothing twice"
+    );
+    // The webhook for that push, arriving late, finds the reconciler's build.
+    let (_, answer) = send(
+        &h,
+        signed("push", "late-1", &push_body("refs/heads/main", MAIN_HEAD)),
+    )
+    .await;
+    assert_eq!(answer["builds"][0]["id"], queued[0].to_string());
+    assert_eq!(answer["builds"][0]["existing"], true);
+}

@@ -779,6 +779,66 @@ impl Store {
         Ok(results)
     }
 
+    /// Queues builds the reconciler found missing, keyed like pushed builds (rule, ref and
+    /// commit), so a build that exists already, or a late webhook for the same push, is never
+    /// doubled. Returns the ids of the builds it created.
+    pub async fn queue_reconciled(
+        &self,
+        repository_id: Uuid,
+        builds: &[NewBuild],
+    ) -> Result<Vec<Uuid>> {
+        let now = now_millis();
+        let mut created = Vec::new();
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin_write().await?;
+            for build in builds {
+                let inserted = sqlx::query(
+                    "INSERT INTO builds (id, repository_id, trigger, dedupe_key, rule_index, git_ref, commit_sha, image,
+                         tags_json, dockerfile, context, status, queued_at, options_json, before_sha, message_checked)
+                     VALUES ($1, $2, 'reconciler', $3, $4, $5, $6, $7, $8, $9, $10, 'queued', $11, $12, NULL, FALSE)
+                     ON CONFLICT (repository_id, dedupe_key) DO NOTHING",
+                )
+                .bind(build.id.to_string())
+                .bind(repository_id.to_string())
+                .bind(build.dedupe_key())
+                .bind(i64::try_from(build.plan.rule_index).unwrap_or(i64::MAX))
+                .bind(build.plan.git_ref.full())
+                .bind(build.plan.commit.as_str())
+                .bind(&build.image)
+                .bind(serde_json::to_string(&build.plan.tags).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+                .bind(&build.plan.dockerfile)
+                .bind(&build.plan.context)
+                .bind(now)
+                .bind(serde_json::to_string(&build.plan.options).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if inserted == 1 {
+                    created.push(build.id);
+                }
+            }
+            tx.commit().await?;
+        });
+        if !created.is_empty() {
+            self.wake().await;
+        }
+        Ok(created)
+    }
+
+    /// The refs a repository's rule has ever built, for the reconciler's regex rules.
+    pub async fn built_refs(&self, repository_id: Uuid, rule_index: usize) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = with_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT DISTINCT git_ref FROM builds WHERE repository_id = $1 AND rule_index = $2",
+            )
+            .bind(repository_id.to_string())
+            .bind(i64::try_from(rule_index).unwrap_or(i64::MAX))
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(|(r,)| r).collect())
+    }
+
     // ----- builds and the queue -----------------------------------------------------------
 
     pub async fn build(&self, id: Uuid) -> Result<Option<BuildRecord>> {

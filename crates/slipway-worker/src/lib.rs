@@ -250,6 +250,9 @@ impl Worker {
 
             let outcome = match self.job_for(&build) {
                 Ok(job) => {
+                    if build.trigger == "reconciler" {
+                        log.line("slipway: queued by the reconciler: the remote has this commit, but no webhook announced it").await;
+                    }
                     log.line(format!(
                         "slipway: building {} at {} for {} tag(s): {}",
                         build.git_ref,

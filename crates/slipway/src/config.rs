@@ -114,6 +114,9 @@ struct RepositoryConfig {
     /// The largest build context, e.g. "500m".
     #[serde(default = "default_max_context_size")]
     max_context_size: String,
+    /// How often to compare the rules' refs on the remote with what was built, e.g. "10m";
+    /// off when unset.
+    reconcile_interval: Option<String>,
 }
 
 fn default_max_context_size() -> String {
@@ -199,6 +202,7 @@ pub struct Repository {
     pub supersede_running_builds: bool,
     pub build_timeout_secs: u64,
     pub limits: slipway_store::Limits,
+    pub reconcile_every: Option<std::time::Duration>,
 }
 
 /// Everything the process runs with.
@@ -392,6 +396,15 @@ impl Config {
                 );
             };
             let limits = repository_limits(&at, &repository)?;
+            let reconcile_every = match &repository.reconcile_interval {
+                None => None,
+                Some(text) => match parse_duration_secs(text) {
+                    Some(secs) if secs >= 30 => Some(std::time::Duration::from_secs(secs)),
+                    _ => bail!(
+                        "{at}: reconcile_interval {text:?} must be a duration of at least 30s, like \"10m\""
+                    ),
+                },
+            };
             for (number, rule) in repository.rules.iter().enumerate() {
                 rule.validate().map_err(|e| {
                     anyhow::anyhow!("{at}: rules[{number}] ({}): {e}", rule.describe())
@@ -463,6 +476,7 @@ impl Config {
                 supersede_running_builds: repository.supersede_running_builds,
                 build_timeout_secs,
                 limits,
+                reconcile_every,
             });
         }
 

@@ -192,6 +192,12 @@ async fn run_processes(config: Config, web: bool, workers: bool) -> Result<()> {
             trigger_limiter: Arc::default(),
             worker_health: workers.then(|| worker_health.clone()),
         };
+        for repository in &config.repositories {
+            if let Some(every) = repository.reconcile_every {
+                let name = repository.name.to_string();
+                tokio::spawn(reconcile_loop(state.clone(), name, every, shutdown.clone()));
+            }
+        }
         let listener = tokio::net::TcpListener::bind(config.listen.value)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen.value))?;
@@ -236,6 +242,40 @@ async fn connect_engine(
             () = shutdown.cancelled() => return None,
         }
         delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Runs the reconciler for one repository every `every`, from the web side (which has the
+/// repository's git credentials for `ls-remote`). Several web processes may all run it: the
+/// builds it queues are keyed like pushed builds, so none is made twice.
+async fn reconcile_loop(
+    state: AppState,
+    repository: String,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.cancelled() => return,
+        }
+        let record = match state.store.repository_by_name(&repository).await {
+            Ok(Some(record)) if record.enabled => record,
+            Ok(_) => return,
+            Err(e) => {
+                warn!(%repository, error = %e, "reconciler: cannot read the repository");
+                continue;
+            }
+        };
+        match slipway_server::reconcile(&state, &record).await {
+            Ok(queued) if queued.is_empty() => {}
+            Ok(queued) => {
+                info!(%repository, count = queued.len(), "reconciler queued builds no webhook announced")
+            }
+            Err(e) => {
+                warn!(%repository, error = %e.message, "reconciler: comparing with the remote failed")
+            }
+        }
     }
 }
 
