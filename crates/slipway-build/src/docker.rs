@@ -51,7 +51,7 @@ pub struct RegistryAuth {
 /// A connection to one Docker Engine.
 #[derive(Debug, Clone)]
 pub struct Engine {
-    docker: Docker,
+    pub(crate) docker: Docker,
 }
 
 impl Engine {

@@ -101,6 +101,7 @@ pub fn fetch_and_checkout(
     let oid = Oid::from_str(commit)
         .map_err(|_| BuildError::user(format!("{commit:?} is not a commit id")))?;
     let repo = open_or_init_mirror(mirror)?;
+    crate::janitor::touch_mirror(mirror);
 
     if repo.find_object(oid, None).is_ok() && !always_fetch {
         log.blocking_line(format!(

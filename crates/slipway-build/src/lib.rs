@@ -16,6 +16,7 @@ mod context;
 mod docker;
 mod error;
 mod git;
+mod janitor;
 mod log;
 mod push;
 
@@ -33,6 +34,7 @@ pub use git::{
     CheckedOut, Fetch, GitAuth, GitSource, Relation, fetch_and_checkout, on_ref, relation,
     remote_refs, strip_credentials,
 };
+pub use janitor::{Cleaned, REPOSITORY_LABEL, touch_mirror};
 pub use log::{BuildLog, LogReceiver};
 pub use push::{GuardFuture, PushGuard, TagHolder, may_push};
 
@@ -119,7 +121,7 @@ impl Workspace {
         }
     }
 
-    fn mirror_lock(&self, mirror: &std::path::Path) -> Arc<tokio::sync::Mutex<()>> {
+    pub(crate) fn mirror_lock(&self, mirror: &std::path::Path) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self
             .mirror_locks
             .lock()
@@ -229,6 +231,8 @@ pub async fn run_build(
         strip_credentials(&job.source.url),
     );
     labels.insert("org.opencontainers.image.created".to_owned(), now_rfc3339());
+    // Marks the image as Slipway's, so the janitor may evict it and leaves others' alone.
+    labels.insert(REPOSITORY_LABEL.to_owned(), job.repository.clone());
 
     let cache_from = if job.options.cache {
         engine.cache_source(job, log).await

@@ -43,6 +43,12 @@ pub struct WorkerSettings {
     /// On shutdown, how long running builds may go on before they are handed back to the
     /// queue for another worker.
     pub shutdown_grace: Duration,
+    /// Git mirrors beyond this size are evicted, least recently used first.
+    pub mirror_cache_bytes: u64,
+    /// Images Slipway built beyond this size are evicted, oldest first.
+    pub image_cache_bytes: u64,
+    /// How often the janitor looks.
+    pub janitor_every: Duration,
 }
 
 impl WorkerSettings {
@@ -57,6 +63,9 @@ impl WorkerSettings {
             poll_every: Duration::from_secs(2),
             max_attempts: 3,
             shutdown_grace: Duration::from_secs(30),
+            mirror_cache_bytes: 10 << 30,
+            image_cache_bytes: 20 << 30,
+            janitor_every: Duration::from_secs(600),
         }
     }
 
@@ -137,6 +146,7 @@ impl Worker {
         }
         let mut running = JoinSet::new();
         running.spawn(self.clone().reap_loop(shutdown.clone()));
+        running.spawn(self.clone().janitor_loop(shutdown.clone()));
         info!(owner = %self.settings.owner_id, slots = self.settings.slots, "worker started");
         loop {
             let permit = tokio::select! {
@@ -205,6 +215,41 @@ impl Worker {
                 () = &mut notified => {}
                 () = tokio::time::sleep(self.settings.poll_every) => {}
                 () = shutdown.cancelled() => return None,
+            }
+        }
+    }
+
+    /// Keeps the disk bounded: evicts mirrors and images over their limits, prunes Slipway's
+    /// dangling images.
+    async fn janitor_loop(self, shutdown: CancellationToken) {
+        loop {
+            let workspace = self.workspace.clone();
+            let limit = self.settings.mirror_cache_bytes;
+            match tokio::task::spawn_blocking(move || workspace.evict_mirrors(limit)).await {
+                Ok(Ok(cleaned)) if !cleaned.mirrors_removed.is_empty() => {
+                    info!(
+                        mirrors = cleaned.mirrors_removed.len(),
+                        bytes = cleaned.bytes_freed,
+                        "evicted least recently used git mirrors"
+                    );
+                }
+                Ok(Err(e)) => warn!(error = %e, "evicting git mirrors failed"),
+                _ => {}
+            }
+            let cleaned = self
+                .engine
+                .evict_images(self.settings.image_cache_bytes)
+                .await;
+            if cleaned.images_removed > 0 {
+                info!(
+                    images = cleaned.images_removed,
+                    bytes = cleaned.bytes_freed,
+                    "removed old and dangling build images"
+                );
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.settings.janitor_every) => {}
+                () = shutdown.cancelled() => return,
             }
         }
     }

@@ -127,6 +127,22 @@ pub struct SettingsArgs {
         hide_env_values = true
     )]
     pub shutdown_grace_seconds: Option<u64>,
+    /// Disk for git mirrors before the least recently used are evicted, e.g. "10g" [default: 10g].
+    #[arg(
+        long,
+        env = "SLIPWAY_MIRROR_CACHE_LIMIT",
+        global = true,
+        hide_env_values = true
+    )]
+    pub mirror_cache_limit: Option<String>,
+    /// Disk for images Slipway built before the oldest are removed, e.g. "20g" [default: 20g].
+    #[arg(
+        long,
+        env = "SLIPWAY_IMAGE_CACHE_LIMIT",
+        global = true,
+        hide_env_values = true
+    )]
+    pub image_cache_limit: Option<String>,
     /// How long verified webhook bodies (kept for replay) and refused requests stay in the deliveries log [default: 30].
     #[arg(
         long,
@@ -147,7 +163,7 @@ pub struct SettingsArgs {
 }
 
 /// The ids of the settings above, for looking up where each value came from.
-pub const SETTING_IDS: [&str; 12] = [
+pub const SETTING_IDS: [&str; 14] = [
     "config",
     "listen",
     "public_url",
@@ -160,6 +176,8 @@ pub const SETTING_IDS: [&str; 12] = [
     "max_attempts",
     "lease_seconds",
     "shutdown_grace_seconds",
+    "mirror_cache_limit",
+    "image_cache_limit",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]

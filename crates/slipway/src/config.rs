@@ -57,6 +57,8 @@ struct FileConfig {
     max_attempts: Option<u32>,
     lease_seconds: Option<u64>,
     shutdown_grace_seconds: Option<u64>,
+    mirror_cache_limit: Option<String>,
+    image_cache_limit: Option<String>,
     #[serde(default)]
     registries: Vec<RegistryConfig>,
     #[serde(default)]
@@ -124,7 +126,7 @@ fn default_max_context_size() -> String {
 }
 
 /// Parses "512m", "2g", "100k" or a plain byte count (binary units) into bytes.
-fn parse_size_bytes(text: &str) -> Option<u64> {
+pub fn parse_size_bytes(text: &str) -> Option<u64> {
     let text = text.trim().to_ascii_lowercase();
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
         Some(at) => text.split_at(at),
@@ -220,6 +222,8 @@ pub struct Config {
     pub max_attempts: Setting<u32>,
     pub lease_seconds: Setting<u64>,
     pub shutdown_grace_seconds: Setting<u64>,
+    pub mirror_cache_limit: Setting<String>,
+    pub image_cache_limit: Setting<String>,
     pub registries: Vec<Registry>,
     pub repositories: Vec<Repository>,
     /// Things worth telling the operator at start-up (e.g. inline secrets).
@@ -346,6 +350,30 @@ impl Config {
             file_config.shutdown_grace_seconds,
             || 30,
         );
+        let mirror_cache_limit = pick(
+            args.mirror_cache_limit.clone(),
+            src("mirror_cache_limit"),
+            file_config.mirror_cache_limit,
+            || "10g".to_owned(),
+        );
+        let image_cache_limit = pick(
+            args.image_cache_limit.clone(),
+            src("image_cache_limit"),
+            file_config.image_cache_limit,
+            || "20g".to_owned(),
+        );
+        for (key, setting) in [
+            ("mirror_cache_limit", &mirror_cache_limit),
+            ("image_cache_limit", &image_cache_limit),
+        ] {
+            if parse_size_bytes(&setting.value).is_none() {
+                bail!(
+                    "{shown_file}: {key} {:?} is not a size like \"10g\" ({})",
+                    setting.value,
+                    setting.source
+                );
+            }
+        }
         let delivery_retention_days = pick(
             args.delivery_retention_days,
             src("delivery_retention_days"),
@@ -493,6 +521,8 @@ impl Config {
             max_attempts,
             lease_seconds,
             shutdown_grace_seconds,
+            mirror_cache_limit,
+            image_cache_limit,
             registries,
             repositories,
             warnings,
@@ -600,6 +630,16 @@ impl Config {
             "lease_seconds",
             self.lease_seconds.value.to_string(),
             self.lease_seconds.source,
+        );
+        line(
+            "mirror_cache_limit",
+            self.mirror_cache_limit.value.clone(),
+            self.mirror_cache_limit.source,
+        );
+        line(
+            "image_cache_limit",
+            self.image_cache_limit.value.clone(),
+            self.image_cache_limit.source,
         );
         line(
             "shutdown_grace_seconds",

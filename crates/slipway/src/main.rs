@@ -161,6 +161,10 @@ async fn run_processes(config: Config, web: bool, workers: bool) -> Result<()> {
         let mut settings = WorkerSettings::new(owner_id, config.workers.value);
         settings.max_attempts = config.max_attempts.value;
         settings.shutdown_grace = Duration::from_secs(config.shutdown_grace_seconds.value);
+        settings.mirror_cache_bytes =
+            config::parse_size_bytes(&config.mirror_cache_limit.value).unwrap_or(10 << 30);
+        settings.image_cache_bytes =
+            config::parse_size_bytes(&config.image_cache_limit.value).unwrap_or(20 << 30);
         let settings = settings.with_lease(Duration::from_secs(config.lease_seconds.value));
         let workspace = Workspace::new(&config.data_dir.value);
         let access = config.access();
