@@ -15,7 +15,7 @@ use slipway_core::Secret;
 
 use crate::context::{PreparedContext, stream_context};
 use crate::push::may_push;
-use crate::{BuildError, BuildJob, BuildLog, PushGuard};
+use crate::{BuildError, BuildJob, BuildLog, FailureKind, PushGuard};
 
 /// How the engine builds: everything beyond the context and the Dockerfile.
 #[derive(Debug, Clone, Default)]
@@ -137,15 +137,15 @@ impl Engine {
                         image_id = aux.id.or(image_id);
                     }
                     if let Some(detail) = info.error_detail {
-                        failure = Some(
-                            detail
-                                .message
-                                .unwrap_or_else(|| "unknown build error".to_owned()),
-                        );
+                        // A step that failed: the repository's problem.
+                        let message = detail
+                            .message
+                            .unwrap_or_else(|| "unknown build error".to_owned());
+                        failure = Some((message, FailureKind::User));
                     }
                 }
                 Err(error) => {
-                    failure = Some(describe_engine_error(&error));
+                    failure = Some((describe_engine_error(&error), whose_build_error(&error)));
                     break;
                 }
             }
@@ -153,9 +153,14 @@ impl Engine {
         let tar_result = tar_task
             .await
             .map_err(|e| BuildError::infrastructure(format!("the context task failed: {e}")))?;
-        if let Some(message) = failure {
+        if let Some((message, kind)) = failure {
             log.line(format!("build failed: {message}")).await;
-            return Err(classify_build_failure(message));
+            return Err(match kind {
+                FailureKind::User => BuildError::user(format!("docker build failed: {message}")),
+                FailureKind::Infrastructure => BuildError::infrastructure(format!(
+                    "the Docker engine failed during the build: {message}"
+                )),
+            });
         }
         if let Err(e) = tar_result {
             return Err(BuildError::user(format!(
@@ -327,21 +332,34 @@ fn describe_engine_error(error: &DockerError) -> String {
 }
 
 /// A failing step is the user's problem; an engine that cannot be reached is ours.
-fn classify_build_failure(message: String) -> BuildError {
-    let lowered = message.to_ascii_lowercase();
-    let ours = [
-        "connection refused",
-        "no such host",
-        "error during connect",
-        "broken pipe",
-        "i/o timeout",
-    ];
-    if ours.iter().any(|needle| lowered.contains(needle)) {
-        BuildError::infrastructure(format!(
-            "the Docker engine failed during the build: {message}"
-        ))
-    } else {
-        BuildError::user(format!("docker build failed: {message}"))
+/// Whose failure an error from the engine's build endpoint is. A failing step reaches us in
+/// the stream (`errorDetail`, or bollard's stream error): the user's. Anything else — the
+/// connection dropping, a timeout, the engine answering with a server error that is not about
+/// the Dockerfile — is the infrastructure's, and is retried.
+fn whose_build_error(error: &DockerError) -> FailureKind {
+    match error {
+        DockerError::DockerStreamError { .. } => FailureKind::User,
+        DockerError::DockerResponseServerError {
+            status_code,
+            message,
+        } => {
+            let lowered = message.to_ascii_lowercase();
+            let about_the_build = [
+                "dockerfile",
+                "parse error",
+                "unknown instruction",
+                "no such image",
+                "pull access denied",
+            ]
+            .iter()
+            .any(|needle| lowered.contains(needle));
+            if *status_code < 500 || about_the_build {
+                FailureKind::User
+            } else {
+                FailureKind::Infrastructure
+            }
+        }
+        _ => FailureKind::Infrastructure,
     }
 }
 
@@ -367,6 +385,32 @@ fn classify_push_failure(job: &BuildJob, message: String) -> BuildError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engine_errors_are_classified_by_kind_not_wording() {
+        let step = DockerError::DockerStreamError {
+            error: "The command '/bin/sh -c false' returned a non-zero code: 1".into(),
+        };
+        assert_eq!(whose_build_error(&step), FailureKind::User);
+        let dockerfile = DockerError::DockerResponseServerError {
+            status_code: 500,
+            message: "Cannot locate specified Dockerfile: Dockerfile".into(),
+        };
+        assert_eq!(whose_build_error(&dockerfile), FailureKind::User);
+        let engine = DockerError::DockerResponseServerError {
+            status_code: 500,
+            message: "mkdir /var/lib/docker/tmp: no space left on device".into(),
+        };
+        assert_eq!(whose_build_error(&engine), FailureKind::Infrastructure);
+        let gone = DockerError::IOError {
+            err: std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset"),
+        };
+        assert_eq!(
+            whose_build_error(&gone),
+            FailureKind::Infrastructure,
+            "a dropped connection is retried"
+        );
+    }
 
     #[test]
     fn finds_the_digest_in_a_push_status() {
