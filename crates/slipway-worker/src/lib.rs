@@ -636,15 +636,42 @@ fn describe_duration(duration: Duration) -> String {
 /// Drains the log channel into the store. Whatever arrived while the previous chunk was being
 /// written goes into the next one, so a fast build writes few large chunks and a slow one
 /// shows up line by line.
-async fn store_log(store: Store, build_id: uuid::Uuid, mut seq: i64, mut receiver: LogReceiver) {
+async fn store_log(store: Store, build_id: uuid::Uuid, seq: i64, receiver: LogReceiver) {
+    store_log_capped(store, build_id, seq, receiver, MAX_LOG_BYTES).await;
+}
+
+/// The most log one build may store; past it the rest is dropped with a note, so a runaway
+/// step (`RUN yes`) cannot fill the database. Generous enough for very chatty builds.
+const MAX_LOG_BYTES: u64 = 2 << 30;
+
+async fn store_log_capped(
+    store: Store,
+    build_id: uuid::Uuid,
+    mut seq: i64,
+    mut receiver: LogReceiver,
+    cap: u64,
+) {
     const MAX_CHUNK: usize = 256 * 1024;
+    let mut stored: u64 = 0;
     while let Some(first) = receiver.recv().await {
+        if stored >= cap {
+            // Keep draining so the build is never blocked on its log.
+            continue;
+        }
         let mut chunk: Vec<u8> = first.to_vec();
         while chunk.len() < MAX_CHUNK {
             match receiver.try_recv() {
                 Ok(more) => chunk.extend_from_slice(&more),
                 Err(_) => break,
             }
+        }
+        let room = usize::try_from(cap - stored).unwrap_or(usize::MAX);
+        chunk.truncate(room);
+        stored = stored.saturating_add(chunk.len() as u64);
+        if stored >= cap {
+            chunk.extend_from_slice(
+                format!("\n[slipway: the log reached its limit of {} MiB; the rest of it is not kept]\n", cap >> 20).as_bytes(),
+            );
         }
         seq += 1;
         if let Err(e) = append_with_retry(&store, build_id, seq, Bytes::from(chunk)).await {
@@ -671,4 +698,79 @@ async fn append_with_retry(
         }
     }
     store.append_log(build_id, seq, &data).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_runaway_log_is_cut_at_its_cap_and_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .expect("open");
+        store.migrate().await.expect("migrate");
+        let spec = slipway_store::RepositorySpec {
+            name: "acme/web".parse().expect("name"),
+            provider: "github".parse().expect("provider"),
+            git_url: "file:///nowhere".to_owned(),
+            image: "127.0.0.1:5000/acme/web".parse().expect("image"),
+            rules: Vec::new(),
+            allow_unsigned: false,
+            allow_legacy_sha1: false,
+            supersede_running: false,
+            build_timeout_secs: 60,
+            limits: Default::default(),
+        };
+        store
+            .sync_repositories(std::slice::from_ref(&spec))
+            .await
+            .expect("sync");
+        let repo = store
+            .repository_by_name("acme/web")
+            .await
+            .expect("query")
+            .expect("repo");
+        let id = uuid::Uuid::now_v7();
+        let plan = slipway_core::BuildPlan {
+            rule_index: 0,
+            git_ref: slipway_core::GitRef::parse("refs/heads/main").expect("ref"),
+            commit: "1".repeat(40).parse().expect("commit"),
+            tags: vec!["latest".to_owned()],
+            dockerfile: "Dockerfile".to_owned(),
+            context: "/".to_owned(),
+            before: None,
+            message_checked: true,
+            options: Default::default(),
+        };
+        let build = slipway_store::NewBuild {
+            id,
+            image: spec.image.to_string(),
+            plan,
+            trigger: "trigger".to_owned(),
+            supersedes: slipway_store::Supersede::Nothing,
+        };
+        store.queue_builds(repo.id, &[build]).await.expect("queue");
+        let (log, receiver) = BuildLog::channel(16);
+        let writer = tokio::spawn(store_log_capped(store.clone(), id, 0, receiver, 4096));
+        for _ in 0..100 {
+            log.line("y".repeat(99)).await;
+        }
+        drop(log);
+        writer.await.expect("joins");
+        let text: String = store
+            .log_chunks(id, 0, 1000)
+            .await
+            .expect("chunks")
+            .iter()
+            .map(|c| String::from_utf8_lossy(&c.data).into_owned())
+            .collect();
+        assert!(
+            text.len() < 4096 + 512,
+            "about the cap is kept: {}",
+            text.len()
+        );
+        assert!(text.ends_with("the rest of it is not kept]\n"), "{text}");
+    }
 }
