@@ -30,13 +30,22 @@ RIG_CHROMEDRIVER=/usr/bin/chromedriver
 
 # Everything the test suite needs on a fresh Debian 12 machine. Chromium and
 # its driver are for the dashboard tests; docker-compose (Debian's v1) only
-# validates deploy/docker-compose.yml. It is used by scripts/rig/up.
+# validates deploy/docker-compose.yml; python3-venv (which brings python3)
+# hosts kubernetes-validate for deploy/kubernetes, and systemd provides
+# `systemd-analyze verify` for deploy/systemd (it works without systemd
+# running, so containers are fine). It is used by scripts/rig/up.
 # shellcheck disable=SC2034
 RIG_PACKAGES=(
   docker.io docker-registry apache2-utils busybox-static postgresql
   openssh-server git pkg-config libssl-dev curl ca-certificates
-  docker-compose chromium chromium-driver
+  docker-compose chromium chromium-driver python3-venv systemd
 )
+
+# The Kubernetes manifest validator scripts/test installs from PyPI into
+# $RIG_DIR/venv-k8s. It bundles the Kubernetes API's JSON schemas, so the
+# validation itself is offline. Changing the pin rebuilds the environment.
+# shellcheck disable=SC2034
+RIG_K8S_VALIDATE=kubernetes-validate==1.37.0
 
 rig_log() {
   printf '%s\n' "$*"
@@ -146,6 +155,41 @@ rig_ensure_packages() {
     rig_die "apt-get failed; the full log is in $log"
   fi
   rig_log "packages: installed ${missing[*]}"
+}
+
+# rig_ensure_venv DIR REQUIREMENT... makes sure DIR is a Python virtual
+# environment with these pip requirements, creating it only when it is
+# missing, broken, or was made for other requirements, so a warm run never
+# touches the network. Debian's /usr/bin/python3 is preferred over whatever
+# python3 comes first on PATH (pyenv, conda, ...), whose removal or upgrade
+# would break the environment; python3-venv provides its venv module.
+rig_ensure_venv() {
+  local dir=$1 python='' want have='' log="$1.log"
+  shift
+  want=$(printf '%s\n' "$@")
+  if [[ -f $dir/.rig-requirements ]] && "$dir/bin/python" -c '' 2>/dev/null; then
+    have=$(<"$dir/.rig-requirements")
+  fi
+  if [[ $have == "$want" ]]; then
+    rig_log "venv ${dir##*/}: already present"
+    return
+  fi
+  if [[ -x /usr/bin/python3 ]]; then
+    python=/usr/bin/python3
+  else
+    python=$(command -v python3) || rig_die "python3 is not installed (install python3-venv)"
+  fi
+  rm -rf -- "$dir"
+  # No prompts (CI has no stdin) and no self-update check.
+  if ! { "$python" -m venv "$dir" &&
+    PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+      "$dir/bin/python" -m pip install --quiet "$@"; } >"$log" 2>&1; then
+    tail -n 20 "$log" >&2 || true
+    rm -rf -- "$dir"
+    rig_die "could not set up $dir with $python; the full log is in $log"
+  fi
+  printf '%s\n' "$want" >"$dir/.rig-requirements"
+  rig_log "venv ${dir##*/}: installed $*"
 }
 
 # rig_pid_matches succeeds when PID is alive and its argv[0] is PROG. This
