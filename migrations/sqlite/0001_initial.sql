@@ -12,6 +12,8 @@ CREATE TABLE repositories (
     -- Verification choices, kept here (not secret) so the API can warn about them.
     allow_unsigned     BOOLEAN NOT NULL DEFAULT FALSE,
     allow_legacy_sha1  BOOLEAN NOT NULL DEFAULT FALSE,
+    -- The repository as the forge names it; pushes naming another one are ignored.
+    forge_repository   TEXT,
     -- A newer push also stops running builds of the same rule and ref (queued ones always).
     supersede_running  BOOLEAN NOT NULL DEFAULT FALSE,
     -- How long one build may run before it is stopped and failed.

@@ -192,6 +192,34 @@ pub fn check_provider(expected: Provider, headers: &HeaderMap) -> Result<(), Ver
     }
 }
 
+/// The repository a verified payload is about, as the forge names it (`owner/name`, a GitLab
+/// `group/subgroup/project`, a Bitbucket Data Center `PROJECT/slug`), if it says. Lets a
+/// repository that sets `forge_repository` ignore pushes of other repositories, which an
+/// organisation-wide hook or a GitLab system hook would otherwise deliver to it.
+pub fn payload_repository(provider: Provider, headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    let json = if is_form(headers) {
+        form_payload(body).ok()?
+    } else {
+        body.to_vec()
+    };
+    let value: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    let text = |pointer: &str| {
+        value
+            .pointer(pointer)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    match provider {
+        Provider::Github | Provider::Bitbucket | Provider::Gitea => text("/repository/full_name"),
+        Provider::Gitlab => text("/project/path_with_namespace"),
+        Provider::BitbucketServer => Some(format!(
+            "{}/{}",
+            text("/repository/project/key")?,
+            text("/repository/slug")?
+        )),
+    }
+}
+
 /// The delivery key for a forge that sends no delivery id: a hash of the verified body, so
 /// the same body redelivered is recognised.
 pub fn body_fingerprint(body: &[u8]) -> String {

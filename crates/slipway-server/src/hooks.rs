@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use slipway_core::PlanTrigger;
 use slipway_core::plan::{PushPlan, RuleDecision, plan_builds};
 use slipway_forge::{
-    VerifyPolicy, WebhookEvent, body_fingerprint, check_provider, forge_for, replayable_headers,
+    VerifyPolicy, WebhookEvent, body_fingerprint, check_provider, forge_for, payload_repository,
+    replayable_headers,
 };
 use slipway_store::{
     BuildPlacement, DeliveryAnswer, NewBuild, NewDelivery, RecordOutcome, RepositoryRecord,
@@ -181,6 +182,20 @@ async fn accept(
             verified.describe(),
         )
     })?;
+    let event = match (&repository.forge_repository, &event) {
+        (Some(expected), WebhookEvent::Push(_)) => {
+            match payload_repository(repository.provider, headers, &body) {
+                Some(named) if named.eq_ignore_ascii_case(expected) => event,
+                Some(named) => WebhookEvent::Ignored(format!(
+                    "the push is for repository {named}, but this repository is {expected} (forge_repository)"
+                )),
+                None => WebhookEvent::Ignored(format!(
+                    "the payload names no repository, and this one only accepts pushes for {expected} (forge_repository)"
+                )),
+            }
+        }
+        _ => event,
+    };
     delivery.delivery_key = Some(
         forge
             .delivery_id(headers)

@@ -706,3 +706,42 @@ async fn the_reconciler_queues_what_no_webhook_announced_and_only_once() {
     assert_eq!(answer["builds"][0]["id"], queued[0].to_string());
     assert_eq!(answer["builds"][0]["existing"], true);
 }
+
+#[tokio::test]
+async fn forge_repository_ignores_pushes_of_other_repositories() {
+    let spec = RepositorySpec {
+        forge_repository: Some("acme/web".to_owned()),
+        ..repository("acme/web", "github", vec![])
+    };
+    let h = harness_with(vec![spec]).await;
+    let with_repository = |name: &str, delivery: &str| {
+        let mut body: Value =
+            serde_json::from_str(&push_body("refs/heads/main", COMMIT)).expect("json");
+        body["repository"] = serde_json::json!({"full_name": name});
+        signed("push", delivery, &body.to_string())
+    };
+    let (status, other) = send(&h, with_repository("acme/other", "o-1")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(
+        other["ignored"],
+        "the push is for repository acme/other, but this repository is acme/web (forge_repository)"
+    );
+    let (_, nameless) = send(
+        &h,
+        signed("push", "o-2", &push_body("refs/heads/main", COMMIT)),
+    )
+    .await;
+    assert!(
+        nameless["ignored"]
+            .as_str()
+            .is_some_and(|r| r.contains("names no repository")),
+        "{nameless}"
+    );
+    assert_eq!(build_count(&h).await, 0);
+    let (_, ours) = send(&h, with_repository("Acme/Web", "o-3")).await;
+    assert_eq!(
+        ours["builds"].as_array().map(Vec::len),
+        Some(1),
+        "names compare without regard to case: {ours}"
+    );
+}

@@ -265,11 +265,11 @@ impl Store {
                 sqlx::query(
                     "INSERT INTO repositories (id, name, provider, git_url, image, rules_json, enabled,
                          allow_unsigned, allow_legacy_sha1, supersede_running, build_timeout_secs, max_concurrent_builds,
-                         memory_limit_bytes, cpu_limit_millis, max_context_bytes, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, TRUE, $8, $9, $10, $11, $12, $13, $14, $15, $7, $7)
+                         memory_limit_bytes, cpu_limit_millis, max_context_bytes, forge_repository, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, TRUE, $8, $9, $10, $11, $12, $13, $14, $15, $16, $7, $7)
                      ON CONFLICT (name) DO UPDATE SET provider = $3, git_url = $4, image = $5,
                          rules_json = $6, enabled = TRUE, allow_unsigned = $8, allow_legacy_sha1 = $9, supersede_running = $10, build_timeout_secs = $11, max_concurrent_builds = $12,
-                         memory_limit_bytes = $13, cpu_limit_millis = $14, max_context_bytes = $15,
+                         memory_limit_bytes = $13, cpu_limit_millis = $14, max_context_bytes = $15, forge_repository = $16,
                          updated_at = $7",
                 )
                 .bind(Uuid::now_v7().to_string())
@@ -287,6 +287,7 @@ impl Store {
                 .bind(spec.limits.memory_bytes)
                 .bind(spec.limits.cpu_millis)
                 .bind(spec.limits.max_context_bytes)
+                .bind(spec.forge_repository.as_deref())
                 .execute(&mut *tx)
                 .await?;
             }
@@ -313,7 +314,7 @@ impl Store {
     pub async fn repository_by_name(&self, name: &str) -> Result<Option<RepositoryRecord>> {
         let row: Option<RepositoryRow> = with_pool!(self, read, |pool| {
             sqlx::query_as(
-                "SELECT id, name, provider, git_url, image, rules_json, enabled, allow_unsigned, allow_legacy_sha1, supersede_running, max_concurrent_builds
+                "SELECT id, name, provider, git_url, image, rules_json, enabled, allow_unsigned, allow_legacy_sha1, supersede_running, max_concurrent_builds, forge_repository
                  FROM repositories WHERE name = $1",
             )
             .bind(name)

@@ -20,6 +20,7 @@ pub struct RepositorySpec {
     pub allow_unsigned: bool,
     pub allow_legacy_sha1: bool,
     pub supersede_running: bool,
+    pub forge_repository: Option<String>,
     pub build_timeout_secs: i64,
     pub limits: Limits,
 }
@@ -61,6 +62,7 @@ pub struct RepositoryRecord {
     pub allow_legacy_sha1: bool,
     pub supersede_running: bool,
     pub max_concurrent_builds: i64,
+    pub forge_repository: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -76,6 +78,7 @@ pub(crate) struct RepositoryRow {
     allow_legacy_sha1: bool,
     supersede_running: bool,
     max_concurrent_builds: i64,
+    forge_repository: Option<String>,
 }
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
@@ -104,6 +107,7 @@ impl TryFrom<RepositoryRow> for RepositoryRecord {
             allow_legacy_sha1: row.allow_legacy_sha1,
             supersede_running: row.supersede_running,
             max_concurrent_builds: row.max_concurrent_builds,
+            forge_repository: row.forge_repository,
         })
     }
 }

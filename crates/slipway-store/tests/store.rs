@@ -148,6 +148,7 @@ fn spec(name: &str) -> RepositorySpec {
         supersede_running: false,
         build_timeout_secs: 3600,
         limits: Default::default(),
+        forge_repository: None,
     }
 }
 

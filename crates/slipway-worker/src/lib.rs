@@ -722,6 +722,7 @@ mod tests {
             supersede_running: false,
             build_timeout_secs: 60,
             limits: Default::default(),
+            forge_repository: None,
         };
         store
             .sync_repositories(std::slice::from_ref(&spec))

@@ -119,6 +119,9 @@ struct RepositoryConfig {
     /// How often to compare the rules' refs on the remote with what was built, e.g. "10m";
     /// off when unset.
     reconcile_interval: Option<String>,
+    /// The repository as the forge names it ("acme/web", a GitLab "group/sub/project", a
+    /// Bitbucket Data Center "PROJ/slug"); pushes naming another repository are ignored.
+    forge_repository: Option<String>,
 }
 
 fn default_max_context_size() -> String {
@@ -205,6 +208,7 @@ pub struct Repository {
     pub build_timeout_secs: u64,
     pub limits: slipway_store::Limits,
     pub reconcile_every: Option<std::time::Duration>,
+    pub forge_repository: Option<String>,
 }
 
 /// Everything the process runs with.
@@ -505,6 +509,7 @@ impl Config {
                 build_timeout_secs,
                 limits,
                 reconcile_every,
+                forge_repository: repository.forge_repository,
             });
         }
 
@@ -543,6 +548,7 @@ impl Config {
                 supersede_running: r.supersede_running_builds,
                 build_timeout_secs: i64::try_from(r.build_timeout_secs).unwrap_or(i64::MAX),
                 limits: r.limits,
+                forge_repository: r.forge_repository.clone(),
             })
             .collect()
     }
