@@ -30,6 +30,21 @@ pub(crate) fn expect_success(what: &str, output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Sends `signal` (a name such as `TERM` or `KILL`) to the process `pid` with kill(1). The
+/// harness only ever signals children it started and has not reaped yet.
+pub(crate) fn send_signal(pid: u32, signal: &str) {
+    let output = output(
+        Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string()),
+    );
+    assert!(
+        output.status.success(),
+        "kill -{signal} {pid} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// `program ["arg", …]` and, when it is set, the directory it runs in.
 fn describe(command: &Command) -> String {
     let args: Vec<_> = command.get_args().collect();
@@ -38,4 +53,16 @@ fn describe(command: &Command) -> String {
         text.push_str(&format!(" in {}", dir.display()));
     }
     text
+}
+
+/// The last `max` bytes of `text` (from a character boundary), for logs in failure messages.
+pub(crate) fn tail(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
 }

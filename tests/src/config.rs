@@ -59,6 +59,10 @@ pub struct RepositoryConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_secret_env: Option<String>,
     pub image: String,
+    /// How long a build may run before it is stopped and fails, such as `"90s"` or `"45m"`
+    /// (Slipway's default is 60 minutes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_timeout: Option<String>,
     /// A newer push to a ref stops that rule's running builds too, not only its queued ones.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub supersede_running_builds: bool,

@@ -9,18 +9,22 @@
 mod command;
 mod config;
 mod docker;
+mod docker_proxy;
 mod forges;
 mod git;
 mod git_server;
 mod payload;
+mod pg_cluster;
 mod postgres;
 mod registry;
+mod registry_server;
 mod rig;
 mod slipway;
 mod ssh_server;
 
 pub use config::{Config, RegistryConfig, RepositoryConfig, Rule};
 pub use docker::Docker;
+pub use docker_proxy::DockerProxy;
 pub use forges::{
     BITBUCKET_SERVER_PING, Forge, RefUpdate, assert_signed_as_documented, bitbucket_push_payload,
     bitbucket_server_push_payload, gitea_push_payload, gitlab_push_payload,
@@ -30,11 +34,13 @@ pub use git_server::{CommitInfo, GitHttpServer, RepoFile, RepoHandle, RequestRec
 pub use payload::{
     ZERO_ID, github_push_payload, github_signature, hmac_sha256_hex, new_delivery_id,
 };
+pub use pg_cluster::PostgresCluster;
 pub use postgres::TestDatabase;
 pub use registry::{Registry, manifest_digest};
+pub use registry_server::RegistryServer;
 pub use rig::Rig;
 pub use slipway::{
-    BUILD_TIMEOUT, HttpResponse, Slipway, SlipwayBuilder, binary_path, build_digest,
+    BUILD_TIMEOUT, HttpResponse, Slipway, SlipwayBuilder, SlipwayWorker, binary_path, build_digest,
 };
 pub use slipway_forge::sign::ExampleEvent;
 pub use ssh_server::{SshGitServer, SshKeyPair};

@@ -2,7 +2,8 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
@@ -12,7 +13,8 @@ use tempfile::TempDir;
 use crate::command;
 use crate::payload::github_signature;
 
-/// How long `slipway serve` may take to answer `GET /healthz`.
+/// How long `slipway serve` may take to answer `GET /healthz`, and `slipway worker` to say
+/// that it started.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a build may take by default: builds are real, on a two-core machine.
 pub const BUILD_TIMEOUT: Duration = Duration::from_secs(180);
@@ -28,6 +30,28 @@ pub struct SlipwayBuilder {
     args: Vec<String>,
     database_url: Option<String>,
     binary: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+}
+
+/// Which of Slipway's process commands runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `slipway serve`: HTTP and workers in one process.
+    Serve,
+    /// `slipway web`: HTTP only.
+    Web,
+    /// `slipway worker`: builds only.
+    Worker,
+}
+
+impl Mode {
+    fn command(self) -> &'static str {
+        match self {
+            Self::Serve => "serve",
+            Self::Web => "web",
+            Self::Worker => "worker",
+        }
+    }
 }
 
 impl SlipwayBuilder {
@@ -58,12 +82,36 @@ impl SlipwayBuilder {
         self
     }
 
-    /// Starts `slipway serve` and waits until it is healthy.
+    /// `--data-dir <dir>` instead of a fresh directory per process, so processes (or one
+    /// process and its restart) can share mirrors and scratch space. The directory is the
+    /// caller's to remove.
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Starts `slipway serve` (HTTP and workers) and waits until it is healthy.
     pub fn start(self) -> Slipway {
+        self.start_http(Mode::Serve)
+    }
+
+    /// Starts `slipway web` (HTTP only; builds are left to `slipway worker` processes on the
+    /// same database) and waits until it is healthy.
+    pub fn start_web(self) -> Slipway {
+        self.start_http(Mode::Web)
+    }
+
+    /// Starts `slipway worker` (builds only, from the shared database) and waits until it has
+    /// connected to the engine and started its workers.
+    pub fn start_worker(self) -> SlipwayWorker {
+        SlipwayWorker::spawn(&self)
+    }
+
+    fn start_http(self, mode: Mode) -> Slipway {
         // A free port is found by binding and releasing it, so another process can take it in
         // between; a start that fails for that reason is retried on a new port.
         for _ in 0..3 {
-            match Slipway::spawn(&self) {
+            match Slipway::spawn(&self, mode) {
                 Ok(slipway) => return slipway,
                 Err(StartError::PortTaken) => continue,
             }
@@ -72,18 +120,238 @@ impl SlipwayBuilder {
     }
 }
 
+/// One Slipway process this harness started: the child, its directory (configuration file,
+/// output logs and, unless shared, its data directory) and what it runs. Signals go to this
+/// child only, by its handle's PID, and only while it has not been reaped.
+#[derive(Debug)]
+struct SlipwayProcess {
+    child: Mutex<Child>,
+    pid: u32,
+    mode: Mode,
+    dir: TempDir,
+    data_dir: PathBuf,
+}
+
+impl SlipwayProcess {
+    /// Writes the configuration (with `public_url` when one is given and the file has none)
+    /// and starts `slipway <mode> <extra>` with its output going to files in its directory.
+    fn spawn(
+        options: &SlipwayBuilder,
+        mode: Mode,
+        extra: &[&str],
+        public_url: Option<&str>,
+    ) -> Self {
+        let binary = options.binary.clone().unwrap_or_else(binary_path);
+        let dir = TempDir::with_prefix(format!("slipway-e2e-{}-", mode.command()))
+            .expect("create Slipway's directory");
+        let config = match public_url {
+            Some(url)
+                if !options
+                    .config
+                    .lines()
+                    .any(|line| line.trim_start().starts_with("public_url")) =>
+            {
+                // Top-level keys have to come before the first table, so the key goes first.
+                format!("public_url = \"{url}\"\n{}", options.config)
+            }
+            _ => options.config.clone(),
+        };
+        std::fs::write(dir.path().join("slipway.toml"), config)
+            .expect("write Slipway's configuration file");
+        let mut args = vec![mode.command()];
+        args.extend_from_slice(extra);
+        let mut command = Slipway::command(options, dir.path(), &args);
+        command
+            .args(&options.args)
+            .stdin(Stdio::null())
+            .stdout(log_file(dir.path(), "stdout.log"))
+            .stderr(log_file(dir.path(), "stderr.log"));
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let data_dir = data_dir(options, dir.path());
+        Self {
+            pid: child.id(),
+            child: Mutex::new(child),
+            mode,
+            dir,
+            data_dir,
+        }
+    }
+
+    fn child(&self) -> std::sync::MutexGuard<'_, Child> {
+        self.child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The exit status if the process has ended (reaping it), `None` while it runs.
+    fn try_wait(&self) -> Option<ExitStatus> {
+        self.child()
+            .try_wait()
+            .unwrap_or_else(|e| panic!("cannot poll slipway {}: {e}", self.mode.command()))
+    }
+
+    /// Sends `signal` (`TERM`, `KILL`, …) to the child, unless it has already been reaped: an
+    /// exited but unreaped child keeps its PID, so the signal can reach no other process.
+    fn signal(&self, signal: &str) {
+        let mut child = self.child();
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        command::send_signal(self.pid, signal);
+    }
+
+    /// SIGKILL, then waits for the process to be gone.
+    fn kill(&self) -> ExitStatus {
+        let mut child = self.child();
+        // `Child::kill` sends SIGKILL, and does nothing harmful to a child already reaped.
+        let _ = child.kill();
+        child
+            .wait()
+            .unwrap_or_else(|e| panic!("cannot wait for slipway {}: {e}", self.mode.command()))
+    }
+
+    fn wait_for_exit(&self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for SlipwayProcess {
+    fn drop(&mut self) {
+        // Only the child this harness started is killed, by its handle.
+        let mut child = self.child();
+        let _ = child.kill();
+        let _ = child.wait();
+        drop(child);
+        if std::thread::panicking() {
+            eprintln!(
+                "---- slipway {mode} (pid {pid}) stdout ----\n{}\n---- slipway {mode} (pid {pid}) stderr ----\n{}\n---- end of slipway {mode} (pid {pid}) output ----",
+                self.stdout(),
+                self.stderr(),
+                mode = self.mode.command(),
+                pid = self.pid,
+            );
+        }
+    }
+}
+
+/// The data directory a process of `options` uses, its own under `dir` unless shared.
+fn data_dir(options: &SlipwayBuilder, dir: &Path) -> PathBuf {
+    options.data_dir.clone().unwrap_or_else(|| dir.join("data"))
+}
+
+/// A running `slipway worker`: no HTTP side, so it is watched through its log and the API of
+/// a `slipway web` on the same database. Killed when dropped.
+#[derive(Debug)]
+pub struct SlipwayWorker {
+    process: SlipwayProcess,
+}
+
+impl SlipwayWorker {
+    fn spawn(options: &SlipwayBuilder) -> Self {
+        let worker = Self {
+            process: SlipwayProcess::spawn(options, Mode::Worker, &[], None),
+        };
+        worker.wait_until_started();
+        worker
+    }
+
+    /// Waits until the worker logs that it started (after it reached its engine).
+    fn wait_until_started(&self) {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if self.stderr().contains("worker started") {
+                return;
+            }
+            if let Some(status) = self.process.try_wait() {
+                panic!(
+                    "slipway worker exited before it started ({status}).\nstderr:\n{}\nstdout:\n{}",
+                    self.stderr(),
+                    self.stdout()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "slipway worker did not log \"worker started\" within {STARTUP_TIMEOUT:?}.\nstderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The process id: Slipway names its workers `<host>-<pid>-<random>` in `attempt_history`.
+    pub fn pid(&self) -> u32 {
+        self.process.pid
+    }
+
+    /// Whether `worker` (an `attempt_history` entry's `worker`) is this process.
+    pub fn is(&self, worker: &str) -> bool {
+        worker.contains(&format!("-{}-", self.pid()))
+    }
+
+    /// SIGKILL: the process dies at once, with no chance to clean up. Waits until it is gone.
+    pub fn kill(&self) -> ExitStatus {
+        self.process.kill()
+    }
+
+    /// SIGTERM: the process is asked to shut down; returns at once.
+    pub fn terminate(&self) {
+        self.process.signal("TERM");
+    }
+
+    /// Waits up to `timeout` for the process to end and returns how it ended, or `None`.
+    pub fn wait_for_exit(&self, timeout: Duration) -> Option<ExitStatus> {
+        self.process.wait_for_exit(timeout)
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&self) -> bool {
+        self.process.try_wait().is_none()
+    }
+
+    /// The process's data directory (mirrors and scratch space).
+    pub fn data_dir(&self) -> &Path {
+        &self.process.data_dir
+    }
+
+    pub fn stderr(&self) -> String {
+        self.process.stderr()
+    }
+
+    pub fn stdout(&self) -> String {
+        self.process.stdout()
+    }
+}
+
 enum StartError {
     PortTaken,
 }
 
-/// A running `slipway serve`. Its output goes to files in its temporary directory and is
-/// printed when the test fails; the process is killed when this is dropped.
+/// A running `slipway serve` (or `slipway web`). Its output goes to files in its temporary
+/// directory and is printed when the test fails; the process is killed when this is dropped.
 #[derive(Debug)]
 pub struct Slipway {
-    child: Child,
+    process: SlipwayProcess,
     base_url: String,
     http: Client,
-    dir: TempDir,
     /// How it was started: the CLI runs with the same configuration, secrets and database.
     options: SlipwayBuilder,
 }
@@ -196,49 +464,62 @@ impl Slipway {
             args: Vec::new(),
             database_url: None,
             binary: None,
+            data_dir: None,
         }
     }
 
-    fn spawn(options: &SlipwayBuilder) -> Result<Self, StartError> {
-        let binary = options.binary.clone().unwrap_or_else(binary_path);
-        let dir = TempDir::with_prefix("slipway-e2e-serve-").expect("create Slipway's directory");
+    fn spawn(options: &SlipwayBuilder, mode: Mode) -> Result<Self, StartError> {
         let listen = free_loopback_address();
         let base_url = format!("http://{listen}");
-        let config_path = dir.path().join("slipway.toml");
-        let config = if options
-            .config
-            .lines()
-            .any(|line| line.trim_start().starts_with("public_url"))
-        {
-            options.config.clone()
-        } else {
-            // Top-level keys have to come before the first table, so the key goes first.
-            format!("public_url = \"{base_url}\"\n{}", options.config)
-        };
-        std::fs::write(&config_path, config).expect("write Slipway's configuration file");
-
-        let mut command = Self::command(options, dir.path(), &["serve", "--listen", &listen]);
-        command
-            .args(&options.args)
-            .stdin(Stdio::null())
-            .stdout(log_file(dir.path(), "stdout.log"))
-            .stderr(log_file(dir.path(), "stderr.log"));
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let process = SlipwayProcess::spawn(options, mode, &["--listen", &listen], Some(&base_url));
         let http = Client::builder()
             .timeout(Duration::from_secs(120))
             .build()
             .expect("build an HTTP client");
-        let mut slipway = Self {
-            child,
+        let slipway = Self {
+            process,
             base_url,
             http,
-            dir,
             options: options.clone(),
         };
         slipway.wait_until_healthy()?;
         Ok(slipway)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid
+    }
+
+    /// Whether `worker` (an `attempt_history` entry's `worker`) is this process's.
+    pub fn is(&self, worker: &str) -> bool {
+        worker.contains(&format!("-{}-", self.pid()))
+    }
+
+    /// SIGKILL: the process dies at once, with no chance to clean up. Waits until it is gone;
+    /// requests to it fail from then on.
+    pub fn kill(&self) -> ExitStatus {
+        self.process.kill()
+    }
+
+    /// SIGTERM: the process is asked to shut down; returns at once.
+    pub fn terminate(&self) {
+        self.process.signal("TERM");
+    }
+
+    /// Waits up to `timeout` for the process to end and returns how it ended, or `None`.
+    pub fn wait_for_exit(&self, timeout: Duration) -> Option<ExitStatus> {
+        self.process.wait_for_exit(timeout)
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&self) -> bool {
+        self.process.try_wait().is_none()
+    }
+
+    /// The process's data directory (its SQLite database by default, mirrors, scratch space).
+    pub fn data_dir(&self) -> &Path {
+        &self.process.data_dir
     }
 
     /// `slipway <args> --config … --data-dir …` with the configuration file and data directory
@@ -252,7 +533,7 @@ impl Slipway {
             .arg("--config")
             .arg(dir.join("slipway.toml"))
             .arg("--data-dir")
-            .arg(dir.join("data"));
+            .arg(data_dir(options, dir));
         if let Some(url) = &options.database_url {
             command.arg("--database-url").arg(url);
         }
@@ -273,7 +554,7 @@ impl Slipway {
     /// directory and database (as an operator runs the CLI beside the server), with its
     /// environment; returns the output whether it succeeded or not.
     pub fn cli_output(&self, args: &[&str]) -> Output {
-        let mut command = Self::command(&self.options, self.dir.path(), args);
+        let mut command = Self::command(&self.options, self.process.dir.path(), args);
         command.stdin(Stdio::null());
         command::output(&mut command)
     }
@@ -318,17 +599,18 @@ impl Slipway {
         into_http_response(response)
     }
 
-    fn wait_until_healthy(&mut self) -> Result<(), StartError> {
+    fn wait_until_healthy(&self) -> Result<(), StartError> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let url = self.url("/healthz");
+        let command = self.process.mode.command();
         loop {
-            if let Some(status) = self.child.try_wait().expect("poll the slipway process") {
+            if let Some(status) = self.process.try_wait() {
                 let stderr = self.stderr();
                 if stderr.contains("in use") {
                     return Err(StartError::PortTaken);
                 }
                 panic!(
-                    "slipway serve exited before it became healthy ({status}).\nstderr:\n{stderr}\nstdout:\n{}",
+                    "slipway {command} exited before it became healthy ({status}).\nstderr:\n{stderr}\nstdout:\n{}",
                     self.stdout()
                 );
             }
@@ -340,7 +622,7 @@ impl Slipway {
             }
             assert!(
                 Instant::now() < deadline,
-                "slipway serve did not answer GET /healthz with 200 within {STARTUP_TIMEOUT:?}"
+                "slipway {command} did not answer GET /healthz with 200 within {STARTUP_TIMEOUT:?}"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -376,17 +658,54 @@ impl Slipway {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> HttpResponse {
+        self.try_post_hook_raw(repository, headers, body, None)
+            .unwrap_or_else(|e| panic!("POST /hooks/{repository} failed: {e}"))
+    }
+
+    /// [`Slipway::post_hook`] that gives up after `timeout` and reports a request that got no
+    /// answer (refused, reset, timed out) as an error instead of failing the test: for tests
+    /// that kill Slipway or its database while deliveries arrive.
+    pub fn try_post_hook(
+        &self,
+        repository: &str,
+        event: &str,
+        delivery_id: &str,
+        body: &str,
+        secret: Option<&str>,
+        timeout: Duration,
+    ) -> Result<HttpResponse, String> {
+        let signature = secret.map(|secret| github_signature(secret, body.as_bytes()));
+        let mut headers = github_headers(event, delivery_id);
+        if let Some(signature) = &signature {
+            headers.push(("X-Hub-Signature-256", signature));
+        }
+        self.try_post_hook_raw(
+            repository,
+            &headers,
+            body.as_bytes().to_vec(),
+            Some(timeout),
+        )
+    }
+
+    fn try_post_hook_raw(
+        &self,
+        repository: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> Result<HttpResponse, String> {
         let mut request = self
             .http
             .post(self.url(&format!("/hooks/{repository}")))
             .body(body);
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let response = request
-            .send()
-            .unwrap_or_else(|e| panic!("POST /hooks/{repository} failed: {e}"));
-        into_http_response(response)
+        let response = request.send().map_err(|e| describe_request_error(&e))?;
+        try_into_http_response(response)
     }
 
     /// `GET <path>`, whatever the status.
@@ -396,6 +715,28 @@ impl Slipway {
             .get(self.url(path))
             .send()
             .unwrap_or_else(|e| panic!("GET {path} failed: {e}"));
+        into_http_response(response)
+    }
+
+    /// `GET <path>` that gives up after `timeout`; a request that got no answer is an error.
+    pub fn try_get(&self, path: &str, timeout: Duration) -> Result<HttpResponse, String> {
+        let response = self
+            .http
+            .get(self.url(path))
+            .timeout(timeout)
+            .send()
+            .map_err(|e| describe_request_error(&e))?;
+        try_into_http_response(response)
+    }
+
+    /// `POST <path>` with an empty body (such as `/api/builds/{id}/cancel`), whatever the
+    /// status.
+    pub fn post_empty(&self, path: &str) -> HttpResponse {
+        let response = self
+            .http
+            .post(self.url(path))
+            .send()
+            .unwrap_or_else(|e| panic!("POST {path} failed: {e}"));
         into_http_response(response)
     }
 
@@ -507,27 +848,12 @@ impl Slipway {
 
     /// What Slipway has written to standard error so far.
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+        self.process.stderr()
     }
 
     /// What Slipway has written to standard output so far.
     pub fn stdout(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Slipway {
-    fn drop(&mut self) {
-        // Only the child this harness started is killed, by its handle.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "---- slipway stdout ----\n{}\n---- slipway stderr ----\n{}\n---- end of slipway output ----",
-                self.stdout(),
-                self.stderr()
-            );
-        }
+        self.process.stdout()
     }
 }
 
@@ -550,6 +876,25 @@ fn github_headers<'a>(event: &'a str, delivery_id: &'a str) -> Vec<(&'a str, &'a
 }
 
 fn into_http_response(response: reqwest::blocking::Response) -> HttpResponse {
+    try_into_http_response(response).unwrap_or_else(|e| panic!("cannot read a response: {e}"))
+}
+
+/// A failed request as text: the error and its causes, which say whether it was refused, reset
+/// or timed out.
+fn describe_request_error(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    if error.is_timeout() {
+        text.push_str(" (timed out)");
+    }
+    text
+}
+
+fn try_into_http_response(response: reqwest::blocking::Response) -> Result<HttpResponse, String> {
     let status = response.status().as_u16();
     let content_type = response
         .headers()
@@ -566,15 +911,18 @@ fn into_http_response(response: reqwest::blocking::Response) -> HttpResponse {
             )
         })
         .collect();
-    let text = response
-        .text()
-        .unwrap_or_else(|e| panic!("cannot read a response body: {e}"));
-    HttpResponse {
+    let text = response.text().map_err(|e| {
+        format!(
+            "cannot read the body of a {status} answer: {}",
+            describe_request_error(&e)
+        )
+    })?;
+    Ok(HttpResponse {
         status,
         content_type,
         headers,
         text,
-    }
+    })
 }
 
 /// The URL in what `slipway trigger create` or `regenerate` printed: two lines, a sentence

@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use slipway_e2e::{Docker, Registry, Rig, Slipway, TestDatabase, unique_name};
+use slipway_e2e::{
+    Docker, DockerProxy, PostgresCluster, Registry, RegistryServer, Rig, Slipway, TestDatabase,
+    unique_name,
+};
 use tempfile::TempDir;
 
 /// Builds a one-layer image from the base image, pushes it, and checks that the registry
@@ -210,5 +213,83 @@ fn slipway_harness_reports_an_early_exit_with_its_stderr() {
     assert!(
         message.contains("configuration error: the answer is 42"),
         "{message}"
+    );
+}
+
+/// The private registry stops (its port refuses connections) and starts again on the same
+/// port with the same storage.
+#[test]
+fn a_private_registry_stops_and_starts_again_on_its_port() {
+    let mut registry = RegistryServer::start();
+    let url = format!("http://{}/v2/", registry.host());
+    let get = || reqwest::blocking::get(&url).map(|response| response.status().as_u16());
+    assert_eq!(get().ok(), Some(200), "{}", registry.log());
+    registry.stop();
+    assert!(get().is_err(), "a stopped registry refuses connections");
+    registry.start_again();
+    assert_eq!(get().ok(), Some(200), "{}", registry.log());
+}
+
+/// The private PostgreSQL cluster takes Slipway's kind of URL, refuses connections while it
+/// is stopped, and keeps its data across a restart.
+#[test]
+fn a_private_postgres_cluster_stops_and_starts_again_with_its_data() {
+    let mut cluster = PostgresCluster::start();
+    let url = cluster.url();
+    assert_eq!(psql(&url, "SELECT current_user"), "slipway");
+    psql(
+        &url,
+        "CREATE TABLE kept (v int); INSERT INTO kept VALUES (42)",
+    );
+    cluster.stop();
+    let refused = Command::new("psql")
+        .args([&url, "-X", "-tA", "-c", "SELECT 1"])
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .expect("run psql");
+    assert!(
+        !refused.status.success(),
+        "a stopped cluster refuses connections"
+    );
+    cluster.start_again();
+    assert_eq!(psql(&url, "SELECT v FROM kept"), "42");
+}
+
+/// The Docker proxy relays the engine's API while it runs, and nothing answers on its socket
+/// while it is stopped.
+#[test]
+fn the_docker_proxy_relays_the_engine_until_it_is_stopped() {
+    let mut proxy = DockerProxy::start();
+    let host = proxy.docker_host();
+    let version = || {
+        Command::new("docker")
+            .args([
+                "--host",
+                &host,
+                "version",
+                "--format",
+                "{{.Server.Version}}",
+            ])
+            .output()
+            .expect("run docker")
+    };
+    let answered = version();
+    assert!(
+        answered.status.success() && !answered.stdout.is_empty(),
+        "the engine answers through the proxy: {answered:?}"
+    );
+    proxy.stop();
+    assert!(
+        !version().status.success(),
+        "nothing answers through a stopped proxy"
+    );
+    proxy.start_again();
+    assert!(
+        version().status.success(),
+        "the proxy relays again after a restart"
+    );
+    assert!(
+        proxy.connections() >= 2,
+        "the proxy counted its connections"
     );
 }
