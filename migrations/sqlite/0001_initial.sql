@@ -168,3 +168,14 @@ CREATE TABLE build_attempts (
 
 -- A build handed back at shutdown does not use up an attempt, so two rows can share a number.
 CREATE INDEX build_attempts_by_build ON build_attempts (build_id, started_at);
+
+-- Worker processes and their health, refreshed every few seconds, so a standalone worker (which
+-- has no HTTP endpoint) can report itself unhealthy wherever the API is served.
+CREATE TABLE workers (
+    id            TEXT PRIMARY KEY NOT NULL,
+    hostname      TEXT NOT NULL,
+    slots         INTEGER NOT NULL,
+    started_at    INTEGER NOT NULL,
+    last_seen_at  INTEGER NOT NULL,
+    problem       TEXT
+);

@@ -24,10 +24,38 @@ pub async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
             Some(problem) => json!({"healthy": false, "problem": problem}),
         });
     let degraded = worker.as_ref().is_some_and(|w| w["healthy"] == false);
+    let workers = state
+        .store
+        .workers_seen_since(slipway_store::now_millis() - WORKER_SEEN_WITHIN_MS)
+        .await?;
+    let unhealthy = workers.iter().filter(|w| w.problem.is_some()).count();
     Ok(Json(json!({
         "status": if degraded { "degraded" } else { "ok" },
         "database": state.store.backend_name(),
         "worker": worker,
+        "workers": {"seen": workers.len(), "unhealthy": unhealthy},
+    })))
+}
+
+/// A worker not heard from for this long is not listed (they report every 5 s).
+const WORKER_SEEN_WITHIN_MS: i64 = 30_000;
+
+/// `GET /api/workers`: the worker processes heard from recently, with their health.
+pub async fn workers(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let workers = state
+        .store
+        .workers_seen_since(slipway_store::now_millis() - WORKER_SEEN_WITHIN_MS)
+        .await?;
+    Ok(Json(json!({
+        "workers": workers.iter().map(|w| json!({
+            "id": w.id,
+            "hostname": w.hostname,
+            "slots": w.slots,
+            "started_at": rfc3339(Some(w.started_at)),
+            "last_seen_at": rfc3339(Some(w.last_seen_at)),
+            "healthy": w.problem.is_none(),
+            "problem": w.problem,
+        })).collect::<Vec<_>>(),
     })))
 }
 

@@ -44,6 +44,7 @@ pub struct AppState {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(api::healthz))
+        .route("/api/workers", get(api::workers))
         .route("/hooks/{owner}/{name}", post(hooks::receive))
         .route("/api/builds/{id}", get(api::build))
         .route("/api/builds/{id}/log", get(api::build_log))

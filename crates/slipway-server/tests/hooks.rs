@@ -745,3 +745,34 @@ async fn forge_repository_ignores_pushes_of_other_repositories() {
         "names compare without regard to case: {ours}"
     );
 }
+
+#[tokio::test]
+async fn workers_and_their_health_are_listed() {
+    let h = harness().await;
+    let now = slipway_store::now_millis();
+    let unhealthy = slipway_store::WorkerRecord {
+        id: "w-1".to_owned(),
+        hostname: "build-1".to_owned(),
+        slots: 4,
+        started_at: now,
+        last_seen_at: now,
+        problem: Some("the Docker engine does not answer".to_owned()),
+    };
+    h.state
+        .store
+        .report_worker(&unhealthy)
+        .await
+        .expect("report");
+    let (status, listing) = get_json(&h, "/api/workers").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listing["workers"][0]["healthy"], false);
+    assert_eq!(
+        listing["workers"][0]["problem"],
+        "the Docker engine does not answer"
+    );
+    let (_, health) = get_json(&h, "/healthz").await;
+    assert_eq!(
+        health["workers"],
+        serde_json::json!({"seen": 1, "unhealthy": 1})
+    );
+}

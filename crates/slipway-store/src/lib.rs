@@ -1274,6 +1274,58 @@ impl Store {
         Ok(affected)
     }
 
+    // ----- workers ------------------------------------------------------------------------
+
+    /// Records that a worker is alive, with its health.
+    pub async fn report_worker(&self, worker: &WorkerRecord) -> Result<()> {
+        with_pool!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO workers (id, hostname, slots, started_at, last_seen_at, problem)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (id) DO UPDATE SET last_seen_at = $5, problem = $6",
+            )
+            .bind(&worker.id)
+            .bind(&worker.hostname)
+            .bind(worker.slots)
+            .bind(worker.started_at)
+            .bind(worker.last_seen_at)
+            .bind(worker.problem.as_deref())
+            .execute(pool)
+            .await?;
+            // Workers gone for a day are forgotten.
+            sqlx::query("DELETE FROM workers WHERE last_seen_at < $1")
+                .bind(worker.last_seen_at - 86_400_000)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Workers seen since `since` (Unix milliseconds).
+    pub async fn workers_seen_since(&self, since: i64) -> Result<Vec<WorkerRecord>> {
+        let rows: Vec<WorkerRecord> = with_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT id, hostname, slots, started_at, last_seen_at, problem FROM workers
+                 WHERE last_seen_at >= $1 ORDER BY started_at, id",
+            )
+            .bind(since)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    /// Removes a worker that is shutting down.
+    pub async fn forget_worker(&self, id: &str) -> Result<()> {
+        with_pool!(self, write, |pool| {
+            sqlx::query("DELETE FROM workers WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
     // ----- logs ---------------------------------------------------------------------------
 
     /// Appends one chunk to a build's log. Chunks are numbered by the writer, so a retried

@@ -498,3 +498,15 @@ pub struct AttemptRecord {
     pub outcome: Option<String>,
     pub error: Option<String>,
 }
+
+/// A worker process as it last reported itself.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct WorkerRecord {
+    pub id: String,
+    pub hostname: String,
+    pub slots: i64,
+    pub started_at: i64,
+    pub last_seen_at: i64,
+    /// `None` while healthy.
+    pub problem: Option<String>,
+}

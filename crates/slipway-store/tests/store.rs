@@ -134,6 +134,7 @@ on_both_backends!(
     infrastructure_retries_wait_out_their_backoff_and_every_attempt_is_kept,
     a_build_handed_back_at_shutdown_keeps_its_attempts,
     a_repository_never_runs_more_builds_than_its_limit,
+    workers_report_their_health,
 );
 
 fn spec(name: &str) -> RepositorySpec {
@@ -1010,4 +1011,32 @@ async fn a_repository_never_runs_more_builds_than_its_limit(store: Store) {
             .id,
         second.id
     );
+}
+
+async fn workers_report_their_health(store: Store) {
+    let now = now_millis();
+    let mut worker = slipway_store::WorkerRecord {
+        id: "host-1-abc".to_owned(),
+        hostname: "host".to_owned(),
+        slots: 2,
+        started_at: now,
+        last_seen_at: now,
+        problem: None,
+    };
+    store.report_worker(&worker).await.expect("report");
+    worker.problem = Some("the Docker engine does not answer".to_owned());
+    worker.last_seen_at = now + 5_000;
+    store.report_worker(&worker).await.expect("report again");
+    let seen = store.workers_seen_since(now - 1).await.expect("list");
+    assert_eq!(seen, vec![worker.clone()]);
+    assert!(
+        store
+            .workers_seen_since(now + 10_000)
+            .await
+            .expect("list")
+            .is_empty(),
+        "a silent worker drops out"
+    );
+    store.forget_worker(&worker.id).await.expect("forget");
+    assert!(store.workers_seen_since(0).await.expect("list").is_empty());
 }

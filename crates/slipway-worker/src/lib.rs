@@ -147,6 +147,7 @@ impl Worker {
         let mut running = JoinSet::new();
         running.spawn(self.clone().reap_loop(shutdown.clone()));
         running.spawn(self.clone().janitor_loop(shutdown.clone()));
+        running.spawn(self.clone().report_loop(shutdown.clone()));
         info!(owner = %self.settings.owner_id, slots = self.settings.slots, "worker started");
         loop {
             let permit = tokio::select! {
@@ -215,6 +216,35 @@ impl Worker {
                 () = &mut notified => {}
                 () = tokio::time::sleep(self.settings.poll_every) => {}
                 () = shutdown.cancelled() => return None,
+            }
+        }
+    }
+
+    /// Reports this worker and its health to the database every few seconds, so that the API
+    /// (served by any process) can show it; forgets it on shutdown.
+    async fn report_loop(self, shutdown: CancellationToken) {
+        let hostname = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        let started_at = slipway_store::now_millis();
+        loop {
+            let record = slipway_store::WorkerRecord {
+                id: self.settings.owner_id.clone(),
+                hostname: hostname.clone(),
+                slots: i64::try_from(self.settings.slots).unwrap_or(i64::MAX),
+                started_at,
+                last_seen_at: slipway_store::now_millis(),
+                problem: self.health.problem(),
+            };
+            if let Err(e) = self.store.report_worker(&record).await {
+                warn!(error = %e, "reporting this worker's health failed");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                () = shutdown.cancelled() => {
+                    let _ = self.store.forget_worker(&self.settings.owner_id).await;
+                    return;
+                }
             }
         }
     }
