@@ -137,11 +137,11 @@ impl Engine {
                         image_id = aux.id.or(image_id);
                     }
                     if let Some(detail) = info.error_detail {
-                        // A step that failed: the repository's problem.
                         let message = detail
                             .message
                             .unwrap_or_else(|| "unknown build error".to_owned());
-                        failure = Some((message, FailureKind::User));
+                        let kind = whose_step_error(&message);
+                        failure = Some((message, kind));
                     }
                 }
                 Err(error) => {
@@ -332,13 +332,26 @@ fn describe_engine_error(error: &DockerError) -> String {
 }
 
 /// A failing step is the user's problem; an engine that cannot be reached is ours.
+/// Whose failure a failed build step is: the repository's, except when the engine lost an
+/// image under the build (a cached layer removed by a clean-up at that moment), which says
+/// nothing about the repository and is worth another attempt.
+fn whose_step_error(message: &str) -> FailureKind {
+    if message.starts_with("unable to find image \"sha256:")
+        || message.contains("No such image: sha256:")
+    {
+        FailureKind::Infrastructure
+    } else {
+        FailureKind::User
+    }
+}
+
 /// Whose failure an error from the engine's build endpoint is. A failing step reaches us in
 /// the stream (`errorDetail`, or bollard's stream error): the user's. Anything else — the
 /// connection dropping, a timeout, the engine answering with a server error that is not about
 /// the Dockerfile — is the infrastructure's, and is retried.
 fn whose_build_error(error: &DockerError) -> FailureKind {
     match error {
-        DockerError::DockerStreamError { .. } => FailureKind::User,
+        DockerError::DockerStreamError { error } => whose_step_error(error),
         DockerError::DockerResponseServerError {
             status_code,
             message,
@@ -392,6 +405,18 @@ mod tests {
             error: "The command '/bin/sh -c false' returned a non-zero code: 1".into(),
         };
         assert_eq!(whose_build_error(&step), FailureKind::User);
+        let vanished = DockerError::DockerStreamError {
+            error: format!("unable to find image \"sha256:{}\"", "f2".repeat(32)),
+        };
+        assert_eq!(
+            whose_build_error(&vanished),
+            FailureKind::Infrastructure,
+            "a layer removed under the build is retried"
+        );
+        assert_eq!(
+            whose_step_error("unable to find image \"sha256:abc\""),
+            FailureKind::Infrastructure
+        );
         let dockerfile = DockerError::DockerResponseServerError {
             status_code: 500,
             message: "Cannot locate specified Dockerfile: Dockerfile".into(),

@@ -253,6 +253,12 @@ impl Worker {
     /// dangling images.
     async fn janitor_loop(self, shutdown: CancellationToken) {
         loop {
+            // The first clean-up waits an interval too: a process that just started has little
+            // to clean, and many starting at once should not all sweep a shared engine.
+            tokio::select! {
+                () = tokio::time::sleep(self.settings.janitor_every) => {}
+                () = shutdown.cancelled() => return,
+            }
             let workspace = self.workspace.clone();
             let limit = self.settings.mirror_cache_bytes;
             match tokio::task::spawn_blocking(move || workspace.evict_mirrors(limit)).await {
@@ -276,10 +282,6 @@ impl Worker {
                     bytes = cleaned.bytes_freed,
                     "removed old and dangling build images"
                 );
-            }
-            tokio::select! {
-                () = tokio::time::sleep(self.settings.janitor_every) => {}
-                () = shutdown.cancelled() => return,
             }
         }
     }
