@@ -72,9 +72,11 @@ pub async fn build(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_build_id(&id)?;
-    let build = state
+    // One snapshot: an attempt's outcome and the build's state change together, and two
+    // separate reads could straddle that change.
+    let (build, attempts) = state
         .store
-        .build(id)
+        .build_with_attempts(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no build {id}")))?;
     let mut value = build_json(&build, &state.public_url);
@@ -93,7 +95,6 @@ pub async fn build(
             ));
         }
     }
-    let attempts = state.store.build_attempts(id).await?;
     value["attempt_history"] = attempts
         .iter()
         .map(|a| {

@@ -102,6 +102,34 @@ impl BeginWrite for PgPool {
     }
 }
 
+/// Starts a read-only transaction that sees one snapshot of the database, for answers that are
+/// read with several statements but must agree with each other.
+trait BeginSnapshot {
+    type Db: sqlx::Database;
+    fn begin_snapshot(
+        &self,
+    ) -> impl Future<Output = sqlx::Result<Transaction<'static, Self::Db>>> + Send;
+}
+
+impl BeginSnapshot for SqlitePool {
+    type Db = Sqlite;
+    fn begin_snapshot(
+        &self,
+    ) -> impl Future<Output = sqlx::Result<Transaction<'static, Sqlite>>> + Send {
+        // In WAL mode a read transaction keeps the snapshot its first read saw.
+        self.begin_with("BEGIN")
+    }
+}
+
+impl BeginSnapshot for PgPool {
+    type Db = Postgres;
+    fn begin_snapshot(
+        &self,
+    ) -> impl Future<Output = sqlx::Result<Transaction<'static, Postgres>>> + Send {
+        self.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    }
+}
+
 /// The current time in Unix milliseconds, the unit of every stored time.
 pub fn now_millis() -> i64 {
     let now = std::time::SystemTime::now()
@@ -991,6 +1019,35 @@ impl Store {
             .await?
         });
         Ok(count)
+    }
+
+    /// A build and its attempts, read from one snapshot, so that an attempt's outcome and the
+    /// build's state always agree (they change in one transaction).
+    pub async fn build_with_attempts(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(BuildRecord, Vec<AttemptRecord>)>> {
+        let read = with_pool!(self, read, |pool| {
+            let mut tx = pool.begin_snapshot().await?;
+            let row: Option<BuildRow> =
+                sqlx::query_as(concat!(build_select!(), " WHERE b.id = $1"))
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let attempts: Vec<AttemptRecord> = sqlx::query_as(
+                "SELECT attempt, worker, started_at, finished_at, outcome, error FROM build_attempts
+                 WHERE build_id = $1 ORDER BY started_at, id",
+            )
+            .bind(id.to_string())
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            (row, attempts)
+        });
+        match read {
+            (Some(row), attempts) => Ok(Some((BuildRecord::try_from(row)?, attempts))),
+            (None, _) => Ok(None),
+        }
     }
 
     /// Every attempt at a build, in order.
