@@ -30,6 +30,13 @@ use crate::{ApiError, AppState};
 /// reading a bounded excess lets it see the 413. Anything larger is cut off.
 const DISCARD_LIMIT: usize = 64 * 1024 * 1024;
 
+/// How long a webhook's body may take to arrive.
+const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How many webhook requests are handled at once; more wait briefly for a place, then get 503.
+/// Bounds the memory bodies can take (each up to its forge's limit) under a flood.
+pub const MAX_CONCURRENT_HOOKS: usize = 64;
+
 /// A refused request: the error to send and the verification result to log.
 struct Refusal {
     error: ApiError,
@@ -65,6 +72,20 @@ pub async fn receive(
     Path((owner, name)): Path<(String, String)>,
     request: Request,
 ) -> Response {
+    // A place among the requests being handled, or a quick 503 the forge will retry.
+    let Ok(Ok(_place)) = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        state.hook_slots.clone().acquire_owned(),
+    )
+    .await
+    else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many webhook requests at once; try again",
+        )
+        .into_response();
+    };
     let (parts, body) = request.into_parts();
     let source_address = parts
         .extensions
@@ -138,9 +159,24 @@ async fn accept(
     delivery.event = forge.event_name(headers).unwrap_or_default();
     delivery.forge_delivery_id = forge.delivery_id(headers);
 
-    let body = read_bounded(headers, body, forge.max_body_bytes())
-        .await
-        .map_err(|error| Refusal::new(error, "not checked: body too large or unreadable"))?;
+    // Forges send a body in well under a second; one that trickles in would hold a request
+    // (and its memory) open, so reading it has a deadline.
+    let body = tokio::time::timeout(
+        BODY_DEADLINE,
+        read_bounded(headers, body, forge.max_body_bytes()),
+    )
+    .await
+    .map_err(|_| {
+        Refusal::new(
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the body did not arrive within 30 seconds",
+            ),
+            "not checked: the body did not arrive in time",
+        )
+    })?
+    .map_err(|error| Refusal::new(error, "not checked: body too large or unreadable"))?;
     check_provider(repository.provider, headers).map_err(|error| {
         Refusal::new(
             ApiError::new(StatusCode::BAD_REQUEST, "wrong_provider", error.to_string()),

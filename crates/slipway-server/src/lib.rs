@@ -22,6 +22,7 @@ use slipway_store::Store;
 
 pub use api::rfc3339;
 pub use error::ApiError;
+pub use hooks::MAX_CONCURRENT_HOOKS;
 pub use reconcile::reconcile;
 pub use triggers::{RateLimiter, RefResolver, RemoteRefs, hash_token};
 
@@ -36,6 +37,8 @@ pub struct AppState {
     /// Resolves branch and tag heads for trigger requests.
     pub ref_resolver: Arc<dyn RefResolver>,
     pub trigger_limiter: Arc<RateLimiter>,
+    /// Places for webhook requests handled at once (see [`MAX_CONCURRENT_HOOKS`]).
+    pub hook_slots: Arc<tokio::sync::Semaphore>,
     /// The in-process worker's health, when this process runs one (`slipway serve`).
     pub worker_health: Option<Arc<slipway_core::health::Health>>,
 }

@@ -194,6 +194,9 @@ async fn run_processes(config: Config, web: bool, workers: bool) -> Result<()> {
             public_url: config.public_url.value.trim_end_matches('/').to_owned(),
             ref_resolver: Arc::new(GitRefResolver::new(&config)),
             trigger_limiter: Arc::default(),
+            hook_slots: Arc::new(tokio::sync::Semaphore::new(
+                slipway_server::MAX_CONCURRENT_HOOKS,
+            )),
             worker_health: workers.then(|| worker_health.clone()),
         };
         for repository in &config.repositories {

@@ -89,6 +89,9 @@ pub async fn harness_with(specs: Vec<RepositorySpec>) -> Harness {
             public_url: "http://slipway.test".to_owned(),
             ref_resolver: Arc::new(FixedRefs),
             trigger_limiter: Arc::default(),
+            hook_slots: Arc::new(tokio::sync::Semaphore::new(
+                slipway_server::MAX_CONCURRENT_HOOKS,
+            )),
             worker_health: None,
         },
         _dir: dir,
