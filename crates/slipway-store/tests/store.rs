@@ -19,7 +19,7 @@ async fn sqlite_store() -> (Store, tempfile::TempDir) {
     (store, dir)
 }
 
-/// A fresh PostgreSQL database on the rig's server, migrated; returns its URL.
+/// A fresh, empty PostgreSQL database on the rig's server; returns its URL.
 async fn postgres_database() -> String {
     let admin_url = std::env::var("SLIPWAY_TEST_POSTGRES_URL")
         .expect("SLIPWAY_TEST_POSTGRES_URL is not set: run scripts/test (it starts the rig)");
@@ -77,20 +77,7 @@ async fn postgres_notifies_other_processes_of_queued_builds() {
 }
 
 async fn postgres_store() -> (Store, tempfile::TempDir) {
-    let admin_url = std::env::var("SLIPWAY_TEST_POSTGRES_URL")
-        .expect("SLIPWAY_TEST_POSTGRES_URL is not set: run scripts/test (it starts the rig)");
-    let database = format!("slipway_test_{}", Uuid::new_v4().simple());
-    let admin = Store::connect(&admin_url)
-        .await
-        .expect("postgres admin connection");
-    admin
-        .execute_raw_for_tests(&format!("CREATE DATABASE {database}"))
-        .await
-        .expect("create database");
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(base, _)| base);
-    let store = Store::connect(&format!("{base}/{database}"))
+    let store = Store::connect(&postgres_database().await)
         .await
         .expect("postgres opens");
     store.migrate().await.expect("postgres migrates");
