@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use slipway_core::filters::{BuildVariables, PathFilter, skip_marker};
-use slipway_core::{BuildOptions, ImageName, Secret};
+use slipway_core::{BuildOptions, ImageName};
 
 pub use context::{PreparedContext, prepare_context, stream_context};
 pub use docker::{BuildSettings, Engine, RegistryAuth};
@@ -373,13 +373,4 @@ fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
-}
-
-/// Registry credentials from configuration, for `host`.
-pub fn registry_auth_for(host: &str, username: &str, password: &Secret) -> RegistryAuth {
-    RegistryAuth {
-        host: host.to_owned(),
-        username: username.to_owned(),
-        password: password.clone(),
-    }
 }

@@ -208,6 +208,7 @@ mod tests {
     use super::*;
     use crate::test_support::{
         exercise, git_ref, headers, id, ignored, millis, prefixed_sha256, pushes, set,
+        signed_pushes, verify_with,
     };
     use crate::{check_provider, detect};
 
@@ -233,24 +234,18 @@ mod tests {
     }
 
     fn verify(headers: &HeaderMap, body: &str) -> Result<Verified, VerifyError> {
-        Bitbucket.verify(
-            &Secret::new(SECRET),
-            VerifyPolicy::default(),
-            headers,
-            body.as_bytes(),
-        )
+        verify_with(&Bitbucket, SECRET, headers, body.as_bytes())
     }
 
     /// Verifies a signed fixture and returns its push events.
     fn verified_pushes(body: &str) -> Vec<PushEvent> {
-        let headers = delivery("repo:push", body, SECRET);
-        assert_eq!(
-            verify(&headers, body),
-            Ok(Verified::Signed {
-                scheme: "x-hub-signature"
-            })
-        );
-        pushes(Bitbucket.parse(&headers, body.as_bytes()))
+        signed_pushes(
+            &Bitbucket,
+            &delivery("repo:push", body, SECRET),
+            body,
+            "x-hub-signature",
+            SECRET,
+        )
     }
 
     #[test]

@@ -226,6 +226,7 @@ mod tests {
     use super::*;
     use crate::test_support::{
         exercise, git_ref, headers, id, ignored, millis, prefixed_sha256, pushes, set,
+        signed_pushes, verify_with,
     };
     use crate::{check_provider, detect};
 
@@ -252,23 +253,18 @@ mod tests {
     }
 
     fn verify(headers: &HeaderMap, body: &str) -> Result<Verified, VerifyError> {
-        BitbucketServer.verify(
-            &Secret::new(SECRET),
-            VerifyPolicy::default(),
-            headers,
-            body.as_bytes(),
-        )
+        verify_with(&BitbucketServer, SECRET, headers, body.as_bytes())
     }
 
+    /// Verifies a signed fixture and returns its push events.
     fn verified_pushes(body: &str) -> Vec<PushEvent> {
-        let headers = delivery("repo:refs_changed", body, SECRET);
-        assert_eq!(
-            verify(&headers, body),
-            Ok(Verified::Signed {
-                scheme: "x-hub-signature"
-            })
-        );
-        pushes(BitbucketServer.parse(&headers, body.as_bytes()))
+        signed_pushes(
+            &BitbucketServer,
+            &delivery("repo:refs_changed", body, SECRET),
+            body,
+            "x-hub-signature",
+            SECRET,
+        )
     }
 
     /// A newer version's push: commit details come along, with epoch-millisecond times.

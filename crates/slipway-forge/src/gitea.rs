@@ -194,7 +194,9 @@ fn head_commit<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{exercise, git_ref, headers, id, ignored, millis, pushes, set};
+    use crate::test_support::{
+        exercise, git_ref, headers, id, ignored, millis, pushes, set, signed_pushes, verify_with,
+    };
     use crate::{check_provider, detect, hmac_sha256_hex};
 
     const SECRET: &str = "gitea-webhook-secret";
@@ -241,23 +243,18 @@ mod tests {
     }
 
     fn verify(headers: &HeaderMap, body: &str) -> Result<Verified, VerifyError> {
-        Gitea.verify(
-            &Secret::new(SECRET),
-            VerifyPolicy::default(),
-            headers,
-            body.as_bytes(),
-        )
+        verify_with(&Gitea, SECRET, headers, body.as_bytes())
     }
 
+    /// Verifies a signed fixture and returns its push events.
     fn verified_pushes(body: &str) -> Vec<PushEvent> {
-        let headers = delivery("push", body, SECRET);
-        assert_eq!(
-            verify(&headers, body),
-            Ok(Verified::Signed {
-                scheme: "x-gitea-signature"
-            })
-        );
-        pushes(Gitea.parse(&headers, body.as_bytes()))
+        signed_pushes(
+            &Gitea,
+            &delivery("push", body, SECRET),
+            body,
+            "x-gitea-signature",
+            SECRET,
+        )
     }
 
     fn branch_push() -> PushEvent {

@@ -188,7 +188,9 @@ fn head_commit<'a>(commits: &'a [Commit], after: &CommitId) -> Option<&'a Commit
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{exercise, git_ref, headers, id, ignored, millis, pushes, set};
+    use crate::test_support::{
+        exercise, git_ref, headers, id, ignored, millis, pushes, set, signed_pushes, verify_with,
+    };
     use crate::{check_provider, detect};
 
     const SECRET: &str = "gl-hook-token-5f2a";
@@ -219,18 +221,17 @@ mod tests {
     }
 
     fn verify(headers: &HeaderMap) -> Result<Verified, VerifyError> {
-        Gitlab.verify(&Secret::new(SECRET), VerifyPolicy::default(), headers, b"")
+        verify_with(&Gitlab, SECRET, headers, b"")
     }
 
     fn verified_pushes(event: &str, body: &str) -> Vec<PushEvent> {
-        let headers = delivery(event, SECRET);
-        assert_eq!(
-            verify(&headers),
-            Ok(Verified::Signed {
-                scheme: "x-gitlab-token"
-            })
-        );
-        pushes(Gitlab.parse(&headers, body.as_bytes()))
+        signed_pushes(
+            &Gitlab,
+            &delivery(event, SECRET),
+            body,
+            "x-gitlab-token",
+            SECRET,
+        )
     }
 
     fn branch_push() -> PushEvent {

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 use slipway_core::{CommitId, GitRef, PushEvent, Secret};
 
-use crate::{Forge, ParseError, VerifyPolicy, WebhookEvent};
+use crate::{Forge, ParseError, Verified, VerifyError, VerifyPolicy, WebhookEvent};
 
 /// A request's headers from name/value pairs.
 pub(crate) fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -31,6 +31,31 @@ pub(crate) fn pushes(parsed: Result<WebhookEvent, ParseError>) -> Vec<PushEvent>
         Ok(WebhookEvent::Push(events)) => events,
         other => panic!("expected a push, got {other:?}"),
     }
+}
+
+/// Verifies a delivery as `forge` does for a repository with no opt-outs.
+pub(crate) fn verify_with(
+    forge: &dyn Forge,
+    secret: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Verified, VerifyError> {
+    forge.verify(&Secret::new(secret), VerifyPolicy::default(), headers, body)
+}
+
+/// The push events of a delivery that must verify with `scheme` and parse as a push.
+pub(crate) fn signed_pushes(
+    forge: &dyn Forge,
+    headers: &HeaderMap,
+    body: &str,
+    scheme: &'static str,
+    secret: &str,
+) -> Vec<PushEvent> {
+    assert_eq!(
+        verify_with(forge, secret, headers, body.as_bytes()),
+        Ok(Verified::Signed { scheme })
+    );
+    pushes(forge.parse(headers, body.as_bytes()))
 }
 
 /// The reason of a parse that must have been ignored.
