@@ -14,6 +14,7 @@ pub mod image;
 pub mod paths;
 pub mod plan;
 pub mod repo;
+pub mod role;
 pub mod rule;
 pub mod secret;
 
@@ -22,5 +23,6 @@ pub use event::{CommitId, GitRef, PushEvent, RefKind};
 pub use image::ImageName;
 pub use plan::{BuildOptions, BuildPlan, PlanTrigger, RuleDecision, plan_builds};
 pub use repo::{Provider, RepositoryName};
+pub use role::Role;
 pub use rule::{BuildRule, SourcePattern};
 pub use secret::Secret;

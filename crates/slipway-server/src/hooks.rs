@@ -17,8 +17,8 @@ use slipway_forge::{
     replayable_headers,
 };
 use slipway_store::{
-    BuildPlacement, DeliveryAnswer, NewBuild, NewDelivery, RecordOutcome, RepositoryRecord,
-    Supersede, now_millis,
+    BuildPlacement, DeliveryAnswer, ManagedBy, NewBuild, NewDelivery, RecordOutcome,
+    RepositoryRecord, Supersede, now_millis,
 };
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -183,19 +183,29 @@ async fn accept(
             error.verification_result(),
         )
     })?;
-    let secret = state
-        .webhook_secrets
-        .get(&delivery.repository_name)
-        .ok_or_else(|| {
-            Refusal::new(
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "this repository has no webhook secret configured",
-                ),
-                "not checked: no secret configured",
-            )
-        })?;
+    // A configuration-managed repository's secret lives in the configuration; an
+    // API-managed one's in the database, read only here.
+    let secret = match repository.managed_by {
+        ManagedBy::Config => state
+            .webhook_secrets
+            .get(&delivery.repository_name)
+            .cloned(),
+        ManagedBy::Api => state
+            .store
+            .stored_credentials(&delivery.repository_name)
+            .await?
+            .and_then(|credentials| credentials.webhook_secret),
+    };
+    let secret = secret.as_ref().ok_or_else(|| {
+        Refusal::new(
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this repository has no webhook secret configured",
+            ),
+            "not checked: no secret configured",
+        )
+    })?;
     let policy = VerifyPolicy {
         allow_unsigned: repository.allow_unsigned,
         allow_legacy_sha1: repository.allow_legacy_sha1,

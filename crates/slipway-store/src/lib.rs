@@ -23,7 +23,9 @@ use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+pub use accounts::{NewToken, SessionRecord, TokenRecord, UserRecord};
 pub use records::*;
+pub use repositories::{RepositoryChangeError, SecretChange, SecretChanges, StoredCredentials};
 
 /// The PostgreSQL channel that announces claimable builds.
 const BUILDS_CHANNEL: &str = "slipway_builds";
@@ -74,6 +76,22 @@ macro_rules! with_pool {
         }
     };
 }
+
+/// Every column of a repository except its secrets, of which only their presence is read.
+macro_rules! repository_select {
+    () => {
+        "SELECT id, name, provider, git_url, image, rules_json, enabled, allow_unsigned, allow_legacy_sha1,
+             supersede_running, max_concurrent_builds, forge_repository, build_timeout_secs,
+             memory_limit_bytes, cpu_limit_millis, max_context_bytes, managed_by, anonymous_read,
+             webhook_secret IS NOT NULL AS has_webhook_secret, git_username,
+             git_password IS NOT NULL AS has_git_password, created_at, updated_at
+         FROM repositories"
+    };
+}
+
+// Declared after `with_pool!` so that the modules can use the macro.
+mod accounts;
+mod repositories;
 
 /// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`, which takes the write lock
 /// up front, so two processes sharing a file wait for each other instead of deadlocking.
@@ -284,7 +302,9 @@ impl Store {
     // ----- repositories -------------------------------------------------------------------
 
     /// Makes the stored repositories match the configuration: each given repository is
-    /// inserted or updated and enabled; every other one is disabled, its history kept.
+    /// inserted or updated and enabled (taking over an API-managed one of the same name, whose
+    /// stored secrets are dropped); every other configuration-managed one is disabled, its
+    /// history kept. Repositories created through the API are left alone.
     pub async fn sync_repositories(&self, specs: &[RepositorySpec]) -> Result<()> {
         let now = now_millis();
         with_pool!(self, write, |pool| {
@@ -293,9 +313,10 @@ impl Store {
                 sqlx::query(
                     "INSERT INTO repositories (id, name, provider, git_url, image, rules_json, enabled,
                          allow_unsigned, allow_legacy_sha1, supersede_running, build_timeout_secs, max_concurrent_builds,
-                         memory_limit_bytes, cpu_limit_millis, max_context_bytes, forge_repository, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, TRUE, $8, $9, $10, $11, $12, $13, $14, $15, $16, $7, $7)
-                     ON CONFLICT (name) DO UPDATE SET provider = $3, git_url = $4, image = $5,
+                         memory_limit_bytes, cpu_limit_millis, max_context_bytes, forge_repository, created_at, updated_at, anonymous_read)
+                     VALUES ($1, $2, $3, $4, $5, $6, TRUE, $8, $9, $10, $11, $12, $13, $14, $15, $16, $7, $7, $17)
+                     ON CONFLICT (name) DO UPDATE SET managed_by = 'config', webhook_secret = NULL,
+                         git_username = NULL, git_password = NULL, anonymous_read = $17, provider = $3, git_url = $4, image = $5,
                          rules_json = $6, enabled = TRUE, allow_unsigned = $8, allow_legacy_sha1 = $9, supersede_running = $10, build_timeout_secs = $11, max_concurrent_builds = $12,
                          memory_limit_bytes = $13, cpu_limit_millis = $14, max_context_bytes = $15, forge_repository = $16,
                          updated_at = $7",
@@ -316,13 +337,15 @@ impl Store {
                 .bind(spec.limits.cpu_millis)
                 .bind(spec.limits.max_context_bytes)
                 .bind(spec.forge_repository.as_deref())
+                .bind(spec.anonymous_read)
                 .execute(&mut *tx)
                 .await?;
             }
-            let names: Vec<(String,)> =
-                sqlx::query_as("SELECT name FROM repositories WHERE enabled = TRUE")
-                    .fetch_all(&mut *tx)
-                    .await?;
+            let names: Vec<(String,)> = sqlx::query_as(
+                "SELECT name FROM repositories WHERE enabled = TRUE AND managed_by = 'config'",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
             for (name,) in names {
                 if !specs.iter().any(|spec| spec.name.to_string() == name) {
                     sqlx::query(
@@ -341,13 +364,10 @@ impl Store {
 
     pub async fn repository_by_name(&self, name: &str) -> Result<Option<RepositoryRecord>> {
         let row: Option<RepositoryRow> = with_pool!(self, read, |pool| {
-            sqlx::query_as(
-                "SELECT id, name, provider, git_url, image, rules_json, enabled, allow_unsigned, allow_legacy_sha1, supersede_running, max_concurrent_builds, forge_repository
-                 FROM repositories WHERE name = $1",
-            )
-            .bind(name)
-            .fetch_optional(pool)
-            .await?
+            sqlx::query_as(concat!(repository_select!(), " WHERE name = $1"))
+                .bind(name)
+                .fetch_optional(pool)
+                .await?
         });
         row.map(RepositoryRecord::try_from).transpose()
     }

@@ -23,6 +23,8 @@ pub struct RepositorySpec {
     pub forge_repository: Option<String>,
     pub build_timeout_secs: i64,
     pub limits: Limits,
+    /// Anyone may read the repository's builds, logs and badge without signing in.
+    pub anonymous_read: bool,
 }
 
 /// A repository's resource limits.
@@ -63,6 +65,36 @@ pub struct RepositoryRecord {
     pub supersede_running: bool,
     pub max_concurrent_builds: i64,
     pub forge_repository: Option<String>,
+    pub build_timeout_secs: i64,
+    pub limits: Limits,
+    /// Where the definition lives: [`ManagedBy::Config`] or [`ManagedBy::Api`].
+    pub managed_by: ManagedBy,
+    pub anonymous_read: bool,
+    /// Whether a webhook secret is stored (API-managed repositories); never the secret.
+    pub has_webhook_secret: bool,
+    /// The stored git username (not secret) and whether a git password is stored.
+    pub git_username: Option<String>,
+    pub has_git_password: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Who owns a repository's definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManagedBy {
+    /// The configuration file: it is applied at every start, and the API may not change it.
+    Config,
+    /// The API: created and edited there, kept whatever the configuration says.
+    Api,
+}
+
+impl ManagedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ManagedBy::Config => "config",
+            ManagedBy::Api => "api",
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -79,6 +111,17 @@ pub(crate) struct RepositoryRow {
     supersede_running: bool,
     max_concurrent_builds: i64,
     forge_repository: Option<String>,
+    build_timeout_secs: i64,
+    memory_limit_bytes: i64,
+    cpu_limit_millis: i64,
+    max_context_bytes: i64,
+    managed_by: String,
+    anonymous_read: bool,
+    has_webhook_secret: bool,
+    git_username: Option<String>,
+    has_git_password: bool,
+    created_at: i64,
+    updated_at: i64,
 }
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
@@ -108,6 +151,24 @@ impl TryFrom<RepositoryRow> for RepositoryRecord {
             supersede_running: row.supersede_running,
             max_concurrent_builds: row.max_concurrent_builds,
             forge_repository: row.forge_repository,
+            build_timeout_secs: row.build_timeout_secs,
+            limits: Limits {
+                max_concurrent_builds: row.max_concurrent_builds,
+                memory_bytes: row.memory_limit_bytes,
+                cpu_millis: row.cpu_limit_millis,
+                max_context_bytes: row.max_context_bytes,
+            },
+            managed_by: match row.managed_by.as_str() {
+                "api" => ManagedBy::Api,
+                "config" => ManagedBy::Config,
+                other => return Err(corrupt("managed_by", other)),
+            },
+            anonymous_read: row.anonymous_read,
+            has_webhook_secret: row.has_webhook_secret,
+            git_username: row.git_username,
+            has_git_password: row.has_git_password,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
         })
     }
 }

@@ -136,6 +136,7 @@ fn spec(name: &str) -> RepositorySpec {
         supersede_running: false,
         build_timeout_secs: 3600,
         limits: Default::default(),
+        anonymous_read: false,
         forge_repository: None,
     }
 }

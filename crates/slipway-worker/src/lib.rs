@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use slipway_build::{
-    BuildError, BuildJob, BuildLog, BuildOutcome, Engine, FailureKind, GitSource, GuardFuture,
-    LogReceiver, PushGuard, RegistryAuth, ResourceLimits, TagHolder, Workspace, run_build,
+    BuildError, BuildJob, BuildLog, BuildOutcome, Engine, FailureKind, GitAuth, GitSource,
+    GuardFuture, LogReceiver, PushGuard, RegistryAuth, ResourceLimits, TagHolder, Workspace,
+    run_build,
 };
 use slipway_core::health::Health;
 use slipway_core::{BuildStatus, ImageName};
@@ -325,7 +326,7 @@ impl Worker {
             };
             let heartbeat = tokio::spawn(self.clone().heartbeat(build.id, claim.clone(), stop.clone()));
 
-            let outcome = match self.job_for(&build) {
+            let outcome = match self.job_for(&build).await {
                 Ok(job) => {
                     if build.trigger == "reconciler" {
                         log.line("slipway: queued by the reconciler: the remote has this commit, but no webhook announced it").await;
@@ -494,20 +495,48 @@ impl Worker {
         }
     }
 
-    /// Combines the stored build with the configuration's access to its repository and
-    /// registry.
-    fn job_for(&self, build: &BuildRecord) -> Result<BuildJob, BuildError> {
+    /// Where an API-managed repository is fetched from, with its stored credentials.
+    async fn stored_source(&self, name: &str) -> Result<GitSource, BuildError> {
+        let unavailable = |e: slipway_store::StoreError| {
+            BuildError::infrastructure(format!("cannot read repository {name}: {e}"))
+        };
+        let repository = self
+            .store
+            .repository_by_name(name)
+            .await
+            .map_err(unavailable)?;
+        let credentials = self
+            .store
+            .stored_credentials(name)
+            .await
+            .map_err(unavailable)?;
+        let (Some(repository), Some(credentials)) = (repository, credentials) else {
+            return Err(BuildError::user(format!(
+                "repository {name} is neither in this worker's configuration nor managed through the API"
+            )));
+        };
+        let auth = match credentials.git_password {
+            Some(password) => GitAuth::Basic {
+                username: credentials.git_username.unwrap_or_else(|| "git".to_owned()),
+                password,
+            },
+            None => GitAuth::None,
+        };
+        Ok(GitSource {
+            url: repository.git_url,
+            auth,
+            ssh_host_key: None,
+        })
+    }
+
+    /// Combines the stored build with the access to its repository (from the configuration,
+    /// or from the database for repositories managed through the API) and its registry.
+    async fn job_for(&self, build: &BuildRecord) -> Result<BuildJob, BuildError> {
         let name = build.repository.to_string();
-        let source = self
-            .access
-            .repositories
-            .get(&name)
-            .cloned()
-            .ok_or_else(|| {
-                BuildError::user(format!(
-                    "repository {name} is not in this worker's configuration"
-                ))
-            })?;
+        let source = match self.access.repositories.get(&name) {
+            Some(source) => source.clone(),
+            None => self.stored_source(&name).await?,
+        };
         let image: ImageName = build
             .image
             .parse()
@@ -754,6 +783,7 @@ mod tests {
             supersede_running: false,
             build_timeout_secs: 60,
             limits: Default::default(),
+            anonymous_read: false,
             forge_repository: None,
         };
         store

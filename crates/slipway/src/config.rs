@@ -122,6 +122,9 @@ struct RepositoryConfig {
     /// The repository as the forge names it ("acme/web", a GitLab "group/sub/project", a
     /// Bitbucket Data Center "PROJ/slug"); pushes naming another repository are ignored.
     forge_repository: Option<String>,
+    /// Anyone, signed in or not, may read this repository's builds, logs and badge.
+    #[serde(default)]
+    anonymous_read: bool,
 }
 
 fn default_max_context_size() -> String {
@@ -209,6 +212,7 @@ pub struct Repository {
     pub limits: slipway_store::Limits,
     pub reconcile_every: Option<std::time::Duration>,
     pub forge_repository: Option<String>,
+    pub anonymous_read: bool,
 }
 
 /// Everything the process runs with.
@@ -510,6 +514,7 @@ impl Config {
                 limits,
                 reconcile_every,
                 forge_repository: repository.forge_repository,
+                anonymous_read: repository.anonymous_read,
             });
         }
 
@@ -549,6 +554,7 @@ impl Config {
                 build_timeout_secs: i64::try_from(r.build_timeout_secs).unwrap_or(i64::MAX),
                 limits: r.limits,
                 forge_repository: r.forge_repository.clone(),
+                anonymous_read: r.anonymous_read,
             })
             .collect()
     }

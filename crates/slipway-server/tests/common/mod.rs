@@ -67,6 +67,7 @@ pub fn repository(name: &str, provider: &str, rules: Vec<BuildRule>) -> Reposito
         supersede_running: false,
         build_timeout_secs: 3600,
         limits: Default::default(),
+        anonymous_read: false,
         forge_repository: None,
     }
 }
