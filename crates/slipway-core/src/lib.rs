@@ -17,6 +17,7 @@ pub mod repo;
 pub mod role;
 pub mod rule;
 pub mod secret;
+pub mod units;
 
 pub use build::{BuildId, BuildStatus};
 pub use event::{CommitId, GitRef, PushEvent, RefKind};

@@ -6,10 +6,12 @@
 //! - Errors reach clients as one JSON shape; internal details are logged, not sent.
 
 mod api;
+pub mod auth;
 mod deliveries;
 mod error;
 mod hooks;
 mod reconcile;
+mod tokens;
 mod triggers;
 
 use std::collections::HashMap;
@@ -24,7 +26,8 @@ pub use api::rfc3339;
 pub use error::ApiError;
 pub use hooks::MAX_CONCURRENT_HOOKS;
 pub use reconcile::reconcile;
-pub use triggers::{RateLimiter, RefResolver, RemoteRefs, hash_token};
+pub use tokens::{RateLimiter, hash_token, new_token};
+pub use triggers::{RefResolver, RemoteRefs, TRIGGER_BURST, TRIGGER_PER_MINUTE};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -41,6 +44,30 @@ pub struct AppState {
     pub hook_slots: Arc<tokio::sync::Semaphore>,
     /// The in-process worker's health, when this process runs one (`slipway serve`).
     pub worker_health: Option<Arc<slipway_core::health::Health>>,
+    /// Login attempts, per client address and per user name.
+    pub login_limiter: Arc<RateLimiter>,
+}
+
+/// Login attempts allowed in a burst per client address and per user name, and how many more
+/// a minute after that.
+pub const LOGIN_BURST: u32 = 5;
+pub const LOGIN_PER_MINUTE: u32 = 5;
+
+impl AppState {
+    /// The state for a server with no webhook secrets from configuration and no local worker;
+    /// callers fill in the rest.
+    pub fn new(store: Store, public_url: &str, ref_resolver: Arc<dyn RefResolver>) -> Self {
+        Self {
+            store,
+            webhook_secrets: Arc::default(),
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            ref_resolver,
+            trigger_limiter: Arc::new(RateLimiter::new(TRIGGER_BURST, TRIGGER_PER_MINUTE)),
+            hook_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HOOKS)),
+            worker_health: None,
+            login_limiter: Arc::new(RateLimiter::new(LOGIN_BURST, LOGIN_PER_MINUTE)),
+        }
+    }
 }
 
 /// The whole application's routes; tests drive this router directly.

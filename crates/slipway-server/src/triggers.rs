@@ -6,8 +6,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Mutex;
-use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, Request, State};
@@ -15,7 +13,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use slipway_core::plan::{PlanTrigger, RuleDecision, plan_builds};
 use slipway_core::{BuildRule, CommitId, GitRef, PushEvent, RefKind, SourcePattern};
 use slipway_store::{
@@ -24,15 +21,16 @@ use slipway_store::{
 use uuid::Uuid;
 
 use crate::api::rfc3339;
+use crate::tokens::hash_token;
 use crate::{ApiError, AppState};
 
 /// The largest trigger body read; Docker Hub's bodies are a few dozen bytes.
 const MAX_BODY: usize = 64 * 1024;
 /// How many requests of each trigger are kept for the API.
 const KEPT_REQUESTS: i64 = 50;
-/// Requests one token may make in a burst, and how fast that allowance refills.
-const BURST: f64 = 10.0;
-const REFILL_PER_SECOND: f64 = 10.0 / 60.0;
+/// Requests one trigger may make in a burst, and how many more a minute after that.
+pub const TRIGGER_BURST: u32 = 10;
+pub const TRIGGER_PER_MINUTE: u32 = 10;
 
 /// What [`RefResolver::remote_refs`] answers: (full ref, object id) pairs, or why not.
 pub type RemoteRefs<'a> =
@@ -42,38 +40,6 @@ pub type RemoteRefs<'a> =
 /// from configuration. The binary implements it with git2; tests may use a fixed table.
 pub trait RefResolver: Send + Sync + std::fmt::Debug {
     fn remote_refs<'a>(&'a self, repository: &'a str) -> RemoteRefs<'a>;
-}
-
-/// The stored form of a trigger token.
-pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// Per-token token buckets.
-#[derive(Debug, Default)]
-pub struct RateLimiter {
-    buckets: Mutex<HashMap<Uuid, (f64, Instant)>>,
-}
-
-impl RateLimiter {
-    /// Takes one request's allowance; `Err(seconds)` says when the next one is allowed.
-    fn take(&self, trigger: Uuid) -> Result<(), u64> {
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        let (tokens, last) = buckets.entry(trigger).or_insert((BURST, now));
-        *tokens =
-            (*tokens + now.duration_since(*last).as_secs_f64() * REFILL_PER_SECOND).min(BURST);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - *tokens) / REFILL_PER_SECOND).ceil() as u64)
-        }
-    }
 }
 
 /// What a trigger body asks for.
@@ -251,7 +217,7 @@ pub async fn trigger(
                 .into_response();
         }
     };
-    let (status, answer) = match state.trigger_limiter.take(trigger.id) {
+    let (status, answer) = match state.trigger_limiter.take(&trigger.id.to_string()) {
         Err(retry_after) => {
             let error = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -627,16 +593,5 @@ mod tests {
             assert!(error.contains(problem), "{body}: {error}");
             assert!(error.contains("expected an empty body"), "{body}: {error}");
         }
-    }
-
-    #[test]
-    fn the_rate_limit_allows_a_burst_then_refills() {
-        let limiter = RateLimiter::default();
-        let id = Uuid::now_v7();
-        for _ in 0..10 {
-            assert!(limiter.take(id).is_ok());
-        }
-        assert!(limiter.take(id).is_err());
-        assert!(limiter.take(Uuid::now_v7()).is_ok(), "limits are per token");
     }
 }

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::parser::ValueSource;
 use serde::Deserialize;
 use slipway_build::{GitAuth, GitSource, RegistryAuth, strip_credentials};
+use slipway_core::units::{self, parse_duration_secs, parse_size_bytes};
 use slipway_core::{BuildRule, ImageName, Provider, RepositoryName, Secret};
 use slipway_store::RepositorySpec;
 
@@ -131,43 +132,8 @@ fn default_max_context_size() -> String {
     "1g".to_owned()
 }
 
-/// Parses "512m", "2g", "100k" or a plain byte count (binary units) into bytes.
-pub fn parse_size_bytes(text: &str) -> Option<u64> {
-    let text = text.trim().to_ascii_lowercase();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => text.split_at(at),
-        None => (text.as_str(), ""),
-    };
-    let value: u64 = number.parse().ok()?;
-    let factor: u64 = match unit.trim().trim_end_matches('b').trim_end_matches('i') {
-        "" => 1,
-        "k" => 1 << 10,
-        "m" => 1 << 20,
-        "g" => 1 << 30,
-        _ => return None,
-    };
-    value.checked_mul(factor).filter(|bytes| *bytes > 0)
-}
-
 fn default_build_timeout() -> String {
     "60m".to_owned()
-}
-
-/// Parses "90s", "45m", "2h" (a bare number is seconds) into seconds.
-fn parse_duration_secs(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let value: u64 = number.parse().ok()?;
-    let factor = match unit.trim() {
-        "s" | "sec" | "secs" | "seconds" => 1,
-        "m" | "min" | "mins" | "minutes" => 60,
-        "h" | "hour" | "hours" => 3600,
-        _ => return None,
-    };
-    value.checked_mul(factor).filter(|secs| *secs > 0)
 }
 
 /// How a secret was given, for `config show` (which never prints the value).
@@ -723,37 +689,22 @@ fn toml_hint(text: &str, error: &toml::de::Error) -> &'static str {
 
 /// Checks and converts a repository's resource limits.
 fn repository_limits(at: &str, repository: &RepositoryConfig) -> Result<slipway_store::Limits> {
+    let in_repository = |e: String| anyhow::anyhow!("{at}: {e}");
     let memory_bytes = match &repository.memory_limit {
         None => 0,
-        Some(text) => {
-            let bytes = parse_size_bytes(text).with_context(|| {
-                format!("{at}: memory_limit {text:?} is not a size like \"512m\" or \"2g\"")
-            })?;
-            // The engine API client carries the limit as a signed 32-bit byte count.
-            if bytes > i32::MAX as u64 {
-                bail!(
-                    "{at}: memory_limit {text:?} is above the 2047m the engine's build API accepts"
-                );
-            }
-            bytes as i64
-        }
+        Some(text) => units::memory_limit_bytes(text).map_err(in_repository)?,
     };
     let cpu_millis = match repository.cpu_limit {
         None => 0,
-        Some(cpus) if cpus > 0.0 && cpus <= 1024.0 => (cpus * 1000.0).round() as i64,
-        Some(cpus) => bail!("{at}: cpu_limit {cpus} must be a number of CPUs above 0"),
+        Some(cpus) => units::cpu_limit_millis(cpus).map_err(in_repository)?,
     };
-    let max_context_bytes = parse_size_bytes(&repository.max_context_size).with_context(|| {
-        format!(
-            "{at}: max_context_size {:?} is not a size like \"500m\" or \"1g\"",
-            repository.max_context_size
-        )
-    })?;
+    let max_context_bytes =
+        units::max_context_bytes(&repository.max_context_size).map_err(in_repository)?;
     Ok(slipway_store::Limits {
         max_concurrent_builds: i64::from(repository.max_concurrent_builds),
         memory_bytes,
         cpu_millis,
-        max_context_bytes: i64::try_from(max_context_bytes).unwrap_or(i64::MAX),
+        max_context_bytes,
     })
 }
 
@@ -812,25 +763,4 @@ fn read_secret_file(path: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration_secs("90s"), Some(90));
-        assert_eq!(parse_duration_secs("45m"), Some(2700));
-        assert_eq!(parse_duration_secs("2h"), Some(7200));
-        assert_eq!(parse_duration_secs("30"), Some(30));
-        assert_eq!(parse_duration_secs("0m"), None);
-        assert_eq!(parse_duration_secs("5 days"), None);
-        assert_eq!(parse_duration_secs("m"), None);
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size_bytes("512m"), Some(512 << 20));
-        assert_eq!(parse_size_bytes("2G"), Some(2 << 30));
-        assert_eq!(parse_size_bytes("100kib"), Some(100 << 10));
-        assert_eq!(parse_size_bytes("4096"), Some(4096));
-        assert_eq!(parse_size_bytes("1t"), None);
-        assert_eq!(parse_size_bytes("0m"), None);
-    }
 }

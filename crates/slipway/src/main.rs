@@ -162,9 +162,11 @@ async fn run_processes(config: Config, web: bool, workers: bool) -> Result<()> {
         settings.max_attempts = config.max_attempts.value;
         settings.shutdown_grace = Duration::from_secs(config.shutdown_grace_seconds.value);
         settings.mirror_cache_bytes =
-            config::parse_size_bytes(&config.mirror_cache_limit.value).unwrap_or(10 << 30);
+            slipway_core::units::parse_size_bytes(&config.mirror_cache_limit.value)
+                .unwrap_or(10 << 30);
         settings.image_cache_bytes =
-            config::parse_size_bytes(&config.image_cache_limit.value).unwrap_or(20 << 30);
+            slipway_core::units::parse_size_bytes(&config.image_cache_limit.value)
+                .unwrap_or(20 << 30);
         let settings = settings.with_lease(Duration::from_secs(config.lease_seconds.value));
         let workspace = Workspace::new(&config.data_dir.value);
         let access = config.access();
@@ -189,15 +191,13 @@ async fn run_processes(config: Config, web: bool, workers: bool) -> Result<()> {
             shutdown.clone(),
         ));
         let state = AppState {
-            store: store.clone(),
             webhook_secrets: Arc::new(config.webhook_secrets()),
-            public_url: config.public_url.value.trim_end_matches('/').to_owned(),
-            ref_resolver: Arc::new(GitRefResolver::new(&config)),
-            trigger_limiter: Arc::default(),
-            hook_slots: Arc::new(tokio::sync::Semaphore::new(
-                slipway_server::MAX_CONCURRENT_HOOKS,
-            )),
             worker_health: workers.then(|| worker_health.clone()),
+            ..AppState::new(
+                store.clone(),
+                &config.public_url.value,
+                Arc::new(GitRefResolver::new(&config)),
+            )
         };
         for repository in &config.repositories {
             if let Some(every) = repository.reconcile_every {

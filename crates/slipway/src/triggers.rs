@@ -3,8 +3,6 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use slipway_build::{GitSource, remote_refs};
 use slipway_server::{RefResolver, hash_token};
 use slipway_store::Store;
@@ -47,13 +45,9 @@ impl RefResolver for GitRefResolver {
     }
 }
 
-/// A new token: 256 random bits, URL-safe, with a prefix that makes a leaked token easy to
-/// recognise (and to search for) as Slipway's.
+/// A new trigger token (`slw_` and 256 random bits).
 fn new_token() -> Result<String> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| anyhow::anyhow!("the system's random source failed: {e}"))?;
-    Ok(format!("slw_{}", URL_SAFE_NO_PAD.encode(bytes)))
+    slipway_server::new_token("slw_").map_err(anyhow::Error::msg)
 }
 
 #[allow(clippy::print_stdout, reason = "these commands print their results")]

@@ -85,15 +85,8 @@ pub async fn harness_with(specs: Vec<RepositorySpec>) -> Harness {
         .collect();
     Harness {
         state: AppState {
-            store,
             webhook_secrets: Arc::new(secrets),
-            public_url: "http://slipway.test".to_owned(),
-            ref_resolver: Arc::new(FixedRefs),
-            trigger_limiter: Arc::default(),
-            hook_slots: Arc::new(tokio::sync::Semaphore::new(
-                slipway_server::MAX_CONCURRENT_HOOKS,
-            )),
-            worker_health: None,
+            ..AppState::new(store, "http://slipway.test", Arc::new(FixedRefs))
         },
         _dir: dir,
     }
