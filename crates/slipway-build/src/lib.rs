@@ -35,7 +35,7 @@ pub use git::{
     remote_refs, strip_credentials,
 };
 pub use janitor::{Cleaned, REPOSITORY_LABEL, touch_mirror};
-pub use log::{BuildLog, LogReceiver};
+pub use log::{BuildLog, LogReceiver, Phase};
 pub use push::{GuardFuture, PushGuard, TagHolder, may_push};
 
 /// Everything a worker needs to run one build; assembled from the stored build and the
@@ -172,6 +172,7 @@ pub async fn run_build(
             BuildError::infrastructure(format!("cannot create a checkout directory: {e}"))
         })?;
 
+    log.phase(Phase::Cloning);
     let checked_out = fetch(job, workspace, checkout.path(), log).await?;
     match rule_checks(job, &checked_out) {
         Checks::Skip(reason) => {
@@ -252,7 +253,9 @@ pub async fn run_build(
         memory_bytes: job.limits.memory_bytes,
         cpu_millis: job.limits.cpu_millis,
     };
+    log.phase(Phase::Building);
     let image_id = engine.build(job, &prepared, &settings, log).await?;
+    log.phase(Phase::Pushing);
     let pushed = engine
         .tag_and_push(job, &image_id, guard, &mirror_path(workspace, job), log)
         .await?;

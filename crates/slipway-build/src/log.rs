@@ -8,6 +8,25 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone)]
 pub struct BuildLog {
     sender: mpsc::Sender<Bytes>,
+    phases: Option<mpsc::UnboundedSender<Phase>>,
+}
+
+/// The phases of a build's attempt, for its timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Cloning,
+    Building,
+    Pushing,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Cloning => "cloning",
+            Phase::Building => "building",
+            Phase::Pushing => "pushing",
+        }
+    }
 }
 
 /// The receiving side, drained by whoever stores the log.
@@ -18,7 +37,29 @@ impl BuildLog {
     /// build down instead of letting memory grow.
     pub fn channel(capacity: usize) -> (Self, LogReceiver) {
         let (sender, receiver) = mpsc::channel(capacity);
-        (Self { sender }, receiver)
+        (
+            Self {
+                sender,
+                phases: None,
+            },
+            receiver,
+        )
+    }
+
+    /// The same log, also announcing each phase the build enters on `phases`.
+    pub fn with_phases(self, phases: mpsc::UnboundedSender<Phase>) -> Self {
+        Self {
+            phases: Some(phases),
+            ..self
+        }
+    }
+
+    /// Announces that the build entered `phase`. Never blocks: a phase is a few bytes, and the
+    /// timeline is worth less than the build.
+    pub fn phase(&self, phase: Phase) {
+        if let Some(phases) = &self.phases {
+            let _ = phases.send(phase);
+        }
     }
 
     /// Appends one line (a newline is added).

@@ -24,6 +24,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 pub use accounts::{NewToken, SessionRecord, TokenRecord, UserRecord};
+pub use history::{BuildCursor, BuildEvent, BuildFilter, LogPiece, QueueCounts, Readable};
 pub use records::*;
 pub use repositories::{RepositoryChangeError, SecretChange, SecretChanges, StoredCredentials};
 
@@ -91,6 +92,7 @@ macro_rules! repository_select {
 
 // Declared after `with_pool!` so that the modules can use the macro.
 mod accounts;
+mod history;
 mod repositories;
 
 /// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`, which takes the write lock
@@ -1410,8 +1412,13 @@ impl Store {
     pub async fn append_log(&self, build_id: Uuid, seq: i64, data: &[u8]) -> Result<()> {
         with_pool!(self, write, |pool| {
             sqlx::query(
-                "INSERT INTO build_log_chunks (build_id, seq, data, created_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (build_id, seq) DO NOTHING",
+                // The offset is computed from the chunk before, so it always agrees with what
+                // is stored, even when a chunk was lost. (`WHERE TRUE` keeps SQLite from reading
+                // `ON CONFLICT` as a join constraint.)
+                "INSERT INTO build_log_chunks (build_id, seq, data, created_at, start_offset)
+                 SELECT $1, $2, $3, $4, COALESCE((SELECT COALESCE(start_offset, 0) + length(data)
+                     FROM build_log_chunks WHERE build_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT 1), 0)
+                 WHERE TRUE ON CONFLICT (build_id, seq) DO NOTHING",
             )
             .bind(build_id.to_string())
             .bind(seq)

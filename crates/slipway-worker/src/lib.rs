@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use slipway_build::{
     BuildError, BuildJob, BuildLog, BuildOutcome, Engine, FailureKind, GitAuth, GitSource,
-    GuardFuture, LogReceiver, PushGuard, RegistryAuth, ResourceLimits, TagHolder, Workspace,
+    GuardFuture, LogReceiver, Phase, PushGuard, RegistryAuth, ResourceLimits, TagHolder, Workspace,
     run_build,
 };
 use slipway_core::health::Health;
@@ -312,7 +312,20 @@ impl Worker {
         let span = info_span!("build", build_id = %build.id, repository = %build.repository);
         async {
             info!(git_ref = %build.git_ref, commit = %build.commit, "build started");
+            let (phases, mut phase_receiver) = tokio::sync::mpsc::unbounded_channel();
             let (log, receiver) = BuildLog::channel(256);
+            let log = log.with_phases(phases);
+            let phase_writer = {
+                let (store, id, attempt) = (self.store.clone(), build.id, build.attempts);
+                tokio::spawn(async move {
+                    while let Some(phase) = phase_receiver.recv().await {
+                        let phase: Phase = phase;
+                        if let Err(e) = store.record_build_event(id, attempt, phase.as_str()).await {
+                            warn!(error = %e, "recording a build phase failed; the timeline misses it");
+                        }
+                    }
+                })
+            };
             let first_seq = self.store.last_log_seq(build.id).await.unwrap_or(0);
             let log_writer = tokio::spawn(store_log(self.store.clone(), build.id, first_seq, receiver));
             let stop = Stop::default();
@@ -416,6 +429,9 @@ impl Worker {
             if let Err(e) = log_writer.await {
                 warn!(error = %e, "the log writer stopped early");
             }
+            // The phases are stored before the end, so a timeline never shows a phase after
+            // the build finished.
+            let _ = phase_writer.await;
             let result = match finish {
                 Finish::Done(result) => result,
                 Finish::Retry { error, not_before } => {
