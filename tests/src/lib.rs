@@ -1,11 +1,13 @@
 //! The end-to-end harness: real components only. Tests start the real `slipway` binary and
 //! point it at a real git server (`git http-backend` behind Basic authentication), the rig's
 //! Docker Engine and registries, and optionally its PostgreSQL. Repositories can also be
-//! fetched over SSH from a real `sshd` ([`SshGitServer`]) with a deploy key.
+//! fetched over SSH from a real `sshd` ([`SshGitServer`]) with a deploy key. Dashboard tests
+//! drive the rig's headless Chromium through `chromedriver` ([`Browser`]).
 //!
 //! Every test makes its own names ([`unique_name`]), so tests can run in parallel against the
 //! shared registries. A missing rig fails a test with instructions; it never skips it.
 
+mod browser;
 mod command;
 mod config;
 mod docker;
@@ -22,6 +24,10 @@ mod rig;
 mod slipway;
 mod ssh_server;
 
+pub use browser::{
+    ARTIFACTS_ENV, Browser, CHROMEDRIVER_ENV, CHROMIUM_ENV, Cookie, DESKTOP_VIEWPORT, Element,
+    WAIT_TIMEOUT, WebDriverError,
+};
 pub use config::{Config, RegistryConfig, RepositoryConfig, Rule};
 pub use docker::Docker;
 pub use docker_proxy::DockerProxy;
