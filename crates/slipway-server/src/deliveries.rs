@@ -12,8 +12,10 @@ use slipway_store::{DeliveryRecord, NewDelivery, RepositoryRecord, now_millis};
 use uuid::Uuid;
 
 use crate::api::{build_json, rfc3339};
+use crate::auth::Caller;
 use crate::hooks::record_planned;
 use crate::{ApiError, AppState};
+use slipway_core::Role;
 
 #[derive(Debug, Deserialize)]
 pub struct Page {
@@ -38,28 +40,16 @@ pub fn repository_warnings(repository: &RepositoryRecord) -> Vec<String> {
     warnings
 }
 
-async fn repository(
-    state: &AppState,
-    owner: &str,
-    name: &str,
-) -> Result<RepositoryRecord, ApiError> {
-    let full = format!("{owner}/{name}");
-    state
-        .store
-        .repository_by_name(&full)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no repository {full}")))
-}
-
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Path((owner, name)): Path<(String, String)>,
     page: Result<Query<Page>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     // A malformed query string gets the API's JSON error, not axum's plain-text rejection.
     let Query(page) =
         page.map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))?;
-    let repository = repository(&state, &owner, &name).await?;
+    let repository = crate::repos::find(&state, &caller, &owner, &name, Role::Read).await?;
     let limit = page.limit.unwrap_or(50).clamp(1, 100);
     let deliveries = state
         .store
@@ -83,9 +73,10 @@ pub async fn list(
 
 pub async fn detail(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let delivery = find(&state, &id).await?;
+    let delivery = find(&state, &caller, &id, Role::Read).await?;
     let mut value = delivery_json(&delivery, &state.public_url);
     let builds = state.store.builds_for_delivery(delivery.id).await?;
     value["builds_created"] = Value::Array(
@@ -99,10 +90,31 @@ pub async fn detail(
     Ok(Json(value))
 }
 
-async fn find(state: &AppState, id: &str) -> Result<DeliveryRecord, ApiError> {
+/// The delivery, if the caller holds `needed` on its repository. Requests to a URL naming no
+/// repository are logged too; only global roles reach those.
+pub async fn find(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    needed: Role,
+) -> Result<DeliveryRecord, ApiError> {
     let not_found = || ApiError::not_found(format!("no delivery {id:?}"));
     let id = Uuid::parse_str(id).map_err(|_| not_found())?;
-    state.store.delivery(id).await?.ok_or_else(not_found)
+    let delivery = state.store.delivery(id).await?.ok_or_else(not_found)?;
+    let repository = match delivery.repository_id {
+        Some(_) => {
+            state
+                .store
+                .repository_by_name(&delivery.repository_name)
+                .await?
+        }
+        None => None,
+    };
+    match repository {
+        Some(repository) => caller.require(&repository, needed)?,
+        None => caller.require_global(needed)?,
+    }
+    Ok(delivery)
 }
 
 /// A delivery as the log shows it.
@@ -134,9 +146,10 @@ fn delivery_json(delivery: &DeliveryRecord, public_url: &str) -> Value {
 /// a delivery of its own, linked to the original.
 pub async fn redeliver(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let original = find(&state, &id).await?;
+    let original = find(&state, &caller, &id, Role::Write).await?;
     let Some(body) = state.store.delivery_body(original.id).await? else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -29,6 +29,17 @@ impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
+
+    /// A failure that is Slipway's own (the random source failed, say); the detail is logged,
+    /// not sent.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(%detail, "internal error while answering a request");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "something went wrong inside Slipway; the server log says what",
+        )
+    }
 }
 
 impl From<StoreError> for ApiError {

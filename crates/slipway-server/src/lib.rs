@@ -10,15 +10,20 @@ pub mod auth;
 mod deliveries;
 mod error;
 mod hooks;
+mod logstream;
 mod reconcile;
+mod repos;
+mod routes;
 mod tokens;
 mod triggers;
+mod users;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Router;
-use axum::routing::{get, post};
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
 use slipway_core::Secret;
 use slipway_store::Store;
 
@@ -27,7 +32,9 @@ pub use error::ApiError;
 pub use hooks::MAX_CONCURRENT_HOOKS;
 pub use reconcile::reconcile;
 pub use tokens::{RateLimiter, hash_token, new_token};
-pub use triggers::{RefResolver, RemoteRefs, TRIGGER_BURST, TRIGGER_PER_MINUTE};
+pub use triggers::{
+    RefResolver, RemoteRefs, TRIGGER_BURST, TRIGGER_PER_MINUTE, check_trigger_name,
+};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -72,31 +79,20 @@ impl AppState {
 
 /// The whole application's routes; tests drive this router directly.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(api::healthz))
-        .route("/api/workers", get(api::workers))
-        .route("/hooks/{owner}/{name}", post(hooks::receive))
-        .route("/api/builds/{id}", get(api::build))
-        .route("/api/builds/{id}/log", get(api::build_log))
-        .route("/api/builds/{id}/cancel", post(api::cancel))
-        .route("/api/builds/{id}/retry", post(api::retry))
-        .route(
-            "/api/repositories/{owner}/{name}/deliveries",
-            get(deliveries::list),
-        )
-        .route("/api/deliveries/{id}", get(deliveries::detail))
-        .route(
-            "/api/deliveries/{id}/redeliver",
-            post(deliveries::redeliver),
-        )
-        .route(
-            "/api/repositories/{owner}/{name}/triggers",
-            get(triggers::list),
-        )
-        .route("/api/trigger/{token}", post(triggers::trigger))
-        .route("/api/trigger/{token}/", post(triggers::trigger))
+    routes::api_router()
+        .route("/api/openapi.json", get(openapi))
         .fallback(api::not_found)
         .with_state(state)
+}
+
+/// `GET /api/openapi.json`: the API described from the route table the router is built from.
+async fn openapi(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(routes::openapi(&state.public_url))
+}
+
+/// The OpenAPI document, for `slipway openapi`.
+pub fn openapi_document(public_url: &str) -> serde_json::Value {
+    routes::openapi(public_url)
 }
 
 /// Serves the application on `listener` until `shutdown` resolves, then finishes the requests

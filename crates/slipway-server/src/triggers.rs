@@ -21,8 +21,10 @@ use slipway_store::{
 use uuid::Uuid;
 
 use crate::api::rfc3339;
+use crate::auth::Caller;
 use crate::tokens::hash_token;
 use crate::{ApiError, AppState};
+use slipway_core::Role;
 
 /// The largest trigger body read; Docker Hub's bodies are a few dozen bytes.
 const MAX_BODY: usize = 64 * 1024;
@@ -299,6 +301,41 @@ async fn run(
         .await?
         .filter(|r| r.enabled)
         .ok_or_else(|| ApiError::not_found("no such trigger"))?;
+    build_wanted(state, &repository, &wanted, "trigger").await
+}
+
+/// `POST /api/repositories/{owner}/{name}/builds`: "build this ref now", for users with the
+/// write role. The body is a trigger's (`{"source_type": "Branch", "source_name": "main"}`,
+/// optionally with `"commit"`, or `{"docker_tag": "latest"}`, or `{"build": true}`), and so is
+/// the answer.
+pub async fn build_now(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((owner, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let repository = crate::repos::find(&state, &caller, &owner, &name, Role::Write).await?;
+    if !repository.enabled {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "disabled",
+            format!("repository {} is disabled", repository.name),
+        ));
+    }
+    let wanted = parse_body(&headers, &body)?;
+    let entries = build_wanted(&state, &repository, &wanted, "manual").await?;
+    Ok((StatusCode::ACCEPTED, Json(Value::Array(entries))).into_response())
+}
+
+/// Plans and queues the builds a trigger or a user asked for; `label` says which.
+async fn build_wanted(
+    state: &AppState,
+    repository: &RepositoryRecord,
+    wanted: &Wanted,
+    label: &str,
+) -> Result<Vec<Value>, ApiError> {
+    let wanted = wanted.clone();
     let rules: Vec<BuildRule> = if repository.rules.is_empty() {
         vec![BuildRule::default_rule()]
     } else {
@@ -412,7 +449,7 @@ async fn run(
                             plan.options.commit_on_ref = named_commit;
                             plan
                         },
-                        trigger: "trigger".to_owned(),
+                        trigger: label.to_owned(),
                         supersedes: Supersede::Nothing,
                     },
                 ));
@@ -440,7 +477,7 @@ async fn run(
         )]);
     }
 
-    let queued = queue(state, &repository, &builds).await?;
+    let queued = queue(state, repository, &builds).await?;
     for ((index, build), result) in builds.iter().zip(queued) {
         let (build_id, msg) = match result {
             Queued::Created(id) => (Some(id), "build queued".to_owned()),
@@ -476,14 +513,11 @@ async fn queue(
 /// tokens.
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Path((owner, name)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let full = format!("{owner}/{name}");
-    let repository = state
-        .store
-        .repository_by_name(&full)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no repository {full}")))?;
+    let repository = crate::repos::find(&state, &caller, &owner, &name, Role::Admin).await?;
+    let full = repository.name.to_string();
     let mut triggers = Vec::new();
     for trigger in state.store.triggers_for_repository(repository.id).await? {
         let requests = state.store.trigger_requests(trigger.id).await?;
@@ -502,6 +536,107 @@ pub async fn list(
         }));
     }
     Ok(Json(json!({"repository": full, "triggers": triggers})))
+}
+
+/// A trigger name: 1 to 64 letters, digits, '-', '_' or '.', so it reads well in URLs and logs.
+pub fn check_trigger_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "trigger name {name:?} must be 1 to 64 letters, digits, '-', '_' or '.'"
+        ))
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTrigger {
+    name: String,
+}
+
+/// `POST /api/repositories/{owner}/{name}/triggers`: a new trigger URL, shown only in this
+/// answer (the database keeps a hash of its token).
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((owner, name)): Path<(String, String)>,
+    body: crate::api::JsonBody<NewTrigger>,
+) -> Result<Response, ApiError> {
+    let repository = crate::repos::find(&state, &caller, &owner, &name, Role::Admin).await?;
+    let wanted = body.0.name;
+    check_trigger_name(&wanted).map_err(ApiError::bad_request)?;
+    let token = crate::tokens::new_token("slw_").map_err(ApiError::internal)?;
+    let created = state
+        .store
+        .create_trigger(repository.id, &wanted, &hash_token(&token))
+        .await?;
+    if created.is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "exists",
+            format!(
+                "{} already has an active trigger {wanted:?}; regenerate it for a new URL",
+                repository.name
+            ),
+        ));
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "name": wanted,
+            "url": format!("{}/api/trigger/{token}", state.public_url),
+            "note": "the URL is shown only now; keep it like a password",
+        })),
+    )
+        .into_response())
+}
+
+/// `POST /api/repositories/{owner}/{name}/triggers/{trigger}/regenerate`: a new URL for an
+/// active trigger; the old one stops working at once.
+pub async fn regenerate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((owner, name, trigger)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let repository = crate::repos::find(&state, &caller, &owner, &name, Role::Admin).await?;
+    let token = crate::tokens::new_token("slw_").map_err(ApiError::internal)?;
+    if !state
+        .store
+        .regenerate_trigger(repository.id, &trigger, &hash_token(&token))
+        .await?
+    {
+        return Err(ApiError::not_found(format!(
+            "{} has no active trigger {trigger:?}",
+            repository.name
+        )));
+    }
+    Ok(Json(json!({
+        "name": trigger,
+        "url": format!("{}/api/trigger/{token}", state.public_url),
+        "note": "the URL is shown only now; the previous one no longer works",
+    })))
+}
+
+/// `DELETE /api/repositories/{owner}/{name}/triggers/{trigger}`: revokes a trigger.
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((owner, name, trigger)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let repository = crate::repos::find(&state, &caller, &owner, &name, Role::Admin).await?;
+    if !state.store.revoke_trigger(repository.id, &trigger).await? {
+        return Err(ApiError::not_found(format!(
+            "{} has no active trigger {trigger:?}",
+            repository.name
+        )));
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]

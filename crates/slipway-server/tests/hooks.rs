@@ -640,7 +640,7 @@ async fn cancel_and_retry() {
     );
     let (_, build) = get_json(&h, &format!("/api/builds/{id}")).await;
     assert_eq!(build["status"], "cancelled");
-    assert_eq!(build["error"], "cancelled through the API");
+    assert_eq!(build["error"], "cancelled by root");
     let (status, again) = send(&h, post(format!("/api/builds/{id}/cancel"))).await;
     assert_eq!(status, StatusCode::CONFLICT, "{again}");
 

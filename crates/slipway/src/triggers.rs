@@ -128,15 +128,7 @@ pub async fn run(command: TriggerCommand, store: &Store, public_url: &str) -> Re
 }
 
 fn check_trigger_name(name: &str) -> Result<()> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !valid {
-        bail!("trigger name {name:?} must be 1 to 64 letters, digits, '-', '_' or '.'");
-    }
-    Ok(())
+    slipway_server::check_trigger_name(name).map_err(anyhow::Error::msg)
 }
 
 #[cfg(test)]

@@ -38,7 +38,40 @@ pub const COMMIT: &str = "9f2c3c0a1b1e4a7a8c6d5e4f3a2b1c0d9e8f7a6b";
 
 pub struct Harness {
     pub state: AppState,
+    /// An API token of the global owner `root`, which [`send`] adds to API requests that carry
+    /// no credentials of their own.
+    pub admin_token: String,
     pub _dir: tempfile::TempDir,
+}
+
+/// Creates a user with a global role (or none) and an API token for them with `scope`.
+pub async fn user_with_token(
+    store: &Store,
+    name: &str,
+    global_role: Option<slipway_core::Role>,
+    scope: slipway_core::Role,
+) -> String {
+    let user = match store.user_by_name(name).await.expect("query") {
+        Some(user) => user,
+        None => store
+            .create_user(name, "$argon2id$not-a-usable-hash", global_role)
+            .await
+            .expect("create user")
+            .expect("new user"),
+    };
+    let token = format!("slwa_test_{}", uuid::Uuid::new_v4().simple());
+    store
+        .create_token(&slipway_store::NewToken {
+            user_id: user.id,
+            name: "test",
+            token_hash: &slipway_server::hash_token(&token),
+            scope,
+            repository_id: None,
+            expires_at: None,
+        })
+        .await
+        .expect("token");
+    token
 }
 
 /// One GitHub repository, `acme/web`, with the default rule and a `/^v([0-9.]+)$/` tag rule.
@@ -83,7 +116,15 @@ pub async fn harness_with(specs: Vec<RepositorySpec>) -> Harness {
         .iter()
         .map(|s| (s.name.to_string(), Secret::new(SECRET)))
         .collect();
+    let admin_token = user_with_token(
+        &store,
+        "root",
+        Some(slipway_core::Role::Owner),
+        slipway_core::Role::Owner,
+    )
+    .await;
     Harness {
+        admin_token,
         state: AppState {
             webhook_secrets: Arc::new(secrets),
             ..AppState::new(store, "http://slipway.test", Arc::new(FixedRefs))
@@ -115,7 +156,23 @@ pub fn signed(event: &str, delivery: &str, body: &str) -> Request<Body> {
         .expect("request")
 }
 
-pub async fn send(harness: &Harness, request: Request<Body>) -> (StatusCode, Value) {
+/// Sends a request; API requests without credentials get the harness's owner token.
+pub async fn send(harness: &Harness, mut request: Request<Body>) -> (StatusCode, Value) {
+    let path = request.uri().path();
+    if path.starts_with("/api/")
+        && !path.starts_with("/api/trigger/")
+        && !request.headers().contains_key("authorization")
+    {
+        let value = format!("Bearer {}", harness.admin_token);
+        request
+            .headers_mut()
+            .insert("authorization", value.parse().expect("header"));
+    }
+    send_as_is(harness, request).await
+}
+
+/// Sends a request exactly as given (no credentials added).
+pub async fn send_as_is(harness: &Harness, request: Request<Body>) -> (StatusCode, Value) {
     let response = app(harness.state.clone())
         .oneshot(request)
         .await
