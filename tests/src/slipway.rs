@@ -351,7 +351,11 @@ enum StartError {
 pub struct Slipway {
     process: SlipwayProcess,
     base_url: String,
+    /// Sends the administrator's API token with every request (see [`Slipway::admin_token`]).
     http: Client,
+    /// Sends no credentials, for what anonymous callers see.
+    anonymous: Client,
+    admin_token: String,
     /// How it was started: the CLI runs with the same configuration, secrets and database.
     options: SlipwayBuilder,
 }
@@ -476,14 +480,76 @@ impl Slipway {
             .timeout(Duration::from_secs(120))
             .build()
             .expect("build an HTTP client");
-        let slipway = Self {
+        let mut slipway = Self {
             process,
             base_url,
+            anonymous: http.clone(),
             http,
+            admin_token: String::new(),
             options: options.clone(),
         };
         slipway.wait_until_healthy()?;
+        slipway.sign_in_as_admin();
         Ok(slipway)
+    }
+
+    /// The user every instance's helpers act as: a global administrator made with the CLI,
+    /// as an operator would on first run.
+    pub const ADMIN: &str = "e2e-admin";
+    pub const ADMIN_PASSWORD: &str = "e2e-admin-password";
+
+    /// Makes the administrator (unless a process on the same database already did) and an API
+    /// token for it, and sends that token with every request from then on.
+    fn sign_in_as_admin(&mut self) {
+        let added = self.cli_with_input(
+            &["user", "add", "--admin", Self::ADMIN],
+            &format!("{}\n", Self::ADMIN_PASSWORD),
+        );
+        let stderr = String::from_utf8_lossy(&added.stderr);
+        assert!(
+            added.status.success() || stderr.contains("exists"),
+            "slipway user add failed: {stderr}"
+        );
+        let token = self
+            .cli(&["token", "create", "--user", Self::ADMIN, "--scope", "owner"])
+            .trim()
+            .to_owned();
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = format!("Bearer {token}")
+            .parse()
+            .expect("a token is a valid header value");
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        self.http = Client::builder()
+            .timeout(Duration::from_secs(120))
+            .default_headers(headers)
+            .build()
+            .expect("build an HTTP client");
+        self.admin_token = token;
+    }
+
+    /// The administrator's API token.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// `GET <path>` with no credentials, whatever the status.
+    pub fn get_anonymous(&self, path: &str) -> HttpResponse {
+        let response = self
+            .anonymous
+            .get(self.url(path))
+            .send()
+            .unwrap_or_else(|e| panic!("GET {path} failed: {e}"));
+        into_http_response(response)
+    }
+
+    /// A request with no credentials but those the caller adds (another user's token, a
+    /// session cookie).
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::blocking::RequestBuilder {
+        self.anonymous.request(method, self.url(path))
     }
 
     /// The process id.
@@ -557,6 +623,27 @@ impl Slipway {
         let mut command = Self::command(&self.options, self.process.dir.path(), args);
         command.stdin(Stdio::null());
         command::output(&mut command)
+    }
+
+    /// [`Slipway::cli_output`] with `input` on standard input (a password, say).
+    pub fn cli_with_input(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write as _;
+        let mut command = Self::command(&self.options, self.process.dir.path(), args);
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start slipway {args:?}: {e}"));
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(input.as_bytes())
+                .unwrap_or_else(|e| panic!("cannot write to slipway {args:?}: {e}"));
+        }
+        child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("slipway {args:?} failed: {e}"))
     }
 
     /// [`Slipway::cli_output`], failing the test (with the error output) unless it succeeds;

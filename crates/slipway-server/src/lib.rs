@@ -35,6 +35,7 @@ pub use tokens::{RateLimiter, hash_token, new_token};
 pub use triggers::{
     RefResolver, RemoteRefs, TRIGGER_BURST, TRIGGER_PER_MINUTE, check_trigger_name,
 };
+pub use users::{MIN_PASSWORD_LENGTH, check_password, check_user_name};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]

@@ -37,6 +37,60 @@ pub enum Command {
         #[command(subcommand)]
         command: TriggerCommand,
     },
+    /// Manage user accounts, directly in the database (the first-run path: no server needed).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage API tokens, directly in the database.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Print the API's OpenAPI document.
+    Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user. The password is read from standard input (one line) when it is not a
+    /// terminal, and asked for twice when it is.
+    Add {
+        /// The user name: letters, digits, '.', '_' or '-'.
+        name: String,
+        /// Make the user a global administrator with every right (the global owner role).
+        #[arg(long, conflicts_with = "role")]
+        admin: bool,
+        /// A global role: read, write, admin or owner (none: only what grants give).
+        #[arg(long)]
+        role: Option<String>,
+    },
+    /// Set a user's password (read like `user add`'s); their sessions end.
+    Passwd { name: String },
+    /// List users and their global roles.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token for a user and print it once.
+    Create {
+        /// Whose token it is.
+        #[arg(long)]
+        user: String,
+        /// A name to recognise it by, e.g. "ci" or "laptop".
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// The most it may do: read, write, admin or owner (its user's roles still apply).
+        #[arg(long, default_value = "read")]
+        scope: String,
+        /// Limit it to one repository, owner/name.
+        #[arg(long)]
+        repository: Option<String>,
+        /// Let it expire after this many days.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,7 @@
 //! The `slipway` binary: parses the command line and configuration, then wires the library
 //! crates together. No build or webhook logic lives here.
 
+mod accounts;
 mod cli;
 mod config;
 mod triggers;
@@ -107,6 +108,26 @@ async fn run(command: Command, config: Config) -> Result<()> {
             let store = open_store(&config).await?;
             store.sync_repositories(&config.repository_specs()).await?;
             triggers::run(command, &store, &config.public_url.value).await
+        }
+        Command::User { command } => {
+            let store = open_store(&config).await?;
+            accounts::run_user(command, &store).await
+        }
+        Command::Token { command } => {
+            let store = open_store(&config).await?;
+            store.sync_repositories(&config.repository_specs()).await?;
+            accounts::run_token(command, &store).await
+        }
+        Command::Openapi => {
+            let document = slipway_server::openapi_document(&config.public_url.value);
+            #[allow(
+                clippy::print_stdout,
+                reason = "printing the document is this command's purpose"
+            )]
+            {
+                println!("{document:#}");
+            }
+            Ok(())
         }
         Command::Serve => run_processes(config, true, true).await,
         Command::Web => run_processes(config, true, false).await,
