@@ -760,7 +760,3 @@ fn read_secret_file(path: &Path) -> Result<String> {
     Ok(trimmed.to_owned())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-}
