@@ -6,6 +6,7 @@
 
 pub mod ansi;
 pub mod badge;
+pub mod chart;
 
 /// Escapes the five characters that are special in HTML and XML text and attribute values,
 /// and drops the characters that XML 1.0 forbids outright.
