@@ -5,6 +5,7 @@
 //! are tested on their own. Every string that reaches HTML or SVG from outside is escaped here.
 
 pub mod ansi;
+pub mod assets;
 pub mod badge;
 pub mod chart;
 
