@@ -35,6 +35,8 @@
   const BLOCK_LINES = 500;
   /** At most this many lines are drawn in one frame, so a huge backlog cannot freeze the page. */
   const MAX_LINES_PER_FRAME = 5000;
+  /** An unfinished line longer than this is cut at its last carriage return (see flush). */
+  const COMPACT_PARTIAL_AT = 2048;
   /** A scroll upwards this soon after the reader touched a control counts as theirs. */
   const USER_INPUT_WINDOW_MS = 1000;
 
@@ -317,14 +319,22 @@
   /**
    * Renders one line (without its line break) as escaped HTML, updating `state` with the line's
    * SGR sequences so that styles carry into the next line. Spans are closed within the line.
+   *
+   * When `info` is given, `info.clearedAt` is set to the index just after the last carriage
+   * return that text followed: nothing before it is visible, so the line may be cut there once
+   * `state` has taken in the part before it.
    */
-  function renderLine(line, state) {
+  function renderLine(line, state, info) {
     let runs = [];
     let pendingReturn = false;
+    let returnAt = -1;
     const pushText = (text) => {
       if (pendingReturn) {
         runs = [];
         pendingReturn = false;
+        if (info) {
+          info.clearedAt = returnAt;
+        }
       }
       const last = runs[runs.length - 1];
       if (last && last.tag === state.tag) {
@@ -365,6 +375,7 @@
       if (code === 0x0d) {
         // The next text starts the line over; a return at the line's end changes nothing.
         pendingReturn = true;
+        returnAt = i;
       } else if (code === 0x08) {
         backspace();
       } else if (code === 0x1b) {
@@ -524,20 +535,37 @@
         blockLines += count;
         budget -= count;
       }
-      if (queueHead >= queue.length) {
+      if (queueHead < queue.length) {
+        // The rest waits for the next frame; so does the unfinished line, which comes after it.
+        schedule();
+      } else {
         queue = [];
         queueHead = 0;
-      } else {
-        schedule();
-      }
-      if (partial !== drawnPartial) {
-        // A copy of the style: the unfinished line is drawn again from its start when it ends.
-        tail.innerHTML = renderLine(partial, state.clone());
-        drawnPartial = partial;
+        if (partial !== drawnPartial) {
+          drawPartial();
+        }
       }
       if (follow && follow.checked) {
         scrollToBottom();
       }
+    }
+
+    /** Draws the line that has not ended yet into `tail`. */
+    function drawPartial() {
+      // A progress bar redraws one line with carriage returns, possibly for a long time; the
+      // part before the last redraw is invisible, so it is dropped once `state` has taken in
+      // its styles, and the line does not grow (nor its drawing slow down) without bound.
+      if (partial.length > COMPACT_PARTIAL_AT) {
+        const info = { clearedAt: -1 };
+        renderLine(partial, state.clone(), info);
+        if (info.clearedAt > 0) {
+          renderLine(partial.slice(0, info.clearedAt), state);
+          partial = partial.slice(info.clearedAt);
+        }
+      }
+      // A copy of the style: the unfinished line is drawn again from its start when it ends.
+      tail.innerHTML = renderLine(partial, state.clone());
+      drawnPartial = partial;
     }
 
     function schedule() {
