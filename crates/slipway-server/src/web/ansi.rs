@@ -13,6 +13,11 @@
 //!
 //! **Invariants:** the output never contains a `<` that came from the input, and attribute
 //! values are built only from the class tables below and from colours formatted as `#rrggbb`.
+//!
+//! **Content-Security-Policy:** 256-colour and truecolour text is drawn with `style`
+//! attributes. A policy whose `style-src` lacks `'unsafe-inline'` (or that sets
+//! `style-src-attr 'none'`) makes browsers ignore them: such text then shows in the log's
+//! default colour, still legible. The 16 palette colours use classes and are never affected.
 
 use std::fmt::Write as _;
 
