@@ -17,6 +17,7 @@ mod routes;
 mod tokens;
 mod triggers;
 mod users;
+mod web;
 
 use std::collections::HashMap;
 use std::sync::Arc;
