@@ -32,6 +32,7 @@ pub use api::rfc3339;
 pub use error::ApiError;
 pub use hooks::MAX_CONCURRENT_HOOKS;
 pub use reconcile::reconcile;
+pub use routes::{RouteDoc, docs as route_docs};
 pub use tokens::{RateLimiter, hash_token, new_token};
 pub use triggers::{
     RefResolver, RemoteRefs, TRIGGER_BURST, TRIGGER_PER_MINUTE, check_trigger_name,
