@@ -173,6 +173,24 @@ pub async fn update(
     let own_password_only = principal.user.name == name && change.global_role.is_none();
     if !own_password_only {
         caller.require_global(Role::Admin)?;
+        // Only owners change an owner's account: an administrator who could set an owner's
+        // password could sign in as them and hold every role.
+        let target = state.store.user_by_name(&name).await?;
+        if target.is_some_and(|target| target.global_role == Some(Role::Owner)) {
+            caller.require_global(Role::Owner)?;
+        }
+    }
+    // A password opens the dashboard with all of the user's roles, so a token that may do
+    // less than its user (a narrower scope, or one repository) must not set a new one.
+    if own_password_only
+        && let Some(token) = &principal.token
+        && (token.scope != Role::Owner || token.repository.is_some())
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this token may do less than its user, so it cannot change the user's password; sign in, or use a token scoped owner for all repositories",
+        ));
     }
     if let Some(Some(Role::Owner)) = change.global_role {
         caller.require_global(Role::Owner)?;

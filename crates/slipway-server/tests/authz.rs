@@ -589,10 +589,39 @@ async fn users_change_only_their_own_password_and_only_owners_make_owners() {
         send_as_is(&h, patch(&admin, "carol", json!({"global_role": "owner"}))).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_error_shape(&body, "an admin making an owner");
+    // An administrator cannot take over or demote an owner's account.
+    for change in [password.clone(), json!({"global_role": "read"})] {
+        let (status, body) = send_as_is(&h, patch(&admin, "root", change.clone())).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{change}: {body}");
+        assert_error_shape(&body, "an admin changing an owner");
+    }
+    let (status, body) = send(
+        &h,
+        patch(&h.admin_token, "root", json!({"global_role": "owner"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "an owner changes an owner: {body}");
     let (status, body) =
         send_as_is(&h, patch(&admin, "carol", json!({"global_role": "write"}))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["global_role"], "write");
+
+    // A token that may do less than its user cannot set the password that opens the
+    // dashboard with all of the user's roles; a full token can.
+    let web = store
+        .repository_by_name("acme/web")
+        .await
+        .expect("query")
+        .expect("acme/web");
+    let read_only = token_for(&store, "carol", None, Role::Read, None).await;
+    let limited = token_for(&store, "carol", None, Role::Owner, Some(web.id)).await;
+    for token in [&read_only, &limited] {
+        let (status, body) = send_as_is(&h, patch(token, "carol", password.clone())).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert_error_shape(&body, "a narrow token changing its user's password");
+    }
+    let (status, body) = send_as_is(&h, patch(&carol, "carol", password.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 
     let create = Request::post("/api/users")
         .header("authorization", format!("Bearer {admin}"))
