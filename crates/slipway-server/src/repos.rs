@@ -425,6 +425,14 @@ pub async fn grant(
         .user_by_name(&user)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no user {user:?}")))?;
+    // Taking the owner role away is for owners too, or an admin could demote the owners.
+    let current = state.store.grants_for_user(target.id).await?;
+    if current
+        .iter()
+        .any(|(id, role)| *id == repository.id && *role == Role::Owner)
+    {
+        caller.require(&repository, Role::Owner)?;
+    }
     state
         .store
         .set_grant(repository.id, target.id, role)

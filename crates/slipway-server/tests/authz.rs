@@ -668,6 +668,31 @@ async fn grants_give_owner_only_from_owners_and_tokens_cannot_reach_further_than
     assert_error_shape(&body, "an admin granting owner");
     let (status, body) = send_as_is(&h, grant(json!("admin"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // Nor may an admin demote an owner of the repository.
+    token_for(&store, "ivy", None, Role::Read, None).await;
+    let ivy_user = store
+        .user_by_name("ivy")
+        .await
+        .expect("query")
+        .expect("ivy");
+    store
+        .set_grant(web.id, ivy_user.id, Some(Role::Owner))
+        .await
+        .expect("grant");
+    for role in [json!("read"), Value::Null] {
+        let request = Request::put("/api/repositories/acme/web/grants/ivy")
+            .header("authorization", format!("Bearer {admin}"))
+            .header("content-type", "application/json")
+            .body(Body::from(json!({ "role": role }).to_string()))
+            .expect("request");
+        let (status, body) = send_as_is(&h, request).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{role}: {body}");
+        assert_error_shape(&body, "an admin demoting an owner");
+    }
+    assert_eq!(
+        store.grants_for_user(ivy_user.id).await.expect("grants"),
+        [(web.id, Role::Owner)]
+    );
 
     // A token limited to acme/web makes only tokens limited to acme/web, and never wider
     // in scope.
