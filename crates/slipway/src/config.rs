@@ -759,4 +759,3 @@ fn read_secret_file(path: &Path) -> Result<String> {
     }
     Ok(trimmed.to_owned())
 }
-
