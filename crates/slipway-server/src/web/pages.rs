@@ -786,17 +786,16 @@ pub async fn build(
             div class={"notice " (if build.status == BuildStatus::Failed { "notice-error" } else { "" })} role="status" { (error) }
         }
         @if may_write {
+            // Both forms are on the page and the script shows the one that fits when the
+            // status changes live; without the script, the server's choice stands.
             div.form-actions {
-                @if !finished {
-                    form method="post" action={"/builds/" (build.id) "/cancel"} {
-                        (csrf_field(&caller))
-                        button.button.button-danger type="submit" { "Cancel" }
-                    }
-                } @else {
-                    form method="post" action={"/builds/" (build.id) "/retry"} {
-                        (csrf_field(&caller))
-                        button.button type="submit" { "Retry" }
-                    }
+                form method="post" action={"/builds/" (build.id) "/cancel"} data-show-when="running" hidden[finished] {
+                    (csrf_field(&caller))
+                    button.button.button-danger type="submit" { "Cancel" }
+                }
+                form method="post" action={"/builds/" (build.id) "/retry"} data-show-when="finished" hidden[!finished] {
+                    (csrf_field(&caller))
+                    button.button type="submit" { "Retry" }
                 }
             }
         }
