@@ -621,8 +621,43 @@ impl Slipway {
     /// environment; returns the output whether it succeeded or not.
     pub fn cli_output(&self, args: &[&str]) -> Output {
         let mut command = Self::command(&self.options, self.process.dir.path(), args);
+        self.with_admin_token(&mut command);
         command.stdin(Stdio::null());
         command::output(&mut command)
+    }
+
+    /// The API's commands (`repo`, `build`, `trigger`) act as the administrator through
+    /// `SLIPWAY_TOKEN`, once there is one; the server is the configuration's `public_url`.
+    fn with_admin_token(&self, command: &mut Command) {
+        if !self.admin_token.is_empty() {
+            command.env("SLIPWAY_TOKEN", &self.admin_token);
+        }
+    }
+
+    /// `slipway <args> --server <this instance>` as an operator runs the API's commands from
+    /// another machine: no configuration file, data directory, database or `SLIPWAY_*`
+    /// environment; with `--token <token>` when one is given. The caller adds environment,
+    /// runs it and reads its output.
+    pub fn client_command(&self, token: Option<&str>, args: &[&str]) -> Command {
+        let binary = self.options.binary.clone().unwrap_or_else(binary_path);
+        let mut command = Command::new(&binary);
+        command.args(args).arg("--server").arg(&self.base_url);
+        if let Some(token) = token {
+            command.arg("--token").arg(token);
+        }
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("SLIPWAY_") {
+                command.env_remove(name);
+            }
+        }
+        command.stdin(Stdio::null()).env("RUST_BACKTRACE", "1");
+        command
+    }
+
+    /// [`Slipway::client_command`] as the administrator, run to the end; returns the output
+    /// whether it succeeded or not.
+    pub fn client_output(&self, args: &[&str]) -> Output {
+        command::output(&mut self.client_command(Some(&self.admin_token), args))
     }
 
     /// [`Slipway::cli_output`] with `input` on standard input (a password, say).
@@ -633,6 +668,7 @@ impl Slipway {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        self.with_admin_token(&mut command);
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start slipway {args:?}: {e}"));
@@ -652,20 +688,29 @@ impl Slipway {
         command::expect_success(&format!("slipway {args:?}"), &self.cli_output(args))
     }
 
+    /// `slipway trigger <args> --server <this instance> --token <administrator's>`: the CLI as
+    /// a client of the API; fails the test unless it succeeds and returns what it printed.
+    fn trigger_cli(&self, args: &[&str]) -> String {
+        let mut all = vec!["trigger"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--server", &self.base_url, "--token", &self.admin_token]);
+        self.cli(&all)
+    }
+
     /// `slipway trigger create <repository> <name>`: the URL it prints, the only time the
     /// token is shown.
     pub fn create_trigger(&self, repository: &str, name: &str) -> String {
-        trigger_url(&self.cli(&["trigger", "create", repository, name]))
+        trigger_url(&self.trigger_cli(&["create", repository, name]))
     }
 
     /// `slipway trigger regenerate <repository> <name>`: the new URL.
     pub fn regenerate_trigger(&self, repository: &str, name: &str) -> String {
-        trigger_url(&self.cli(&["trigger", "regenerate", repository, name]))
+        trigger_url(&self.trigger_cli(&["regenerate", repository, name]))
     }
 
     /// `slipway trigger revoke <repository> <name>`.
     pub fn revoke_trigger(&self, repository: &str, name: &str) {
-        self.cli(&["trigger", "revoke", repository, name]);
+        self.trigger_cli(&["revoke", repository, name]);
     }
 
     /// `POST <url>` (a full URL, such as a trigger's) with `body`, as JSON, or form-encoded

@@ -23,6 +23,7 @@ use slipway_store::{
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use crate::metrics::DeliveryOutcome;
 use crate::{ApiError, AppState};
 
 /// How much of an oversized body is read and thrown away before answering 413. A client that
@@ -79,6 +80,13 @@ pub async fn receive(
     )
     .await
     else {
+        crate::metrics::count_delivery(
+            &state,
+            "",
+            DeliveryOutcome::Refused,
+            StatusCode::SERVICE_UNAVAILABLE,
+        )
+        .await;
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "busy",
@@ -128,6 +136,13 @@ pub async fn receive(
             {
                 warn!(%error, "could not log a refused delivery");
             }
+            crate::metrics::count_delivery(
+                &state,
+                &delivery.provider,
+                DeliveryOutcome::Refused,
+                status,
+            )
+            .await;
             refusal.error.into_response()
         }
     }
@@ -271,6 +286,11 @@ pub(crate) async fn record_planned(
         .store
         .record_delivery(delivery, &plan.builds, |placements| plan.answer(placements))
         .await?;
+    // Counted for /metrics; a redelivery is no new webhook request, so it is not counted.
+    if trigger == "push" {
+        crate::metrics::count_recorded(state, &delivery.provider, &outcome, plan.ignored.is_some())
+            .await;
+    }
     Ok(match outcome {
         RecordOutcome::Recorded(answer) => {
             info!(

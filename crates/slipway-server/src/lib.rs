@@ -11,6 +11,7 @@ mod deliveries;
 mod error;
 mod hooks;
 mod logstream;
+mod metrics;
 mod reconcile;
 mod repos;
 mod routes;

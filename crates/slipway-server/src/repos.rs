@@ -135,6 +135,9 @@ pub struct RepositoryInput {
     _updated_at: Option<Value>,
     #[serde(default, rename = "links")]
     _links: Option<Value>,
+    /// Shown to admins by `GET`; grants change through `PUT …/grants/{user}`.
+    #[serde(default, rename = "grants")]
+    _grants: Option<Value>,
 }
 
 /// Tells a key given as `null` (Some(None)) from a missing key (None).

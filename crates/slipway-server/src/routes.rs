@@ -5,7 +5,7 @@ use axum::Router;
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde_json::{Map, Value, json};
 
-use crate::{AppState, api, deliveries, hooks, logstream, repos, triggers, users};
+use crate::{AppState, api, deliveries, hooks, logstream, metrics, repos, triggers, users};
 
 /// What the OpenAPI document says about one endpoint.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +54,8 @@ fn table() -> Vec<Route> {
     vec![
         route!(get "/healthz", "operations", "Liveness and what is degraded", access = "public",
             success = (200, "Health"), api::healthz),
+        route!(get "/metrics", "operations", "Prometheus metrics: deliveries, builds, queue, workers (no user data in labels)",
+            access = "public", success = (200), metrics::metrics),
         route!(get "/api/workers", "operations", "Worker processes heard from recently", access = "signed in",
             success = (200, "Workers"), api::workers),
         route!(post "/hooks/{owner}/{name}", "webhooks", "Receive a forge's webhook (GitHub, Bitbucket, GitLab, Gitea/Forgejo)",

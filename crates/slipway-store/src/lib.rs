@@ -93,6 +93,8 @@ macro_rules! repository_select {
 // Declared after `with_pool!` so that the modules can use the macro.
 mod accounts;
 mod history;
+// Fleet-wide counters and histograms for `/metrics` (issue 6).
+pub mod metrics;
 mod repositories;
 
 /// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`, which takes the write lock

@@ -312,6 +312,10 @@ impl Worker {
         let span = info_span!("build", build_id = %build.id, repository = %build.repository);
         async {
             info!(git_ref = %build.git_ref, commit = %build.commit, "build started");
+            // For /metrics; a failure to count never stops the build.
+            if let Err(e) = self.store.observe_claim(&build).await {
+                warn!(error = %e, "counting the build's queue wait for /metrics failed");
+            }
             let (phases, mut phase_receiver) = tokio::sync::mpsc::unbounded_channel();
             let (log, receiver) = BuildLog::channel(256);
             let log = log.with_phases(phases);
@@ -444,7 +448,13 @@ impl Worker {
                 }
             };
             match self.store.finish_build(build.id, &claim, &result).await {
-                Ok(true) => info!(status = %result.status, "build finished"),
+                Ok(true) => {
+                    info!(status = %result.status, "build finished");
+                    // For /metrics; a failure to count changes nothing about the build.
+                    if let Err(e) = self.store.observe_finish(&build, result.status, slipway_store::now_millis()).await {
+                        warn!(error = %e, "counting the finished build for /metrics failed");
+                    }
+                }
                 Ok(false) => warn!("build finished, but its lease had passed to another owner; result dropped"),
                 Err(e) => error!(error = %e, "recording the build result failed; the reaper will retry the build"),
             }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
+use slipway_core::Secret;
 
 /// Slipway: a self-hosted automated container build service.
 #[derive(Debug, Parser)]
@@ -32,8 +33,24 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Manage a repository's build-trigger URLs (POST /api/trigger/{token}).
+    /// Manage repositories through the API.
+    Repo {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: RepoCommand,
+    },
+    /// List, inspect, follow, cancel, retry and start builds through the API.
+    Build {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: BuildCommand,
+    },
+    /// Manage a repository's build-trigger URLs (POST /api/trigger/{token}) through the API.
     Trigger {
+        #[command(flatten)]
+        client: ClientArgs,
         #[command(subcommand)]
         command: TriggerCommand,
     },
@@ -93,7 +110,7 @@ pub enum TokenCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum TriggerCommand {
     /// Create a trigger and print its URL once; the token is not stored and cannot be shown again.
     Create {
@@ -108,6 +125,126 @@ pub enum TriggerCommand {
     Revoke { repository: String, name: String },
     /// List a repository's triggers (names and times; never tokens).
     List { repository: String },
+}
+
+/// How the API's client commands reach the server. The token is kept in a [`Secret`], so
+/// that printing the parsed command line (in a debug message, say) never shows it.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// The Slipway server's base URL, e.g. https://builds.example.com [default: the configured public_url].
+    #[arg(long, env = "SLIPWAY_SERVER", global = true, hide_env_values = true)]
+    pub server: Option<String>,
+    /// An API token from `slipway token create` (the environment variable keeps it out of the process list).
+    #[arg(
+        long,
+        env = "SLIPWAY_TOKEN",
+        global = true,
+        hide_env_values = true,
+        value_parser = parse_secret
+    )]
+    pub token: Option<Secret>,
+    /// Print the API's JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+fn parse_secret(text: &str) -> Result<Secret, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("the token is empty".to_owned());
+    }
+    Ok(Secret::new(text))
+}
+
+impl Command {
+    /// How to reach the API, for the commands that are its clients.
+    pub fn client_args(&self) -> Option<&ClientArgs> {
+        match self {
+            Command::Repo { client, .. }
+            | Command::Build { client, .. }
+            | Command::Trigger { client, .. } => Some(client),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum RepoCommand {
+    /// Create a repository managed through the API from a TOML or JSON file holding one
+    /// `[[repositories]]` entry's keys (or a `repositories` list). Secrets come from
+    /// --webhook-secret-file / --git-password-file, the environment variables
+    /// SLIPWAY_WEBHOOK_SECRET / SLIPWAY_GIT_PASSWORD, or the file's `*_env` and `*_file` keys;
+    /// never from a flag's value.
+    Add {
+        /// The file: `.json` is read as JSON, anything else as TOML.
+        file: PathBuf,
+        /// A file holding the webhook secret (a trailing newline is ignored).
+        #[arg(long)]
+        webhook_secret_file: Option<PathBuf>,
+        /// A file holding the git password or token (a trailing newline is ignored).
+        #[arg(long)]
+        git_password_file: Option<PathBuf>,
+    },
+    /// List the repositories you may read.
+    List,
+    /// Show a repository's settings (secrets only as set or not set).
+    Show {
+        /// The repository, owner/name.
+        repository: String,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum BuildCommand {
+    /// List builds, newest first.
+    List {
+        /// Only this repository's builds, owner/name.
+        #[arg(long)]
+        repository: Option<String>,
+        /// Only builds with this status: queued, running, succeeded, failed, cancelled or skipped.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only builds of this full ref, e.g. refs/heads/main.
+        #[arg(long = "ref")]
+        git_ref: Option<String>,
+        /// Only builds queued since then: an RFC 3339 time, or a duration back from now such as "2h".
+        #[arg(long)]
+        since: Option<String>,
+        /// Builds per page (1 to 200).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Fetch every page, not only the first.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show a build: status, timeline with durations, tags, digest and error.
+    Show { id: String },
+    /// Print a build's log.
+    Logs {
+        id: String,
+        /// Follow the log live until the build ends; the exit status is 0 only if it succeeded.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Cancel a queued or running build.
+    Cancel { id: String },
+    /// Queue a new build repeating a finished one.
+    Retry { id: String },
+    /// Build a branch or tag of a repository now.
+    #[command(group = clap::ArgGroup::new("source").required(true).args(["branch", "tag"]))]
+    Now {
+        /// The repository, owner/name.
+        repository: String,
+        /// The branch to build (its head, as the remote has it now).
+        #[arg(long)]
+        branch: Option<String>,
+        /// The tag to build.
+        #[arg(long)]
+        tag: Option<String>,
+        /// Build this commit of the branch or tag instead of its head (it must be on it).
+        #[arg(long)]
+        commit: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

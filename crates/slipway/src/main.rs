@@ -3,7 +3,11 @@
 
 mod accounts;
 mod cli;
+mod client;
 mod config;
+mod output;
+mod remote;
+mod sse;
 mod triggers;
 
 use std::collections::HashMap;
@@ -20,7 +24,7 @@ use slipway_worker::{Worker, WorkerSettings};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::cli::{Cli, Command, ConfigCommand, LogFormat, SETTING_IDS};
+use crate::cli::{Cli, ClientArgs, Command, ConfigCommand, LogFormat, SETTING_IDS};
 use crate::config::Config;
 use crate::triggers::GitRefResolver;
 
@@ -40,6 +44,9 @@ fn main() -> ExitCode {
         if let Some(source) = source {
             sources.insert(id, source);
         }
+    }
+    if let Some(client) = cli.command.client_args() {
+        return run_client(&cli, client, &sources);
     }
     let config = match Config::load(&cli.settings, &sources) {
         Ok(config) => config,
@@ -70,6 +77,74 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs one of the API's client commands (`repo`, `build`, `trigger`). They need no database
+/// and no configuration; the configuration file is read only for `public_url` when no
+/// `--server` is given. Their own messages go to standard error without log decoration, and
+/// the token is never printed.
+fn run_client(
+    cli: &Cli,
+    client: &ClientArgs,
+    sources: &HashMap<&'static str, clap::parser::ValueSource>,
+) -> ExitCode {
+    init_client_logging();
+    let server = match &client.server {
+        Some(server) => server.clone(),
+        None => match Config::load(&cli.settings, sources) {
+            Ok(config) => config.public_url.value,
+            Err(e) => {
+                eprintln!(
+                    "slipway: no --server (or SLIPWAY_SERVER) was given, and the configuration that would say where the server is cannot be read: {e:#}"
+                );
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let api = match client::ApiClient::new(&server, client.token.clone()) {
+        Ok(api) => api,
+        Err(e) => {
+            eprintln!("slipway: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("slipway: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let json = client.json;
+    let outcome = runtime.block_on(async {
+        match &cli.command {
+            Command::Repo { command, .. } => remote::run_repo(command.clone(), &api, json).await,
+            Command::Build { command, .. } => remote::run_build(command.clone(), &api, json).await,
+            Command::Trigger { command, .. } => triggers::run(command.clone(), &api, json).await,
+            _ => Err(anyhow::anyhow!("this command does not talk to the API")),
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("slipway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The client commands log only warnings unless SLIPWAY_LOG asks for more, so that their
+/// output is what they print.
+fn init_client_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn init_logging(format: LogFormat) {
@@ -104,10 +179,8 @@ async fn run(command: Command, config: Config) -> Result<()> {
             info!("migrations applied");
             Ok(())
         }
-        Command::Trigger { command } => {
-            let store = open_store(&config).await?;
-            store.sync_repositories(&config.repository_specs()).await?;
-            triggers::run(command, &store, &config.public_url.value).await
+        Command::Repo { .. } | Command::Build { .. } | Command::Trigger { .. } => {
+            anyhow::bail!("the API's commands run through run_client")
         }
         Command::User { command } => {
             let store = open_store(&config).await?;
@@ -217,7 +290,7 @@ async fn run_processes(config: Config, web: bool, workers: bool) -> Result<()> {
             ..AppState::new(
                 store.clone(),
                 &config.public_url.value,
-                Arc::new(GitRefResolver::new(&config)),
+                Arc::new(GitRefResolver::new(&config, store.clone())),
             )
         };
         for repository in &config.repositories {

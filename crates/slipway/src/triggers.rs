@@ -1,42 +1,85 @@
-//! `slipway trigger …`, and the git-backed ref resolver the trigger endpoint uses.
+//! `slipway trigger …` over the API, and the git-backed ref resolver the trigger endpoint
+//! (and "build now") uses.
 
 use std::collections::HashMap;
+use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
-use slipway_build::{GitSource, remote_refs};
-use slipway_server::{RefResolver, hash_token};
+use anyhow::Result;
+use serde_json::{Value, json};
+use slipway_build::{GitAuth, GitSource, remote_refs};
+use slipway_server::RefResolver;
 use slipway_store::Store;
 
 use crate::cli::TriggerCommand;
+use crate::client::{ApiClient, repository_segments};
 use crate::config::Config;
+use crate::output::{Table, short_time, text};
+use crate::remote::{emit, emit_json};
 
-/// Resolves branch and tag heads with `git ls-remote` (git2) against the configured remote,
-/// with the configured credentials.
+/// Resolves branch and tag heads with `git ls-remote` (git2) against the repository's remote:
+/// a configured repository's with the configured credentials, one managed through the API
+/// with the credentials stored for it.
 #[derive(Debug)]
 pub struct GitRefResolver {
     sources: HashMap<String, GitSource>,
+    store: Store,
 }
 
 impl GitRefResolver {
-    pub fn new(config: &Config) -> Self {
+    pub fn new(config: &Config, store: Store) -> Self {
         Self {
             sources: config
                 .repositories
                 .iter()
                 .map(|r| (r.name.to_string(), r.git.clone()))
                 .collect(),
+            store,
         }
+    }
+
+    /// Where a repository managed through the API is fetched from, as the workers do it.
+    async fn stored_source(&self, repository: &str) -> Result<GitSource, String> {
+        let unavailable = |e: slipway_store::StoreError| {
+            tracing::warn!(%repository, error = %e, "cannot read a repository's git access");
+            format!("cannot read repository {repository}; try again")
+        };
+        let record = self
+            .store
+            .repository_by_name(repository)
+            .await
+            .map_err(unavailable)?;
+        let credentials = self
+            .store
+            .stored_credentials(repository)
+            .await
+            .map_err(unavailable)?;
+        let (Some(record), Some(credentials)) = (record, credentials) else {
+            return Err(format!(
+                "repository {repository} is neither configured nor managed through the API"
+            ));
+        };
+        let auth = match credentials.git_password {
+            Some(password) => GitAuth::Basic {
+                username: credentials.git_username.unwrap_or_else(|| "git".to_owned()),
+                password,
+            },
+            None => GitAuth::None,
+        };
+        Ok(GitSource {
+            url: record.git_url,
+            auth,
+            ssh_host_key: None,
+        })
     }
 }
 
 impl RefResolver for GitRefResolver {
     fn remote_refs<'a>(&'a self, repository: &'a str) -> slipway_server::RemoteRefs<'a> {
         Box::pin(async move {
-            let source = self
-                .sources
-                .get(repository)
-                .cloned()
-                .ok_or_else(|| format!("repository {repository} is not configured"))?;
+            let source = match self.sources.get(repository) {
+                Some(source) => source.clone(),
+                None => self.stored_source(repository).await?,
+            };
             tokio::task::spawn_blocking(move || remote_refs(&source))
                 .await
                 .map_err(|e| format!("listing the remote's refs failed: {e}"))?
@@ -45,90 +88,114 @@ impl RefResolver for GitRefResolver {
     }
 }
 
-/// A new trigger token (`slw_` and 256 random bits).
-fn new_token() -> Result<String> {
-    slipway_server::new_token("slw_").map_err(anyhow::Error::msg)
-}
-
-#[allow(clippy::print_stdout, reason = "these commands print their results")]
-pub async fn run(command: TriggerCommand, store: &Store, public_url: &str) -> Result<()> {
-    let public_url = public_url.trim_end_matches('/');
-    let repository = |name: &str| {
-        let name = name.to_owned();
-        async move {
-            store
-                .repository_by_name(&name)
-                .await?
-                .filter(|r| r.enabled)
-                .with_context(|| format!("no repository {name} is configured"))
-        }
-    };
+/// Runs a trigger command against the API. `create` and `regenerate` print a sentence and then
+/// the URL alone on its own line, the only time it is shown.
+pub async fn run(command: TriggerCommand, client: &ApiClient, json: bool) -> Result<ExitCode> {
     match command {
         TriggerCommand::Create {
-            repository: name,
+            repository,
             name: trigger,
         } => {
-            check_trigger_name(&trigger)?;
-            let repo = repository(&name).await?;
-            let token = new_token()?;
-            if store
-                .create_trigger(repo.id, &trigger, &hash_token(&token))
-                .await?
-                .is_none()
-            {
-                bail!(
-                    "{name} already has an active trigger {trigger:?}; use `slipway trigger regenerate` for a new token"
-                );
+            let (owner, name) = repository_segments(&repository)?;
+            let answer = client
+                .post_json(
+                    &["api", "repositories", owner, name, "triggers"],
+                    Some(&json!({ "name": trigger })),
+                )
+                .await?;
+            if json {
+                emit_json(&answer)?;
+            } else {
+                emit(&format!(
+                    "Created trigger {trigger:?} for {repository}. Its URL is shown only now:\n{}\n",
+                    text(&answer["url"])
+                ))?;
             }
-            println!("Created trigger {trigger:?} for {name}. Its URL is shown only now:");
-            println!("{public_url}/api/trigger/{token}");
         }
         TriggerCommand::Regenerate {
-            repository: name,
+            repository,
             name: trigger,
         } => {
-            let repo = repository(&name).await?;
-            let token = new_token()?;
-            if !store
-                .regenerate_trigger(repo.id, &trigger, &hash_token(&token))
-                .await?
-            {
-                bail!("{name} has no active trigger {trigger:?}");
+            let (owner, name) = repository_segments(&repository)?;
+            let answer = client
+                .post_json(
+                    &[
+                        "api",
+                        "repositories",
+                        owner,
+                        name,
+                        "triggers",
+                        &trigger,
+                        "regenerate",
+                    ],
+                    None,
+                )
+                .await?;
+            if json {
+                emit_json(&answer)?;
+            } else {
+                emit(&format!(
+                    "New URL for trigger {trigger:?} of {repository} (the old one no longer works):\n{}\n",
+                    text(&answer["url"])
+                ))?;
             }
-            println!("New URL for trigger {trigger:?} of {name} (the old one no longer works):");
-            println!("{public_url}/api/trigger/{token}");
         }
         TriggerCommand::Revoke {
-            repository: name,
+            repository,
             name: trigger,
         } => {
-            let repo = repository(&name).await?;
-            if !store.revoke_trigger(repo.id, &trigger).await? {
-                bail!("{name} has no active trigger {trigger:?}");
+            let (owner, name) = repository_segments(&repository)?;
+            client
+                .delete(&["api", "repositories", owner, name, "triggers", &trigger])
+                .await?;
+            if json {
+                emit_json(&json!({"name": trigger, "revoked": true}))?;
+            } else {
+                emit(&format!("Revoked trigger {trigger:?} of {repository}.\n"))?;
             }
-            println!("Revoked trigger {trigger:?} of {name}.");
         }
-        TriggerCommand::List { repository: name } => {
-            let repo = repository(&name).await?;
-            for trigger in store.triggers_for_repository(repo.id).await? {
-                let state = if trigger.revoked_at.is_some() {
-                    "revoked"
-                } else {
-                    "active"
-                };
-                let used = match slipway_server::rfc3339(trigger.last_used_at) {
-                    Some(time) => format!("last used {time}"),
-                    None => "never used".to_owned(),
-                };
-                println!("{}\t{state}\t{used}", trigger.name);
+        TriggerCommand::List { repository } => {
+            let (owner, name) = repository_segments(&repository)?;
+            let answer = client
+                .get_json(&["api", "repositories", owner, name, "triggers"], &[])
+                .await?;
+            if json {
+                emit_json(&answer)?;
+            } else {
+                emit(&render_triggers(&answer))?;
             }
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
-fn check_trigger_name(name: &str) -> Result<()> {
-    slipway_server::check_trigger_name(name).map_err(anyhow::Error::msg)
+/// The trigger list: names, state and times; the API never returns tokens.
+fn render_triggers(answer: &Value) -> String {
+    let mut table = Table::new(&["NAME", "STATE", "CREATED", "LAST USED", "REQUESTS"]);
+    for trigger in answer["triggers"].as_array().into_iter().flatten() {
+        let state = if trigger["revoked_at"].is_string() {
+            "revoked"
+        } else {
+            "active"
+        };
+        let last_used = if trigger["last_used_at"].is_string() {
+            short_time(&trigger["last_used_at"])
+        } else {
+            "never".to_owned()
+        };
+        let requests = trigger["requests"].as_array().map_or(0, Vec::len);
+        table.row(vec![
+            text(&trigger["name"]),
+            state.to_owned(),
+            short_time(&trigger["created_at"]),
+            last_used,
+            requests.to_string(),
+        ]);
+    }
+    if table.is_empty() {
+        return format!("{} has no triggers.\n", text(&answer["repository"]));
+    }
+    table.render()
 }
 
 #[cfg(test)]
@@ -136,13 +203,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_are_long_random_and_url_safe() {
-        let (a, b) = (new_token().expect("token"), new_token().expect("token"));
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 4 + 43, "32 bytes in unpadded base64");
-        assert!(
-            a.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
+    fn trigger_lists_show_state_and_use() {
+        let shown = render_triggers(&json!({
+            "repository": "acme/web",
+            "triggers": [
+                {"name": "ci", "created_at": "2024-05-01T12:00:00Z", "revoked_at": null,
+                 "last_used_at": "2024-05-02T08:00:00Z", "requests": [{}, {}]},
+                {"name": "old", "created_at": "2024-04-01T12:00:00Z", "revoked_at": "2024-04-02T12:00:00Z",
+                 "last_used_at": null, "requests": []},
+            ],
+        }));
+        assert_eq!(
+            shown,
+            "NAME  STATE    CREATED               LAST USED             REQUESTS\n\
+             ci    active   2024-05-01 12:00:00Z  2024-05-02 08:00:00Z  2\n\
+             old   revoked  2024-04-01 12:00:00Z  never                 0\n"
+        );
+        assert_eq!(
+            render_triggers(&json!({"repository": "acme/web", "triggers": []})),
+            "acme/web has no triggers.\n"
         );
     }
 }

@@ -241,3 +241,92 @@ pub async fn fire(h: &Harness, token: &str, content_type: &str, body: &str) -> (
         .expect("request");
     send(h, request).await
 }
+
+/// Creates a user (unless one of that name exists) and an API token for them with `scope`,
+/// optionally limited to one repository; returns the token.
+pub async fn token_for(
+    store: &Store,
+    name: &str,
+    global_role: Option<slipway_core::Role>,
+    scope: slipway_core::Role,
+    repository_id: Option<uuid::Uuid>,
+) -> String {
+    let user = match store.user_by_name(name).await.expect("query") {
+        Some(user) => user,
+        None => store
+            .create_user(name, "$argon2id$not-a-usable-hash", global_role)
+            .await
+            .expect("create user")
+            .expect("new user"),
+    };
+    let token = format!("slwa_test_{}", uuid::Uuid::new_v4().simple());
+    store
+        .create_token(&slipway_store::NewToken {
+            user_id: user.id,
+            name: "test",
+            token_hash: &slipway_server::hash_token(&token),
+            scope,
+            repository_id,
+            expires_at: None,
+        })
+        .await
+        .expect("token");
+    token
+}
+
+/// Sends a request exactly as given and returns the whole answer: status, headers and the
+/// body's bytes (for text, logs and event streams, which are not JSON).
+pub async fn send_raw(
+    harness: &Harness,
+    request: Request<Body>,
+) -> (StatusCode, http::HeaderMap, Vec<u8>) {
+    let response = app(harness.state.clone())
+        .oneshot(request)
+        .await
+        .expect("response");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    (status, headers, bytes.to_vec())
+}
+
+/// Asserts that a refusal carries the API's one error shape, `{"error": {"code", "message"}}`
+/// and nothing else.
+pub fn assert_error_shape(body: &Value, context: &str) {
+    let object = body
+        .as_object()
+        .unwrap_or_else(|| panic!("{context}: the error body is not a JSON object: {body}"));
+    assert_eq!(
+        object.len(),
+        1,
+        "{context}: only \"error\" at the top: {body}"
+    );
+    let error = &body["error"];
+    assert!(
+        error["code"].as_str().is_some_and(|code| !code.is_empty()),
+        "{context}: error.code: {body}"
+    );
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|message| !message.is_empty()),
+        "{context}: error.message: {body}"
+    );
+}
+
+/// A GitHub push delivery to any repository's hook URL, signed with `secret`.
+pub fn signed_to(repository: &str, secret: &str, delivery: &str, body: &str) -> Request<Body> {
+    let signature = format!(
+        "sha256={}",
+        slipway_forge::hmac_sha256_hex(secret.as_bytes(), body.as_bytes())
+    );
+    Request::post(format!("/hooks/{repository}"))
+        .header("content-type", "application/json")
+        .header("x-github-event", "push")
+        .header("x-github-delivery", delivery)
+        .header("x-hub-signature-256", signature)
+        .body(Body::from(body.to_owned()))
+        .expect("request")
+}
