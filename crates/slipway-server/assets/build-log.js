@@ -40,6 +40,8 @@
   /** A scroll upwards this soon after the reader touched a control counts as theirs. */
   const USER_INPUT_WINDOW_MS = 1000;
 
+  /** The statuses a build never leaves (BuildStatus::is_finished on the server). */
+  const FINISHED_STATUSES = ['succeeded', 'failed', 'cancelled', 'skipped'];
   const ATTRIBUTE_CLASSES = ['ansi-bold', 'ansi-dim', 'ansi-italic', 'ansi-underline'];
   const BOLD = 0;
   const DIM = 1;
@@ -510,6 +512,12 @@
         }
       }
       statusElement.classList.add('status-' + status);
+      // Controls that fit only a running or only a finished build (cancel, retry) are both on
+      // the page; the one that fits the new status is shown, the other hidden.
+      const finished = FINISHED_STATUSES.indexOf(status) >= 0;
+      for (const element of Array.from(document.querySelectorAll('[data-show-when]'))) {
+        element.hidden = (element.dataset.showWhen === 'finished') !== finished;
+      }
     }
 
     /** Draws queued lines (all of them, or one frame's worth) and the unfinished line. */

@@ -126,16 +126,16 @@ pub async fn authorized_build(
 }
 
 /// Query parameters of `GET /api/builds`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BuildListQuery {
-    repository: Option<String>,
-    status: Option<String>,
+    pub repository: Option<String>,
+    pub status: Option<String>,
     #[serde(rename = "ref")]
-    git_ref: Option<String>,
-    since: Option<String>,
-    limit: Option<i64>,
-    cursor: Option<String>,
+    pub git_ref: Option<String>,
+    pub since: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
 }
 
 /// The most builds one page holds.

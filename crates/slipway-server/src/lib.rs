@@ -18,15 +18,13 @@ mod routes;
 mod tokens;
 mod triggers;
 mod users;
-// The dashboard's building blocks; its page handlers land with the dashboard.
-#[allow(dead_code)]
 mod web;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use slipway_core::Secret;
 use slipway_store::Store;
@@ -87,8 +85,28 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     routes::api_router()
         .route("/api/openapi.json", get(openapi))
+        .merge(dashboard_router())
         .fallback(api::not_found)
         .with_state(state)
+}
+
+/// The dashboard's pages and forms (HTML; the JSON API is described by the route table).
+fn dashboard_router() -> Router<AppState> {
+    use web::{pages, session};
+    Router::new()
+        .route("/", get(pages::overview))
+        .route("/login", get(session::login_page).post(session::login))
+        .route("/logout", post(session::logout))
+        .route("/repos/{owner}/{name}", get(pages::repository))
+        .route("/repos/{owner}/{name}/deliveries", get(pages::deliveries))
+        .route("/repos/{owner}/{name}/build", post(pages::build_now))
+        .route("/deliveries/{id}", get(pages::delivery))
+        .route("/deliveries/{id}/redeliver", post(pages::redeliver))
+        .route("/builds/{id}", get(pages::build))
+        .route("/builds/{id}/cancel", post(pages::cancel))
+        .route("/builds/{id}/retry", post(pages::retry))
+        .route("/badge/{owner}/{file}", get(pages::badge))
+        .route("/assets/{file}", get(pages::asset))
 }
 
 /// `GET /api/openapi.json`: the API described from the route table the router is built from.

@@ -46,7 +46,7 @@ pub trait RefResolver: Send + Sync + std::fmt::Debug {
 
 /// What a trigger body asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Wanted {
+pub(crate) enum Wanted {
     /// Every rule with a literal source.
     All,
     /// The rules that produce this tag.
@@ -329,7 +329,7 @@ pub async fn build_now(
 }
 
 /// Plans and queues the builds a trigger or a user asked for; `label` says which.
-async fn build_wanted(
+pub(crate) async fn build_wanted(
     state: &AppState,
     repository: &RepositoryRecord,
     wanted: &Wanted,

@@ -81,6 +81,10 @@ pub const LOG_BLOCK_LINES: usize = 500;
 /// Line breaks are kept as `\n`, so the result belongs inside a `<pre>`. Every line is
 /// self-contained: spans are closed at the end of a line and reopened on the next when a style
 /// carries over, so the output may be cut between lines (as [`log_html`] does).
+#[allow(
+    dead_code,
+    reason = "the pages render whole logs with log_html; this one-line form is what the script's converter is tested against"
+)]
 pub fn ansi_to_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 8);
     let mut first = true;
@@ -95,6 +99,10 @@ pub fn ansi_to_html(text: &str) -> String {
 }
 
 /// The visible text of a terminal log: what [`ansi_to_html`] shows, without markup or escaping.
+#[allow(
+    dead_code,
+    reason = "for plain-text uses of log lines (notifications); tested with the renderer"
+)]
 pub fn strip_ansi(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut first = true;

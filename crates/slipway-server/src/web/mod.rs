@@ -8,6 +8,8 @@ pub mod ansi;
 pub mod assets;
 pub mod badge;
 pub mod chart;
+pub mod pages;
+pub mod session;
 
 /// Escapes the five characters that are special in HTML and XML text and attribute values,
 /// and drops the characters that XML 1.0 forbids outright.
