@@ -209,9 +209,17 @@ pub async fn run_build(
     for (name, value) in &job.options.build_args {
         build_args.insert(name.clone(), variables.expand(value));
     }
+    // Slipway's own variables are shown with their values; a rule's build args by name only,
+    // because anyone who may read the log would otherwise read a token passed as one.
     let mut shown: Vec<String> = build_args
         .iter()
-        .map(|(name, value)| format!("{name}={value:?}"))
+        .map(|(name, value)| {
+            if job.options.build_args.contains_key(name) {
+                format!("{name}=(set by the rule; value not shown)")
+            } else {
+                format!("{name}={value:?}")
+            }
+        })
         .collect();
     shown.sort();
     log.line(format!("build args: {}", shown.join(" "))).await;

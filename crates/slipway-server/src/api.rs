@@ -21,7 +21,9 @@ use crate::auth::Caller;
 use crate::{ApiError, AppState};
 
 /// A JSON request body whose every rejection (no JSON content type, malformed, wrong shape,
-/// too large) is answered in the API's one error shape.
+/// too large) is answered in the API's one error shape. Handlers take it as
+/// `Result<JsonBody<T>, ApiError>` and look at it only after checking the caller, so that an
+/// unauthorised caller learns nothing about what a valid body looks like (401/403 come first).
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 

@@ -254,6 +254,16 @@ fn check_git_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The host (and port) of a clone URL, lower-cased, without credentials.
+fn url_host(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    Some(host.to_ascii_lowercase())
+}
+
 fn change_error(error: RepositoryChangeError) -> ApiError {
     match error {
         RepositoryChangeError::Exists(_) => {
@@ -287,10 +297,10 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    body: JsonBody<RepositoryInput>,
+    body: Result<JsonBody<RepositoryInput>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require_global(Role::Admin)?;
-    let (spec, git_username, secrets, _) = body.0.into_spec().map_err(ApiError::bad_request)?;
+    let (spec, git_username, secrets, _) = body?.0.into_spec().map_err(ApiError::bad_request)?;
     if !matches!(secrets.webhook_secret, SecretChange::Set(_)) && !spec.allow_unsigned {
         return Err(ApiError::bad_request(
             "webhook_secret is required: no secret, no webhooks (or set allow_unsigned_webhooks, which is unsafe)",
@@ -333,7 +343,7 @@ pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
     Path((owner, name)): Path<(String, String)>,
-    body: JsonBody<Map<String, Value>>,
+    body: Result<JsonBody<Map<String, Value>>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     let repository = find(&state, &caller, &owner, &name, Role::Admin).await?;
     if repository.managed_by == ManagedBy::Config {
@@ -341,7 +351,7 @@ pub async fn update(
             repository.name.to_string(),
         )));
     }
-    let changes = body.0;
+    let changes = body?.0;
     if let Some(new_name) = changes.get("name")
         && new_name.as_str() != Some(repository.name.to_string().as_str())
     {
@@ -359,6 +369,16 @@ pub async fn update(
         serde_json::from_value(merged).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (spec, git_username, secrets, enabled) =
         input.into_spec().map_err(ApiError::bad_request)?;
+    // A stored password goes only to the host it was given for: moving the clone URL to
+    // another host needs the password again (or null), or an admin could send it anywhere.
+    if repository.has_git_password
+        && matches!(secrets.git_password, SecretChange::Keep)
+        && url_host(&spec.git_url) != url_host(&repository.git_url)
+    {
+        return Err(ApiError::bad_request(
+            "git_url moves to another host: send git_password again (or null to remove it); the stored one is only sent to the host it was given for",
+        ));
+    }
     let mut updated = state
         .store
         .update_repository(repository.id, &spec, git_username.as_deref(), &secrets)
@@ -413,10 +433,10 @@ pub async fn grant(
     State(state): State<AppState>,
     caller: Caller,
     Path((owner, name, user)): Path<(String, String, String)>,
-    body: JsonBody<GrantInput>,
+    body: Result<JsonBody<GrantInput>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     let repository = find(&state, &caller, &owner, &name, Role::Admin).await?;
-    let role = body.0.role;
+    let role = body?.0.role;
     if role == Some(Role::Owner) {
         caller.require(&repository, Role::Owner)?;
     }
@@ -446,6 +466,18 @@ pub async fn grant(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_are_compared_without_credentials_or_case() {
+        assert_eq!(
+            url_host("https://bot@Git.Example:8443/a/b.git"),
+            Some("git.example:8443".to_owned())
+        );
+        assert_ne!(
+            url_host("https://git.example/a.git"),
+            url_host("https://evil.example/a.git")
+        );
+    }
 
     #[test]
     fn git_urls_carry_no_passwords_and_no_local_paths() {

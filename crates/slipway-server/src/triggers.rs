@@ -566,10 +566,10 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Path((owner, name)): Path<(String, String)>,
-    body: crate::api::JsonBody<NewTrigger>,
+    body: Result<crate::api::JsonBody<NewTrigger>, ApiError>,
 ) -> Result<Response, ApiError> {
     let repository = crate::repos::find(&state, &caller, &owner, &name, Role::Admin).await?;
-    let wanted = body.0.name;
+    let wanted = body?.0.name;
     check_trigger_name(&wanted).map_err(ApiError::bad_request)?;
     let token = crate::tokens::new_token("slw_").map_err(ApiError::internal)?;
     let created = state

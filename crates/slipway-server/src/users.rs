@@ -117,14 +117,14 @@ pub struct NewUser {
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    body: JsonBody<NewUser>,
+    body: Result<JsonBody<NewUser>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require_global(Role::Admin)?;
     let NewUser {
         name,
         password,
         global_role,
-    } = body.0;
+    } = body?.0;
     if global_role == Some(Role::Owner) {
         caller.require_global(Role::Owner)?;
     }
@@ -150,6 +150,8 @@ pub async fn create(
 #[serde(deny_unknown_fields)]
 pub struct UserChange {
     password: Option<String>,
+    /// A disabled user can neither sign in nor use their tokens; their sessions end.
+    disabled: Option<bool>,
     #[serde(default, deserialize_with = "present_role")]
     global_role: Option<Option<Role>>,
 }
@@ -166,11 +168,12 @@ pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    body: JsonBody<UserChange>,
+    body: Result<JsonBody<UserChange>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     let principal = caller.require_user()?;
-    let change = body.0;
-    let own_password_only = principal.user.name == name && change.global_role.is_none();
+    let change = body?.0;
+    let own_password_only =
+        principal.user.name == name && change.global_role.is_none() && change.disabled.is_none();
     if !own_password_only {
         caller.require_global(Role::Admin)?;
         // Only owners change an owner's account: an administrator who could set an owner's
@@ -209,6 +212,15 @@ pub async fn update(
     {
         return Err(ApiError::not_found(format!("no user {name:?}")));
     }
+    if let Some(disabled) = change.disabled {
+        if disabled && principal.user.name == name {
+            return Err(ApiError::bad_request(
+                "you cannot disable yourself; ask another administrator",
+            ));
+        }
+        state.store.set_user_disabled(&name, disabled).await?;
+        tracing::info!(user = %name, disabled, by = %principal.user.name, "user access changed");
+    }
     let user = state
         .store
         .user_by_name(&name)
@@ -244,10 +256,10 @@ pub struct NewTokenInput {
 pub async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
-    body: JsonBody<NewTokenInput>,
+    body: Result<JsonBody<NewTokenInput>, ApiError>,
 ) -> Result<Response, ApiError> {
     let principal = caller.require_user()?;
-    let input = body.0;
+    let input = body?.0;
     if input.name.trim().is_empty() || input.name.len() > 100 {
         return Err(ApiError::bad_request("name must be 1 to 100 characters"));
     }

@@ -208,6 +208,32 @@ impl Store {
         Ok(changed == 1)
     }
 
+    /// Disables a user (their sessions end at once; tokens stop working) or enables them again.
+    pub async fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<bool> {
+        let changed = with_pool!(self, write, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let changed =
+                sqlx::query("UPDATE users SET disabled = $2, updated_at = $3 WHERE name = $1")
+                    .bind(name)
+                    .bind(disabled)
+                    .bind(now_millis())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            if disabled {
+                sqlx::query(
+                    "DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE name = $1)",
+                )
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            changed
+        });
+        Ok(changed == 1)
+    }
+
     pub async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>> {
         let row: Option<UserRow> = with_pool!(self, read, |pool| {
             sqlx::query_as(concat!(

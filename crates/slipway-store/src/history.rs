@@ -72,6 +72,97 @@ pub struct QueueCounts {
     pub running: i64,
 }
 
+/// How [`build_select!`] joins a build to its repository.
+const BUILD_JOIN: &str = "FROM builds b JOIN repositories r ON r.id = b.repository_id";
+
+/// The list query for `filter` and `cursor`, assembled from fixed fragments only: every value
+/// is a bound parameter, numbered in the order [`bind_list!`] binds them (the page size last).
+fn list_sql(select: &str, filter: &BuildFilter, cursor: Option<BuildCursor>) -> String {
+    // SQLite takes `CROSS JOIN` as "builds first": it then reads builds along an index in the
+    // list's order and stops after one page, where on its own it may start from the (few)
+    // repositories and sort every matching build. PostgreSQL plans the same query freely.
+    let columns = select
+        .split_once(BUILD_JOIN)
+        .map_or(select, |(columns, _)| columns);
+    let mut sql = format!("{columns}FROM builds b CROSS JOIN repositories r");
+    let mut clauses: Vec<String> = vec!["r.id = b.repository_id".to_owned()];
+    let mut next = 0;
+    let mut param = || {
+        next += 1;
+        format!("${next}")
+    };
+    if filter.repository_id.is_some() {
+        clauses.push(format!("b.repository_id = {}", param()));
+    }
+    if filter.status.is_some() {
+        clauses.push(format!("b.status = {}", param()));
+    }
+    if filter.git_ref.is_some() {
+        clauses.push(format!("b.git_ref = {}", param()));
+    }
+    if filter.since.is_some() {
+        clauses.push(format!("b.queued_at >= {}", param()));
+    }
+    if let Some(readable) = &filter.readable_by {
+        let mut allowed = String::from("r.anonymous_read = TRUE");
+        if readable.user_id.is_some() {
+            allowed.push_str(&format!(
+                " OR b.repository_id IN (SELECT repository_id FROM repository_grants WHERE user_id = {})",
+                param()
+            ));
+        }
+        clauses.push(format!("({allowed})"));
+        if readable.only_repository.is_some() {
+            clauses.push(format!("b.repository_id = {}", param()));
+        }
+    }
+    if cursor.is_some() {
+        let (at, id) = (param(), param());
+        // A row-value comparison, which both databases read as one range of the index.
+        clauses.push(format!("(b.queued_at, b.id) < ({at}, {id})"));
+    }
+    sql.push_str(" WHERE ");
+    sql.push_str(&clauses.join(" AND "));
+    sql.push_str(&format!(
+        " ORDER BY b.queued_at DESC, b.id DESC LIMIT {}",
+        param()
+    ));
+    sql
+}
+
+/// Binds the values of [`list_sql`]'s parameters, in its order (all but the page size).
+macro_rules! bind_list {
+    ($query:expr, $filter:expr, $cursor:expr) => {{
+        let filter: &BuildFilter = $filter;
+        let cursor: Option<BuildCursor> = $cursor;
+        let mut query = $query;
+        if let Some(repository_id) = filter.repository_id {
+            query = query.bind(repository_id.to_string());
+        }
+        if let Some(status) = filter.status {
+            query = query.bind(status.as_str());
+        }
+        if let Some(git_ref) = &filter.git_ref {
+            query = query.bind(git_ref.clone());
+        }
+        if let Some(since) = filter.since {
+            query = query.bind(since);
+        }
+        if let Some(readable) = &filter.readable_by {
+            if let Some(user_id) = readable.user_id {
+                query = query.bind(user_id.to_string());
+            }
+            if let Some(only) = readable.only_repository {
+                query = query.bind(only.to_string());
+            }
+        }
+        if let Some(cursor) = cursor {
+            query = query.bind(cursor.queued_at).bind(cursor.id.to_string());
+        }
+        query
+    }};
+}
+
 impl Store {
     /// One page of builds, newest first, after `cursor`; asks for one more than `limit` so the
     /// caller knows whether another page follows. Every filter combination is served by one of
@@ -82,83 +173,47 @@ impl Store {
         cursor: Option<BuildCursor>,
         limit: i64,
     ) -> Result<Vec<BuildRecord>> {
-        // The SQL is assembled from fixed fragments only; every value is a bound parameter,
-        // numbered in the order the fragments are added.
-        let mut sql = String::from(build_select!());
-        let mut clauses: Vec<String> = Vec::new();
-        let mut next = 0;
-        let mut param = || {
-            next += 1;
-            format!("${next}")
-        };
-        if filter.repository_id.is_some() {
-            clauses.push(format!("b.repository_id = {}", param()));
-        }
-        if filter.status.is_some() {
-            clauses.push(format!("b.status = {}", param()));
-        }
-        if filter.git_ref.is_some() {
-            clauses.push(format!("b.git_ref = {}", param()));
-        }
-        if filter.since.is_some() {
-            clauses.push(format!("b.queued_at >= {}", param()));
-        }
-        if let Some(readable) = &filter.readable_by {
-            let mut allowed = String::from("r.anonymous_read = TRUE");
-            if readable.user_id.is_some() {
-                allowed.push_str(&format!(
-                    " OR b.repository_id IN (SELECT repository_id FROM repository_grants WHERE user_id = {})",
-                    param()
-                ));
-            }
-            clauses.push(format!("({allowed})"));
-            if readable.only_repository.is_some() {
-                clauses.push(format!("b.repository_id = {}", param()));
-            }
-        }
-        if cursor.is_some() {
-            let (at, id) = (param(), param());
-            clauses.push(format!(
-                "(b.queued_at < {at} OR (b.queued_at = {at} AND b.id < {id}))"
-            ));
-        }
-        if !clauses.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&clauses.join(" AND "));
-        }
-        sql.push_str(&format!(
-            " ORDER BY b.queued_at DESC, b.id DESC LIMIT {}",
-            param()
-        ));
-
+        let sql = list_sql(build_select!(), filter, cursor);
         let rows: Vec<BuildRow> = with_pool!(self, read, |pool| {
-            let mut query = sqlx::query_as(AssertSqlSafe(sql.clone()));
-            if let Some(repository_id) = filter.repository_id {
-                query = query.bind(repository_id.to_string());
-            }
-            if let Some(status) = filter.status {
-                query = query.bind(status.as_str());
-            }
-            if let Some(git_ref) = &filter.git_ref {
-                query = query.bind(git_ref.clone());
-            }
-            if let Some(since) = filter.since {
-                query = query.bind(since);
-            }
-            if let Some(readable) = &filter.readable_by {
-                if let Some(user_id) = readable.user_id {
-                    query = query.bind(user_id.to_string());
-                }
-                if let Some(only) = readable.only_repository {
-                    query = query.bind(only.to_string());
-                }
-            }
-            if let Some(cursor) = cursor {
-                query = query.bind(cursor.queued_at).bind(cursor.id.to_string());
-            }
-            query.bind(limit + 1).fetch_all(pool).await?
+            bind_list!(sqlx::query_as(AssertSqlSafe(sql.clone())), filter, cursor)
+                .bind(limit + 1)
+                .fetch_all(pool)
+                .await?
         });
         rows.into_iter().map(BuildRecord::try_from).collect()
+    }
+
+    /// How the database runs [`Store::list_builds`] for these arguments, one line per plan
+    /// step (SQLite's `EXPLAIN QUERY PLAN`, PostgreSQL's `EXPLAIN`): for tests that hold the
+    /// list to its indexes and for the history benchmark.
+    pub async fn list_builds_plan(
+        &self,
+        filter: &BuildFilter,
+        cursor: Option<BuildCursor>,
+        limit: i64,
+    ) -> Result<Vec<String>> {
+        let select = list_sql(build_select!(), filter, cursor);
+        let lines = match &self.backend {
+            Backend::Sqlite { read, .. } => {
+                let sql = format!("EXPLAIN QUERY PLAN {select}");
+                let rows: Vec<(i64, i64, i64, String)> =
+                    bind_list!(sqlx::query_as(AssertSqlSafe(sql)), filter, cursor)
+                        .bind(limit + 1)
+                        .fetch_all(read)
+                        .await?;
+                rows.into_iter().map(|(.., detail)| detail).collect()
+            }
+            Backend::Postgres(pool) => {
+                let sql = format!("EXPLAIN {select}");
+                let rows: Vec<(String,)> =
+                    bind_list!(sqlx::query_as(AssertSqlSafe(sql)), filter, cursor)
+                        .bind(limit + 1)
+                        .fetch_all(pool)
+                        .await?;
+                rows.into_iter().map(|(line,)| line).collect()
+            }
+        };
+        Ok(lines)
     }
 
     /// Notes that a build's attempt entered a phase (cloning, building, pushing).
@@ -259,6 +314,19 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_list_query_keeps_the_build_columns_and_joins_builds_first() {
+        let sql = list_sql(build_select!(), &BuildFilter::default(), None);
+        assert!(
+            sql.contains("FROM builds b CROSS JOIN repositories r WHERE r.id = b.repository_id"),
+            "{sql}"
+        );
+        assert!(
+            sql.starts_with("SELECT b.id, r.name AS repository"),
+            "{sql}"
+        );
+    }
 
     #[test]
     fn cursors_round_trip_and_refuse_garbage() {

@@ -73,6 +73,18 @@ pub async fn run_user(command: UserCommand, store: &Store) -> Result<()> {
             store.update_user(&name, Some(&hash), None).await?;
             println!("Set a new password for {name}; their sessions have ended.");
         }
+        UserCommand::Disable { name } => {
+            if !store.set_user_disabled(&name, true).await? {
+                bail!("no user named {name:?}");
+            }
+            println!("Disabled {name}: their sessions have ended and their tokens no longer work.");
+        }
+        UserCommand::Enable { name } => {
+            if !store.set_user_disabled(&name, false).await? {
+                bail!("no user named {name:?}");
+            }
+            println!("Enabled {name} again.");
+        }
         UserCommand::List => {
             for user in store.users().await? {
                 let role = user.global_role.map_or("-", Role::as_str);

@@ -86,6 +86,10 @@ pub enum UserCommand {
     Passwd { name: String },
     /// List users and their global roles.
     List,
+    /// Disable a user: they can no longer sign in, their sessions end, their tokens stop working.
+    Disable { name: String },
+    /// Enable a disabled user again.
+    Enable { name: String },
 }
 
 #[derive(Debug, Subcommand)]
