@@ -7,6 +7,8 @@
 //! reader can see the answer comes from an index. Nothing here is asserted: the figures are
 //! for reading and comparing (ARCHITECTURE.md lists where the indexes come from).
 
+#![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
+
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
