@@ -2,8 +2,8 @@
 //! offset, live while the build runs.
 //!
 //! Events: `log` (`{"offset": N, "text": "…"}`, the event id the offset just after the text),
-//! `status` (`{"status": "running"}`) when the build's status changes, and `end` once the build
-//! has finished and its log is drained. Text is sent in whole lines, so a multi-byte character
+//! `status` (`{"status": "running", "error": null}`) when the build's status changes, and `end`
+//! (`{"status": "failed", "error": "…"}`) once the build has finished and its log is drained. Text is sent in whole lines, so a multi-byte character
 //! is never split; a reconnecting client sends `Last-Event-ID` and misses nothing. The log is
 //! read from the store a few pieces at a time and never held whole.
 
@@ -60,6 +60,7 @@ pub async fn stream(
         offset,
         carry: Vec::new(),
         status: None,
+        error: None,
         final_pass: false,
         done: false,
         pending: VecDeque::new(),
@@ -80,6 +81,8 @@ struct Tail {
     /// Bytes read but not yet sent: the start of a line still being written.
     carry: Vec<u8>,
     status: Option<BuildStatus>,
+    /// Why the build failed or was cancelled, for the `end` event.
+    error: Option<String>,
     /// The build has finished; one more read drains what its worker wrote last.
     final_pass: bool,
     done: bool,
@@ -131,13 +134,14 @@ impl Tail {
                 self.pending.push_back(
                     Event::default()
                         .event("end")
-                        .data(json!({ "status": status }).to_string()),
+                        .data(json!({ "status": status, "error": self.error }).to_string()),
                 );
                 self.done = true;
                 continue;
             }
             match self.store.build(self.id).await {
                 Ok(Some(build)) => {
+                    self.error.clone_from(&build.error);
                     if self.status != Some(build.status) {
                         self.status = Some(build.status);
                         self.pending

@@ -605,6 +605,7 @@ pub async fn regenerate(
     Path((owner, name, trigger)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let repository = crate::repos::find(&state, &caller, &owner, &name, Role::Admin).await?;
+    check_trigger_name(&trigger).map_err(ApiError::bad_request)?;
     let token = crate::tokens::new_token("slw_").map_err(ApiError::internal)?;
     if !state
         .store
@@ -630,6 +631,7 @@ pub async fn revoke(
     Path((owner, name, trigger)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let repository = crate::repos::find(&state, &caller, &owner, &name, Role::Admin).await?;
+    check_trigger_name(&trigger).map_err(ApiError::bad_request)?;
     if !state.store.revoke_trigger(repository.id, &trigger).await? {
         return Err(ApiError::not_found(format!(
             "{} has no active trigger {trigger:?}",
