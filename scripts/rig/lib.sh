@@ -46,6 +46,9 @@ RIG_PACKAGES=(
 # validation itself is offline. Changing the pin rebuilds the environment.
 # shellcheck disable=SC2034
 RIG_K8S_VALIDATE=kubernetes-validate==1.37.0
+# openapi-spec-validator checks the document `slipway openapi` prints against
+# the OpenAPI 3.1 specification's schema.
+RIG_OPENAPI_VALIDATE=openapi-spec-validator==0.9.0
 
 rig_log() {
   printf '%s\n' "$*"
