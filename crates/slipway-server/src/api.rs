@@ -101,6 +101,15 @@ pub async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint")
 }
 
+/// A known path with a method it does not take, in the one error shape too.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method; /api/openapi.json lists what it takes",
+    )
+}
+
 fn parse_build_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|_| ApiError::not_found(format!("no build {id:?}")))
 }

@@ -348,3 +348,17 @@ async fn badges_follow_the_repositorys_anonymous_reading() {
         "anonymous reading opens the repository's page"
     );
 }
+
+#[tokio::test]
+async fn a_wrong_method_is_answered_in_the_error_shape() {
+    let h = harness().await;
+    let (status, body) = send(
+        &h,
+        Request::delete("/api/builds")
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+}
