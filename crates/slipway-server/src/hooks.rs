@@ -136,13 +136,17 @@ pub async fn receive(
             {
                 warn!(%error, "could not log a refused delivery");
             }
-            crate::metrics::count_delivery(
-                &state,
-                &delivery.provider,
-                DeliveryOutcome::Refused,
-                status,
-            )
-            .await;
+            // Nor can it be counted there: trying would only make the forge wait for a second
+            // timeout before its 503.
+            if refusal.error.code != "unavailable" {
+                crate::metrics::count_delivery(
+                    &state,
+                    &delivery.provider,
+                    DeliveryOutcome::Refused,
+                    status,
+                )
+                .await;
+            }
             refusal.error.into_response()
         }
     }
