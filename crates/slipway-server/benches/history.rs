@@ -47,6 +47,7 @@ fn spec(index: usize) -> RepositorySpec {
         build_timeout_secs: 3600,
         limits: Default::default(),
         anonymous_read: false,
+        status: Default::default(),
     }
 }
 

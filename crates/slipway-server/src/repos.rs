@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use slipway_core::units::{self, format_duration_secs, format_size_bytes, parse_duration_secs};
 use slipway_core::{BuildRule, ImageName, Provider, RepositoryName, Role, Secret};
 use slipway_store::{
-    Limits, ManagedBy, RepositoryChangeError, RepositoryRecord, RepositorySpec, SecretChange,
+    Limits, StatusConfig, ManagedBy, RepositoryChangeError, RepositoryRecord, RepositorySpec, SecretChange,
     SecretChanges,
 };
 
@@ -68,7 +68,11 @@ pub fn repository_json(repository: &RepositoryRecord, caller: &Caller, public_ur
         "secrets": {
             "webhook_secret": secret_state(repository.has_webhook_secret),
             "git_password": secret_state(repository.has_git_password),
+            "status_token": secret_state(repository.has_status_token),
         },
+        "report_status": repository.status.report_status,
+        "status_api_url": repository.status.api_url,
+        "status_repository": repository.status.repository,
         "webhook_url": format!("{public_url}/hooks/{}", repository.name),
         "your_role": caller.role_on(repository),
         "created_at": rfc3339(Some(repository.created_at)),
@@ -117,6 +121,13 @@ pub struct RepositoryInput {
     webhook_secret: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     git_password: Option<Option<String>>,
+    /// Post commit statuses to the forge (with `status_token`, write-only).
+    #[serde(default)]
+    report_status: bool,
+    status_api_url: Option<String>,
+    status_repository: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    status_token: Option<Option<String>>,
     /// Read-only keys of an answer, accepted (and ignored) so that a client can send back what
     /// it read with a few keys changed.
     #[serde(default)]
@@ -206,7 +217,13 @@ impl RepositoryInput {
         let secrets = SecretChanges {
             webhook_secret: secret("webhook_secret", self.webhook_secret)?,
             git_password: secret("git_password", self.git_password)?,
+            status_token: secret("status_token", self.status_token)?,
         };
+        if let Some(url) = &self.status_api_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(format!("status_api_url {url:?} must be an http(s) URL"));
+        }
         let spec = RepositorySpec {
             name,
             provider,
@@ -220,6 +237,11 @@ impl RepositoryInput {
             build_timeout_secs: i64::try_from(build_timeout_secs).unwrap_or(i64::MAX),
             limits,
             anonymous_read: self.anonymous_read,
+            status: StatusConfig {
+                report_status: self.report_status,
+                api_url: self.status_api_url.map(|url| url.trim_end_matches('/').to_owned()),
+                repository: self.status_repository,
+            },
         };
         Ok((spec, self.git_username, secrets, self.enabled))
     }

@@ -93,6 +93,7 @@ impl World {
         let secrets = SecretChanges {
             webhook_secret: SecretChange::Set(Secret::new(SECRET)),
             git_password: SecretChange::Keep,
+            status_token: SecretChange::Keep,
         };
         let mut web = repository("acme/web", "github", vec![BuildRule::default_rule()]);
         web.anonymous_read = anonymous_read;

@@ -24,6 +24,10 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 pub use accounts::{NewToken, SessionRecord, TokenRecord, UserRecord};
+pub use notifications::{
+    AfterAttempt, HookRecord, NewNotification, NotificationAttempt, NotificationKind,
+    NotificationRecord, StatusSettings, Transition,
+};
 pub use history::{BuildCursor, BuildEvent, BuildFilter, LogPiece, QueueCounts, Readable};
 pub use records::*;
 pub use repositories::{RepositoryChangeError, SecretChange, SecretChanges, StoredCredentials};
@@ -85,7 +89,8 @@ macro_rules! repository_select {
              supersede_running, max_concurrent_builds, forge_repository, build_timeout_secs,
              memory_limit_bytes, cpu_limit_millis, max_context_bytes, managed_by, anonymous_read,
              webhook_secret IS NOT NULL AS has_webhook_secret, git_username,
-             git_password IS NOT NULL AS has_git_password, created_at, updated_at
+             git_password IS NOT NULL AS has_git_password, created_at, updated_at,
+             report_status, status_api_url, status_repository, status_token IS NOT NULL AS has_status_token
          FROM repositories"
     };
 }
@@ -93,6 +98,7 @@ macro_rules! repository_select {
 // Declared after `with_pool!` so that the modules can use the macro.
 mod accounts;
 mod history;
+mod notifications;
 // Fleet-wide counters and histograms for `/metrics` (issue 6).
 pub mod metrics;
 mod repositories;
@@ -317,10 +323,12 @@ impl Store {
                 sqlx::query(
                     "INSERT INTO repositories (id, name, provider, git_url, image, rules_json, enabled,
                          allow_unsigned, allow_legacy_sha1, supersede_running, build_timeout_secs, max_concurrent_builds,
-                         memory_limit_bytes, cpu_limit_millis, max_context_bytes, forge_repository, created_at, updated_at, anonymous_read)
-                     VALUES ($1, $2, $3, $4, $5, $6, TRUE, $8, $9, $10, $11, $12, $13, $14, $15, $16, $7, $7, $17)
+                         memory_limit_bytes, cpu_limit_millis, max_context_bytes, forge_repository, created_at, updated_at, anonymous_read,
+                         report_status, status_api_url, status_repository)
+                     VALUES ($1, $2, $3, $4, $5, $6, TRUE, $8, $9, $10, $11, $12, $13, $14, $15, $16, $7, $7, $17, $18, $19, $20)
                      ON CONFLICT (name) DO UPDATE SET managed_by = 'config', webhook_secret = NULL,
-                         git_username = NULL, git_password = NULL, anonymous_read = $17, provider = $3, git_url = $4, image = $5,
+                         git_username = NULL, git_password = NULL, status_token = NULL, anonymous_read = $17,
+                         report_status = $18, status_api_url = $19, status_repository = $20, provider = $3, git_url = $4, image = $5,
                          rules_json = $6, enabled = TRUE, allow_unsigned = $8, allow_legacy_sha1 = $9, supersede_running = $10, build_timeout_secs = $11, max_concurrent_builds = $12,
                          memory_limit_bytes = $13, cpu_limit_millis = $14, max_context_bytes = $15, forge_repository = $16,
                          updated_at = $7",
@@ -342,6 +350,9 @@ impl Store {
                 .bind(spec.limits.max_context_bytes)
                 .bind(spec.forge_repository.as_deref())
                 .bind(spec.anonymous_read)
+                .bind(spec.status.report_status)
+                .bind(spec.status.api_url.as_deref())
+                .bind(spec.status.repository.as_deref())
                 .execute(&mut *tx)
                 .await?;
             }

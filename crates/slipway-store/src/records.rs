@@ -25,6 +25,19 @@ pub struct RepositorySpec {
     pub limits: Limits,
     /// Anyone may read the repository's builds, logs and badge without signing in.
     pub anonymous_read: bool,
+    /// Commit statuses posted to the forge.
+    pub status: StatusConfig,
+}
+
+/// Whether and where a repository's builds post commit statuses. The token is a secret: in the
+/// configuration, or (for API-managed repositories) a write-only column.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusConfig {
+    pub report_status: bool,
+    /// The forge's API base URL; the public forge's when unset (GitHub, Bitbucket Cloud, GitLab).
+    pub api_url: Option<String>,
+    /// The repository as the forge's API names it; `forge_repository` or the name when unset.
+    pub repository: Option<String>,
 }
 
 /// A repository's resource limits.
@@ -77,6 +90,8 @@ pub struct RepositoryRecord {
     pub has_git_password: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    pub status: StatusConfig,
+    pub has_status_token: bool,
 }
 
 /// Who owns a repository's definition.
@@ -122,6 +137,10 @@ pub(crate) struct RepositoryRow {
     has_git_password: bool,
     created_at: i64,
     updated_at: i64,
+    report_status: bool,
+    status_api_url: Option<String>,
+    status_repository: Option<String>,
+    has_status_token: bool,
 }
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
@@ -169,6 +188,12 @@ impl TryFrom<RepositoryRow> for RepositoryRecord {
             has_git_password: row.has_git_password,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            status: StatusConfig {
+                report_status: row.report_status,
+                api_url: row.status_api_url,
+                repository: row.status_repository,
+            },
+            has_status_token: row.has_status_token,
         })
     }
 }

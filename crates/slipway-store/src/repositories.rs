@@ -23,6 +23,8 @@ pub enum SecretChange {
 pub struct SecretChanges {
     pub webhook_secret: SecretChange,
     pub git_password: SecretChange,
+    /// The forge API token commit statuses are posted with.
+    pub status_token: SecretChange,
 }
 
 /// What the webhook verifier and the workers need of an API-managed repository.
@@ -96,14 +98,16 @@ impl Store {
             serde_json::to_string(&spec.rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let (_, webhook_secret) = secret_update(&secrets.webhook_secret);
         let (_, git_password) = secret_update(&secrets.git_password);
+        let (_, status_token) = secret_update(&secrets.status_token);
         let inserted = with_pool!(self, write, |pool| {
             sqlx::query(
                 "INSERT INTO repositories (id, name, provider, git_url, image, rules_json, enabled,
                      allow_unsigned, allow_legacy_sha1, supersede_running, build_timeout_secs, max_concurrent_builds,
                      memory_limit_bytes, cpu_limit_millis, max_context_bytes, forge_repository, created_at, updated_at,
-                     managed_by, anonymous_read, webhook_secret, git_username, git_password)
+                     managed_by, anonymous_read, webhook_secret, git_username, git_password,
+                     report_status, status_api_url, status_repository, status_token)
                  VALUES ($1, $2, $3, $4, $5, $6, TRUE, $8, $9, $10, $11, $12, $13, $14, $15, $16, $7, $7,
-                     'api', $17, $18, $19, $20)
+                     'api', $17, $18, $19, $20, $21, $22, $23, $24)
                  ON CONFLICT (name) DO NOTHING",
             )
             .bind(id.to_string())
@@ -126,6 +130,10 @@ impl Store {
             .bind(webhook_secret)
             .bind(git_username)
             .bind(git_password)
+            .bind(spec.status.report_status)
+            .bind(spec.status.api_url.as_deref())
+            .bind(spec.status.repository.as_deref())
+            .bind(status_token)
             .execute(pool)
             .await?
             .rows_affected()
@@ -151,6 +159,7 @@ impl Store {
             serde_json::to_string(&spec.rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let (set_webhook_secret, webhook_secret) = secret_update(&secrets.webhook_secret);
         let (set_git_password, git_password) = secret_update(&secrets.git_password);
+        let (set_status_token, status_token) = secret_update(&secrets.status_token);
         let changed = with_pool!(self, write, |pool| {
             sqlx::query(
                 "UPDATE repositories SET provider = $2, git_url = $3, image = $4, rules_json = $5,
@@ -160,7 +169,8 @@ impl Store {
                      anonymous_read = $15, git_username = $16,
                      webhook_secret = CASE WHEN $17 THEN $18 ELSE webhook_secret END,
                      git_password = CASE WHEN $19 THEN $20 ELSE git_password END,
-                     updated_at = $21
+                     updated_at = $21, report_status = $22, status_api_url = $23, status_repository = $24,
+                     status_token = CASE WHEN $25 THEN $26 ELSE status_token END
                  WHERE id = $1 AND managed_by = 'api'",
             )
             .bind(id.to_string())
@@ -184,6 +194,11 @@ impl Store {
             .bind(set_git_password)
             .bind(git_password)
             .bind(now_millis())
+            .bind(spec.status.report_status)
+            .bind(spec.status.api_url.as_deref())
+            .bind(spec.status.repository.as_deref())
+            .bind(set_status_token)
+            .bind(status_token)
             .execute(pool)
             .await?
             .rows_affected()
@@ -246,6 +261,10 @@ impl Store {
                     // references within the set (a retry of a build, a redelivery of a
                     // delivery) never dangle at a statement's end.
                     for statement in [
+                        "DELETE FROM notification_attempts WHERE notification_id IN (SELECT id FROM notifications WHERE repository_id = $1)",
+                        "DELETE FROM notifications WHERE repository_id = $1",
+                        "DELETE FROM outgoing_hooks WHERE repository_id = $1",
+                        "DELETE FROM build_transitions WHERE build_id IN (SELECT id FROM builds WHERE repository_id = $1)",
                         "DELETE FROM build_log_chunks WHERE build_id IN (SELECT id FROM builds WHERE repository_id = $1)",
                         "DELETE FROM build_attempts WHERE build_id IN (SELECT id FROM builds WHERE repository_id = $1)",
                         "DELETE FROM build_events WHERE build_id IN (SELECT id FROM builds WHERE repository_id = $1)",

@@ -88,6 +88,7 @@ fn spec(name: &str) -> RepositorySpec {
         build_timeout_secs: 3600,
         limits: Default::default(),
         anonymous_read: false,
+        status: Default::default(),
         forge_repository: None,
     }
 }
@@ -96,6 +97,7 @@ fn secrets(webhook: SecretChange, git_password: SecretChange) -> SecretChanges {
     SecretChanges {
         webhook_secret: webhook,
         git_password,
+        status_token: SecretChange::Keep,
     }
 }
 

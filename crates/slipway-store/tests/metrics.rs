@@ -268,6 +268,7 @@ async fn queued_build(store: &Store) -> Uuid {
         limits: Default::default(),
         anonymous_read: false,
         forge_repository: None,
+        status: Default::default(),
     };
     store.sync_repositories(&[spec]).await.expect("sync");
     let repository = store

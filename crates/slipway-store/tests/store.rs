@@ -137,6 +137,7 @@ fn spec(name: &str) -> RepositorySpec {
         build_timeout_secs: 3600,
         limits: Default::default(),
         anonymous_read: false,
+        status: Default::default(),
         forge_repository: None,
     }
 }

@@ -810,6 +810,7 @@ mod tests {
             build_timeout_secs: 60,
             limits: Default::default(),
             anonymous_read: false,
+            status: Default::default(),
             forge_repository: None,
         };
         store

@@ -126,6 +126,16 @@ struct RepositoryConfig {
     /// Anyone, signed in or not, may read this repository's builds, logs and badge.
     #[serde(default)]
     anonymous_read: bool,
+    /// Post commit statuses (pending, then the result) to the forge for every build.
+    #[serde(default)]
+    report_status: bool,
+    /// The forge's API base URL (default: the public GitHub, Bitbucket Cloud or GitLab API).
+    status_api_url: Option<String>,
+    /// The repository as the forge's API names it (default: forge_repository, then name).
+    status_repository: Option<String>,
+    status_token: Option<String>,
+    status_token_env: Option<String>,
+    status_token_file: Option<PathBuf>,
 }
 
 fn default_max_context_size() -> String {
@@ -179,6 +189,9 @@ pub struct Repository {
     pub reconcile_every: Option<std::time::Duration>,
     pub forge_repository: Option<String>,
     pub anonymous_read: bool,
+    pub status: slipway_store::StatusConfig,
+    /// The forge API token commit statuses are posted with.
+    pub status_token: Option<Secret>,
 }
 
 /// Everything the process runs with.
@@ -426,6 +439,23 @@ impl Config {
                 &mut warnings,
             )?
             .with_context(|| format!("{at}: webhook_secret_env (or webhook_secret_file) is required: no secret, no webhooks"))?;
+            let status_token = resolve_secret(
+                &at,
+                "status_token",
+                repository.status_token,
+                repository.status_token_env,
+                repository.status_token_file,
+                &mut warnings,
+            )?
+            .map(|(token, _)| token);
+            if repository.report_status && status_token.is_none() {
+                bail!("{at}: report_status needs status_token_env (or status_token_file): the forge's API wants a token");
+            }
+            if let Some(url) = &repository.status_api_url
+                && !(url.starts_with("https://") || url.starts_with("http://"))
+            {
+                bail!("{at}: status_api_url {url:?} must be an http(s) URL");
+            }
             let git_password = resolve_secret(
                 &at,
                 "git_password",
@@ -481,6 +511,14 @@ impl Config {
                 reconcile_every,
                 forge_repository: repository.forge_repository,
                 anonymous_read: repository.anonymous_read,
+                status: slipway_store::StatusConfig {
+                    report_status: repository.report_status,
+                    api_url: repository
+                        .status_api_url
+                        .map(|url| url.trim_end_matches('/').to_owned()),
+                    repository: repository.status_repository,
+                },
+                status_token,
             });
         }
 
@@ -521,7 +559,16 @@ impl Config {
                 limits: r.limits,
                 forge_repository: r.forge_repository.clone(),
                 anonymous_read: r.anonymous_read,
+                status: r.status.clone(),
             })
+            .collect()
+    }
+
+    /// The commit-status tokens of configuration-managed repositories, by name.
+    pub fn status_tokens(&self) -> HashMap<String, Secret> {
+        self.repositories
+            .iter()
+            .filter_map(|r| Some((r.name.to_string(), r.status_token.clone()?)))
             .collect()
     }
 

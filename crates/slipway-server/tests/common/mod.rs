@@ -101,6 +101,7 @@ pub fn repository(name: &str, provider: &str, rules: Vec<BuildRule>) -> Reposito
         build_timeout_secs: 3600,
         limits: Default::default(),
         anonymous_read: false,
+        status: Default::default(),
         forge_repository: None,
     }
 }
