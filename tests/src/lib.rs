@@ -12,6 +12,7 @@ mod command;
 mod config;
 mod docker;
 mod docker_proxy;
+mod fake_forge;
 mod forges;
 mod git;
 mod git_server;
@@ -23,6 +24,7 @@ mod registry_server;
 mod rig;
 mod slipway;
 mod ssh_server;
+mod webhook_receiver;
 
 pub use browser::{
     ARTIFACTS_ENV, Browser, CHROMEDRIVER_ENV, CHROMIUM_ENV, Cookie, DESKTOP_VIEWPORT, Element,
@@ -31,6 +33,7 @@ pub use browser::{
 pub use config::{Config, RegistryConfig, RepositoryConfig, Rule};
 pub use docker::Docker;
 pub use docker_proxy::DockerProxy;
+pub use fake_forge::{FakeAnswer, FakeForge, RecordedRequest};
 pub use forges::{
     BITBUCKET_SERVER_PING, Forge, RefUpdate, assert_signed_as_documented, bitbucket_push_payload,
     bitbucket_server_push_payload, gitea_push_payload, gitlab_push_payload,
@@ -50,6 +53,7 @@ pub use slipway::{
 };
 pub use slipway_forge::sign::ExampleEvent;
 pub use ssh_server::{SshGitServer, SshKeyPair};
+pub use webhook_receiver::{ReceivedHook, WebhookReceiver};
 
 use serde_json::Value;
 
