@@ -18,6 +18,7 @@
 //! - Every part put into a URL path is percent-encoded ([`encode_path_segment`]), so a repository
 //!   path, a commit id or a GitLab project path can never add, remove or reorder path segments.
 
+pub mod deliver;
 pub mod payload;
 pub mod ssrf;
 pub mod status;

@@ -349,6 +349,13 @@ pub async fn build(
         slipway_store::now_millis()
     ));
     value["your_role"] = json!(caller.role_on(&repository));
+    // The commit statuses posted and each outgoing webhook request, as they went.
+    let mut notifications = Vec::new();
+    for notification in state.store.notifications_for_build(id).await? {
+        let attempts = state.store.notification_attempts(notification.id).await?;
+        notifications.push(crate::webhooks::notification_json(&notification, &attempts));
+    }
+    value["notifications"] = Value::Array(notifications);
     if build.status == BuildStatus::Queued && repository.max_concurrent_builds > 0 {
         let running = state.store.running_builds(repository.id).await?;
         if running >= repository.max_concurrent_builds {

@@ -318,6 +318,8 @@ mod tests {
             has_git_password: false,
             created_at: 0,
             updated_at: 0,
+            status: Default::default(),
+            has_status_token: false,
         }
     }
 

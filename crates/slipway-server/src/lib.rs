@@ -19,6 +19,7 @@ mod tokens;
 mod triggers;
 mod users;
 mod web;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -57,6 +58,10 @@ pub struct AppState {
     pub worker_health: Option<Arc<slipway_core::health::Health>>,
     /// Login attempts, per client address and per user name.
     pub login_limiter: Arc<RateLimiter>,
+    /// Outgoing webhooks may target loopback, private and link-local addresses.
+    pub allow_private_webhook_targets: bool,
+    /// Wakes this process's notification sender (a redelivery was queued).
+    pub notifications_due: Arc<tokio::sync::Notify>,
 }
 
 /// Login attempts allowed in a burst per client address and per user name, and how many more
@@ -77,6 +82,8 @@ impl AppState {
             hook_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HOOKS)),
             worker_health: None,
             login_limiter: Arc::new(RateLimiter::new(LOGIN_BURST, LOGIN_PER_MINUTE)),
+            allow_private_webhook_targets: false,
+            notifications_due: Arc::default(),
         }
     }
 }

@@ -10,8 +10,8 @@ use serde_json::{Map, Value, json};
 use slipway_core::units::{self, format_duration_secs, format_size_bytes, parse_duration_secs};
 use slipway_core::{BuildRule, ImageName, Provider, RepositoryName, Role, Secret};
 use slipway_store::{
-    Limits, StatusConfig, ManagedBy, RepositoryChangeError, RepositoryRecord, RepositorySpec, SecretChange,
-    SecretChanges,
+    Limits, ManagedBy, RepositoryChangeError, RepositoryRecord, RepositorySpec, SecretChange,
+    SecretChanges, StatusConfig,
 };
 
 use crate::api::{JsonBody, rfc3339};
@@ -239,7 +239,9 @@ impl RepositoryInput {
             anonymous_read: self.anonymous_read,
             status: StatusConfig {
                 report_status: self.report_status,
-                api_url: self.status_api_url.map(|url| url.trim_end_matches('/').to_owned()),
+                api_url: self
+                    .status_api_url
+                    .map(|url| url.trim_end_matches('/').to_owned()),
                 repository: self.status_repository,
             },
         };

@@ -5,7 +5,9 @@ use axum::Router;
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde_json::{Map, Value, json};
 
-use crate::{AppState, api, deliveries, hooks, logstream, metrics, repos, triggers, users};
+use crate::{
+    AppState, api, deliveries, hooks, logstream, metrics, repos, triggers, users, webhooks,
+};
 
 /// What the OpenAPI document says about one endpoint.
 #[derive(Debug, Clone, Copy)]
@@ -108,6 +110,16 @@ fn table() -> Vec<Route> {
             access = "token in the URL", request = "TriggerBody", success = (202, "TriggerAnswer"), triggers::trigger),
         route!(post "/api/trigger/{token}/", "triggers", "The same, with Docker Hub's trailing slash",
             access = "token in the URL", request = "TriggerBody", success = (202, "TriggerAnswer"), triggers::trigger),
+        route!(get "/api/repositories/{owner}/{name}/webhooks", "webhooks", "Outgoing webhooks (never their secrets)",
+            access = "admin", success = (200, "HookList"), webhooks::list),
+        route!(post "/api/repositories/{owner}/{name}/webhooks", "webhooks", "Add an outgoing webhook: a URL, its events and a signing secret",
+            access = "admin", request = "NewHook", success = (201, "Hook"), webhooks::create),
+        route!(delete "/api/repositories/{owner}/{name}/webhooks/{id}", "webhooks", "Remove an outgoing webhook and its history",
+            access = "admin", success = (204), webhooks::delete),
+        route!(get "/api/repositories/{owner}/{name}/webhooks/{id}/deliveries", "webhooks", "An outgoing webhook's recent deliveries with every attempt",
+            access = "admin", success = (200, "HookDeliveries"), webhooks::deliveries),
+        route!(post "/api/notifications/{id}/redeliver", "webhooks", "Send a webhook delivery or commit status again",
+            access = "admin", success = (202, "Redelivery"), webhooks::redeliver),
         route!(get "/api/me", "accounts", "Who the caller is and their roles", access = "signed in",
             success = (200, "Me"), users::me),
         route!(get "/api/users", "accounts", "Users", access = "global admin", success = (200, "UserList"), users::list),
@@ -295,6 +307,11 @@ fn schemas() -> Value {
         "NewTrigger": object(json!({"name": string}), &["name"]),
         "TriggerUrl": object(json!({"name": string, "url": string}), &["name", "url"]),
         "Me": {"type": "object"},
+        "Hook": object(json!({"id": string, "url": string, "events": {"type": "array", "items": string}, "secret": {"type": "string", "description": "always \"set\""}, "created_at": time}), &["id", "url", "events"]),
+        "HookList": list_of("webhooks", "Hook"),
+        "NewHook": object(json!({"url": string, "events": {"type": "array", "items": {"type": "string", "enum": ["build_queued", "build_started", "build_succeeded", "build_failed", "build_cancelled", "image_pushed"]}}, "secret": {"type": "string", "writeOnly": true, "minLength": 16}}), &["url", "events", "secret"]),
+        "HookDeliveries": {"type": "object"},
+        "Redelivery": object(json!({"id": string, "redelivery_of": string, "state": string}), &["id"]),
         "User": object(json!({"name": string, "global_role": {"type": ["string", "null"]}, "disabled": {"type": "boolean"}, "created_at": time}), &["name"]),
         "UserList": list_of("users", "User"),
         "NewUser": object(json!({"name": string, "password": {"type": "string", "writeOnly": true, "minLength": users::MIN_PASSWORD_LENGTH}, "global_role": role}), &["name", "password"]),

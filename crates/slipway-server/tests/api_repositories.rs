@@ -18,6 +18,8 @@ use uuid::Uuid;
 const WEBHOOK_SECRET: &str = "whsec-7f3a9c2e41d84b6a-never-shown";
 const GIT_PASSWORD: &str = "gitpw-c0ffee-4d2b-never-shown";
 const NEW_WEBHOOK_SECRET: &str = "whsec-second-5e1b77d0a9-never-shown";
+const HOOK_SECRET: &str = "hooksec-3a5c-outgoing-never-shown";
+const STATUS_TOKEN: &str = "statustok-9d1e-forge-never-shown";
 
 fn json_request(method: &str, path: &str, token: &str, body: &Value) -> Request<Body> {
     Request::builder()
@@ -39,7 +41,13 @@ fn get(path: &str, token: &str) -> Request<Body> {
 /// Fails if any secret this test has set appears in `bytes`.
 fn assert_no_secret(bytes: &[u8], context: &str) {
     let text = String::from_utf8_lossy(bytes);
-    for secret in [WEBHOOK_SECRET, GIT_PASSWORD, NEW_WEBHOOK_SECRET] {
+    for secret in [
+        WEBHOOK_SECRET,
+        GIT_PASSWORD,
+        NEW_WEBHOOK_SECRET,
+        HOOK_SECRET,
+        STATUS_TOKEN,
+    ] {
         assert!(!text.contains(secret), "{context} shows a secret: {text}");
     }
 }
@@ -65,6 +73,8 @@ fn new_repository() -> Value {
         "git_username": "build-bot",
         "webhook_secret": WEBHOOK_SECRET,
         "git_password": GIT_PASSWORD,
+        "report_status": true,
+        "status_token": STATUS_TOKEN,
     })
 }
 
@@ -175,6 +185,19 @@ async fn secrets_are_never_in_any_answer() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let token_id = body["id"].as_str().expect("token id").to_owned();
 
+    let (status, body) = send_checked(
+        &h,
+        json_request(
+            "POST",
+            "/api/repositories/acme/secret/webhooks",
+            &root,
+            &json!({"url": "https://8.8.8.8/deploy", "events": ["image_pushed"], "secret": HOOK_SECRET}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let hook_id = body["id"].as_str().expect("hook id").to_owned();
+
     // Every GET of the route table, as the global owner and as a repository admin.
     let mut checked = 0;
     for doc in route_docs().iter().filter(|doc| doc.method == "get") {
@@ -183,7 +206,8 @@ async fn secrets_are_never_in_any_answer() {
             .replace("/repositories/{owner}/{name}", "/repositories/acme/secret")
             .replace("/builds/{id}", &format!("/builds/{build}"))
             .replace("/deliveries/{id}", &format!("/deliveries/{delivery}"))
-            .replace("/tokens/{id}", &format!("/tokens/{token_id}"));
+            .replace("/tokens/{id}", &format!("/tokens/{token_id}"))
+            .replace("/webhooks/{id}", &format!("/webhooks/{hook_id}"));
         assert!(
             !path.contains('{'),
             "GET {} has a path parameter this test cannot fill; teach it",

@@ -19,7 +19,7 @@ use common::*;
 use serde_json::{Value, json};
 use slipway_core::{BuildRule, BuildStatus, Role, Secret};
 use slipway_server::{RouteDoc, hash_token, route_docs};
-use slipway_store::{BuildResult, SecretChange, SecretChanges};
+use slipway_store::{BuildResult, NewNotification, NotificationKind, SecretChange, SecretChanges};
 use uuid::Uuid;
 
 /// The users of every world: each holds the named role on `acme/web` through a grant, with a
@@ -82,6 +82,8 @@ struct World {
     delivery: Uuid,
     trigger_token: String,
     reader_token_id: Uuid,
+    hook: Uuid,
+    notification: Uuid,
 }
 
 impl World {
@@ -161,6 +163,45 @@ impl World {
             .and_then(|id| id.parse().ok())
             .expect("build id");
 
+        // An outgoing webhook with one delivery in its history.
+        let hook = store
+            .create_hook(
+                web.id,
+                "https://8.8.8.8/slipway",
+                &["build_succeeded".to_owned()],
+                "a-hook-secret-0123456789",
+            )
+            .await
+            .expect("hook");
+        let transitions = store
+            .claim_transitions("authz-dispatcher", 60_000, 100)
+            .await
+            .expect("transitions");
+        let seq = transitions.first().expect("a transition").seq;
+        store
+            .dispatch_transitions(
+                "authz-dispatcher",
+                &[seq],
+                &[NewNotification {
+                    build_id: finished_build,
+                    repository_id: web.id,
+                    kind: NotificationKind::Webhook,
+                    hook_id: Some(hook.id),
+                    event: "build_succeeded".to_owned(),
+                    payload_json: "{}".to_owned(),
+                    transition_seq: seq,
+                }],
+            )
+            .await
+            .expect("dispatch");
+        let notification = store
+            .hook_deliveries(hook.id, 1)
+            .await
+            .expect("deliveries")
+            .first()
+            .expect("a delivery")
+            .id;
+
         let trigger_token = format!("slw_test_{}", Uuid::new_v4().simple());
         store
             .create_trigger(web.id, "ci", &hash_token(&trigger_token))
@@ -228,6 +269,8 @@ impl World {
             delivery,
             trigger_token,
             reader_token_id,
+            hook: hook.id,
+            notification,
         }
     }
 
@@ -252,6 +295,8 @@ impl World {
                     ("{id}", "builds") => self.finished_build.to_string(),
                     ("{id}", "deliveries") => self.delivery.to_string(),
                     ("{id}", "tokens") => self.reader_token_id.to_string(),
+                    ("{id}", "webhooks") => self.hook.to_string(),
+                    ("{id}", "notifications") => self.notification.to_string(),
                     ("{trigger}", _) => "ci".to_owned(),
                     ("{token}", _) => self.trigger_token.clone(),
                     ("{user}", _) => "reader".to_owned(),
@@ -332,6 +377,11 @@ fn body_for(doc: &RouteDoc) -> Option<Value> {
         }
         ("patch", "/api/users/{name}") => json!({"password": "another long password"}),
         ("post", "/api/tokens") => json!({"name": "laptop"}),
+        ("post", "/api/repositories/{owner}/{name}/webhooks") => json!({
+            "url": "https://8.8.8.8/deploy",
+            "events": ["image_pushed"],
+            "secret": "a-hook-secret-0123456789",
+        }),
         ("post", "/hooks/{owner}/{name}") => return None,
         _ => {
             assert!(

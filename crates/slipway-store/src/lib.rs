@@ -24,11 +24,11 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 pub use accounts::{NewToken, SessionRecord, TokenRecord, UserRecord};
+pub use history::{BuildCursor, BuildEvent, BuildFilter, LogPiece, QueueCounts, Readable};
 pub use notifications::{
     AfterAttempt, HookRecord, NewNotification, NotificationAttempt, NotificationKind,
     NotificationRecord, StatusSettings, Transition,
 };
-pub use history::{BuildCursor, BuildEvent, BuildFilter, LogPiece, QueueCounts, Readable};
 pub use records::*;
 pub use repositories::{RepositoryChangeError, SecretChange, SecretChanges, StoredCredentials};
 

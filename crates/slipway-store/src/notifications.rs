@@ -9,8 +9,7 @@
 use uuid::Uuid;
 
 use crate::{
-    Backend, BeginWrite, BuildRecord, BuildRow, Result, Store, StoreError, build_select,
-    now_millis,
+    Backend, BeginWrite, BuildRecord, BuildRow, Result, Store, StoreError, build_select, now_millis,
 };
 
 /// A status a build took, not yet turned into notifications.
@@ -205,6 +204,9 @@ pub struct StatusSettings {
     pub stored_token: Option<slipway_core::Secret>,
 }
 
+/// `report_status`, `status_api_url`, `status_repository`, `status_token`.
+type StatusRow = (bool, Option<String>, Option<String>, Option<String>);
+
 impl Store {
     /// Claims up to `limit` undispatched transitions, oldest first, for `lease_ms`.
     pub async fn claim_transitions(
@@ -270,7 +272,10 @@ impl Store {
                     kept.push(*seq);
                 }
             }
-            for notification in notifications.iter().filter(|n| kept.contains(&n.transition_seq)) {
+            for notification in notifications
+                .iter()
+                .filter(|n| kept.contains(&n.transition_seq))
+            {
                 sqlx::query(
                     "INSERT INTO notifications (id, build_id, repository_id, kind, hook_id, event, payload_json,
                          transition_seq, next_attempt_at, created_at)
@@ -438,7 +443,11 @@ impl Store {
     }
 
     /// A hook's most recent deliveries, newest first.
-    pub async fn hook_deliveries(&self, hook_id: Uuid, limit: i64) -> Result<Vec<NotificationRecord>> {
+    pub async fn hook_deliveries(
+        &self,
+        hook_id: Uuid,
+        limit: i64,
+    ) -> Result<Vec<NotificationRecord>> {
         let rows: Vec<NotificationRow> = with_pool!(self, read, |pool| {
             sqlx::query_as(concat!(
                 notification_select!(),
@@ -555,12 +564,13 @@ impl Store {
     pub async fn delete_hook(&self, repository_id: Uuid, id: Uuid) -> Result<bool> {
         let deleted = with_pool!(self, write, |pool| {
             let mut tx = pool.begin_write().await?;
-            let deleted = sqlx::query("DELETE FROM outgoing_hooks WHERE id = $1 AND repository_id = $2")
-                .bind(id.to_string())
-                .bind(repository_id.to_string())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            let deleted =
+                sqlx::query("DELETE FROM outgoing_hooks WHERE id = $1 AND repository_id = $2")
+                    .bind(id.to_string())
+                    .bind(repository_id.to_string())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
             if deleted == 1 {
                 sqlx::query(
                     "DELETE FROM notification_attempts WHERE notification_id IN (SELECT id FROM notifications WHERE hook_id = $1)",
@@ -581,22 +591,23 @@ impl Store {
 
     /// The commit-status settings of a repository.
     pub async fn status_settings(&self, repository_id: Uuid) -> Result<Option<StatusSettings>> {
-        let row: Option<(bool, Option<String>, Option<String>, Option<String>)> =
-            with_pool!(self, read, |pool| {
-                sqlx::query_as(
-                    "SELECT report_status, status_api_url, status_repository, status_token
+        let row: Option<StatusRow> = with_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT report_status, status_api_url, status_repository, status_token
                      FROM repositories WHERE id = $1",
-                )
-                .bind(repository_id.to_string())
-                .fetch_optional(pool)
-                .await?
-            });
-        Ok(row.map(|(report_status, api_url, status_repository, token)| StatusSettings {
-            report_status,
-            api_url,
-            status_repository,
-            stored_token: token.map(slipway_core::Secret::new),
-        }))
+            )
+            .bind(repository_id.to_string())
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.map(
+            |(report_status, api_url, status_repository, token)| StatusSettings {
+                report_status,
+                api_url,
+                status_repository,
+                stored_token: token.map(slipway_core::Secret::new),
+            },
+        ))
     }
 
     /// The tags a build holds in the registry (pushed, and not since taken by a newer build).

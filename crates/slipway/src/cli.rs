@@ -346,6 +346,24 @@ pub struct SettingsArgs {
         hide_env_values = true
     )]
     pub delivery_retention_days: Option<u32>,
+    /// Let outgoing webhooks go to loopback, private and link-local addresses (off: a build
+    /// service must not become a way into the internal network) [default: false].
+    #[arg(
+        long,
+        env = "SLIPWAY_ALLOW_PRIVATE_WEBHOOK_TARGETS",
+        global = true,
+        hide_env_values = true
+    )]
+    pub allow_private_webhook_targets: Option<bool>,
+    /// Seconds before a failed commit status or webhook request is tried again; each later
+    /// wait is six times longer, up to an hour, for 8 attempts in all [default: 5].
+    #[arg(
+        long,
+        env = "SLIPWAY_NOTIFICATION_RETRY_SECONDS",
+        global = true,
+        hide_env_values = true
+    )]
+    pub notification_retry_seconds: Option<u64>,
     /// Log format [default: text].
     #[arg(
         long,
@@ -358,7 +376,7 @@ pub struct SettingsArgs {
 }
 
 /// The ids of the settings above, for looking up where each value came from.
-pub const SETTING_IDS: [&str; 14] = [
+pub const SETTING_IDS: [&str; 16] = [
     "config",
     "listen",
     "public_url",
@@ -368,6 +386,8 @@ pub const SETTING_IDS: [&str; 14] = [
     "docker_host",
     "log_format",
     "delivery_retention_days",
+    "allow_private_webhook_targets",
+    "notification_retry_seconds",
     "max_attempts",
     "lease_seconds",
     "shutdown_grace_seconds",

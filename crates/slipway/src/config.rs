@@ -55,6 +55,8 @@ struct FileConfig {
     docker_host: Option<String>,
     log_format: Option<LogFormat>,
     delivery_retention_days: Option<u32>,
+    allow_private_webhook_targets: Option<bool>,
+    notification_retry_seconds: Option<u64>,
     max_attempts: Option<u32>,
     lease_seconds: Option<u64>,
     shutdown_grace_seconds: Option<u64>,
@@ -206,6 +208,8 @@ pub struct Config {
     pub docker_host: Setting<Option<String>>,
     pub log_format: Setting<LogFormat>,
     pub delivery_retention_days: Setting<u32>,
+    pub allow_private_webhook_targets: Setting<bool>,
+    pub notification_retry_seconds: Setting<u64>,
     pub max_attempts: Setting<u32>,
     pub lease_seconds: Setting<u64>,
     pub shutdown_grace_seconds: Setting<u64>,
@@ -367,6 +371,21 @@ impl Config {
             file_config.delivery_retention_days,
             || 30,
         );
+        let allow_private_webhook_targets = pick(
+            args.allow_private_webhook_targets,
+            src("allow_private_webhook_targets"),
+            file_config.allow_private_webhook_targets,
+            || false,
+        );
+        let notification_retry_seconds = pick(
+            args.notification_retry_seconds,
+            src("notification_retry_seconds"),
+            file_config.notification_retry_seconds,
+            || 5,
+        );
+        if notification_retry_seconds.value == 0 {
+            bail!("notification_retry_seconds must be at least 1");
+        }
 
         let mut warnings = Vec::new();
         let mut registries = Vec::new();
@@ -449,7 +468,9 @@ impl Config {
             )?
             .map(|(token, _)| token);
             if repository.report_status && status_token.is_none() {
-                bail!("{at}: report_status needs status_token_env (or status_token_file): the forge's API wants a token");
+                bail!(
+                    "{at}: report_status needs status_token_env (or status_token_file): the forge's API wants a token"
+                );
             }
             if let Some(url) = &repository.status_api_url
                 && !(url.starts_with("https://") || url.starts_with("http://"))
@@ -532,6 +553,8 @@ impl Config {
             docker_host,
             log_format,
             delivery_retention_days,
+            allow_private_webhook_targets,
+            notification_retry_seconds,
             max_attempts,
             lease_seconds,
             shutdown_grace_seconds,
@@ -675,6 +698,16 @@ impl Config {
             "delivery_retention_days",
             self.delivery_retention_days.value.to_string(),
             self.delivery_retention_days.source,
+        );
+        line(
+            "allow_private_webhook_targets",
+            self.allow_private_webhook_targets.value.to_string(),
+            self.allow_private_webhook_targets.source,
+        );
+        line(
+            "notification_retry_seconds",
+            self.notification_retry_seconds.value.to_string(),
+            self.notification_retry_seconds.source,
         );
         for registry in &self.registries {
             out.push_str(&format!(

@@ -244,6 +244,31 @@ async fn run_processes(config: Config, web: bool, workers: bool) -> Result<()> {
         None
     };
 
+    // Every process delivers commit statuses and outgoing webhooks; they share the work through
+    // leases in the database, so a fleet delivers each notification once.
+    let notifications_due = Arc::new(tokio::sync::Notify::new());
+    let notifier = {
+        let owner = format!(
+            "{}-{}-notifier-{}",
+            hostname(),
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let settings = slipway_notify::deliver::NotifierSettings {
+            public_url: config.public_url.value.trim_end_matches('/').to_owned(),
+            allow_private_targets: config.allow_private_webhook_targets.value,
+            status_tokens: config.status_tokens(),
+            first_retry_delay: Duration::from_secs(config.notification_retry_seconds.value),
+        };
+        let notifier = slipway_notify::deliver::Notifier::new(
+            store.clone(),
+            owner,
+            settings,
+            notifications_due.clone(),
+        );
+        tokio::spawn(notifier.run(shutdown.clone()))
+    };
+
     let worker_health = Arc::new(slipway_core::health::Health::default());
     let worker_task = workers.then(|| {
         let owner_id = format!(
@@ -287,6 +312,8 @@ async fn run_processes(config: Config, web: bool, workers: bool) -> Result<()> {
         let state = AppState {
             webhook_secrets: Arc::new(config.webhook_secrets()),
             worker_health: workers.then(|| worker_health.clone()),
+            allow_private_webhook_targets: config.allow_private_webhook_targets.value,
+            notifications_due: notifications_due.clone(),
             ..AppState::new(
                 store.clone(),
                 &config.public_url.value,
@@ -313,6 +340,7 @@ async fn run_processes(config: Config, web: bool, workers: bool) -> Result<()> {
     if let Some(task) = worker_task {
         let _ = task.await;
     }
+    let _ = notifier.await;
     if let Some(forwarder) = forwarder {
         forwarder.abort();
     }

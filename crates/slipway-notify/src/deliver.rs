@@ -1,0 +1,657 @@
+//! Delivering notifications: the dispatcher turns each status a build took into the commit
+//! statuses and webhook requests it calls for; the sender delivers them, retrying with backoff,
+//! and records every attempt. Both claim their work from the store with leases, so any number of
+//! processes may run them, and neither ever touches a build: a forge that is down delays only
+//! its own notifications.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use slipway_core::{BuildStatus, Provider, Secret};
+use slipway_store::{
+    AfterAttempt, BuildRecord, ManagedBy, NewNotification, NotificationAttempt, NotificationKind,
+    NotificationRecord, RepositoryRecord, Store, StoreError, now_millis,
+};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::HttpRequestSpec;
+use crate::payload::{BuildInfo, Delivery, HookEvent, build_event_body, image_pushed_body};
+use crate::ssrf::{check_resolved, check_target_url};
+use crate::status::{StatusState, StatusTarget, StatusUpdate, context_for, status_request};
+
+/// How long one request may take before it counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts before a notification is given up.
+pub const MAX_ATTEMPTS: i64 = 8;
+/// The longest wait between two attempts.
+const MAX_DELAY: Duration = Duration::from_secs(3600);
+/// How much of an answer is kept in the history.
+const EXCERPT_BYTES: usize = 1024;
+/// Requests in flight at once per process.
+const CONCURRENCY: usize = 8;
+
+/// What the notifier needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct NotifierSettings {
+    /// The externally visible base URL, for links to build pages.
+    pub public_url: String,
+    /// Outgoing webhooks may target loopback, private and link-local addresses.
+    pub allow_private_targets: bool,
+    /// Commit-status tokens of configuration-managed repositories, by name.
+    pub status_tokens: HashMap<String, Secret>,
+    /// The wait before the second attempt; each later wait is six times the one before.
+    pub first_retry_delay: Duration,
+}
+
+/// The wait before attempt `attempts + 1`, after `attempts` failed ones.
+pub fn retry_delay(first: Duration, attempts: i64) -> Duration {
+    let exponent = u32::try_from(attempts.saturating_sub(1).clamp(0, 8)).unwrap_or(8);
+    first
+        .saturating_mul(6u32.saturating_pow(exponent))
+        .min(MAX_DELAY)
+}
+
+/// The forge API a repository's statuses go to when none is configured: the public service's,
+/// or the clone URL's host for self-hosted forges.
+pub fn default_status_api_url(provider: Provider, git_url: &str) -> Option<String> {
+    match provider {
+        Provider::Github => Some("https://api.github.com".to_owned()),
+        Provider::Bitbucket => Some("https://api.bitbucket.org".to_owned()),
+        Provider::Gitlab if git_url.contains("://gitlab.com/") => {
+            Some("https://gitlab.com".to_owned())
+        }
+        Provider::Gitlab | Provider::Gitea | Provider::BitbucketServer => {
+            let (scheme, rest) = git_url.split_once("://")?;
+            let scheme = if scheme == "http" { "http" } else { "https" };
+            let authority = rest.split('/').next()?;
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
+            Some(format!("{scheme}://{host}"))
+        }
+    }
+}
+
+/// A notification's request, or why there is none.
+enum Prepared {
+    /// Send this, connecting to the pinned address when there is one.
+    Ready(HttpRequestSpec, Option<(String, std::net::SocketAddr)>),
+    /// It cannot be sent and retrying will not change that (a refused target, no token).
+    Refused(String),
+    /// It cannot be sent now (a name that does not resolve); try again later.
+    NotNow(String),
+}
+
+/// Runs the dispatcher and the sender until `shutdown`.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    store: Store,
+    owner: String,
+    settings: Arc<NotifierSettings>,
+    wake: Arc<Notify>,
+}
+
+/// A build's state when the transition was dispatched, kept with the notification so that a
+/// delivery describes the moment it announces, however late it is sent.
+fn snapshot(build: &BuildRecord, status: &str, tag: Option<&str>) -> Value {
+    json!({
+        "status": status,
+        "error": build.error,
+        "digest": build.digest,
+        "tags": build.tags,
+        "commit": build.commit,
+        "ref": build.git_ref,
+        "image": build.image,
+        "trigger": build.trigger,
+        "queued_at": build.queued_at,
+        "started_at": build.started_at,
+        "finished_at": build.finished_at,
+        "tag": tag,
+    })
+}
+
+fn time_of(millis: Option<i64>) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis?) * 1_000_000).ok()
+}
+
+impl Notifier {
+    pub fn new(store: Store, owner: String, settings: NotifierSettings, wake: Arc<Notify>) -> Self {
+        Self {
+            store,
+            owner,
+            settings: Arc::new(settings),
+            wake,
+        }
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) {
+        info!(owner = %self.owner, "notifier started");
+        while !shutdown.is_cancelled() {
+            let dispatched = match self.dispatch_once().await {
+                Ok(count) => count,
+                Err(error) => {
+                    warn!(%error, "dispatching build notifications failed; trying again");
+                    0
+                }
+            };
+            let sent = match self.send_once().await {
+                Ok(count) => count,
+                Err(error) => {
+                    warn!(%error, "sending notifications failed; trying again");
+                    0
+                }
+            };
+            if dispatched == 0 && sent == 0 {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    () = self.wake.notified() => {}
+                    () = shutdown.cancelled() => {}
+                }
+            }
+        }
+    }
+
+    /// Turns claimed transitions into notifications; returns how many transitions it handled.
+    pub async fn dispatch_once(&self) -> Result<usize, StoreError> {
+        let transitions = self
+            .store
+            .claim_transitions(&self.owner, 30_000, 100)
+            .await?;
+        if transitions.is_empty() {
+            return Ok(0);
+        }
+        let mut notifications = Vec::new();
+        let mut repositories: HashMap<String, Option<RepositoryRecord>> = HashMap::new();
+        for transition in &transitions {
+            let Some(build) = self.store.build_for_dispatch(transition.build_id).await? else {
+                continue;
+            };
+            let name = build.repository.to_string();
+            if !repositories.contains_key(&name) {
+                let found = self.store.repository_by_name(&name).await?;
+                repositories.insert(name.clone(), found);
+            }
+            let Some(Some(repository)) = repositories.get(&name) else {
+                continue;
+            };
+            let Ok(status) = transition.status.parse::<BuildStatus>() else {
+                continue;
+            };
+            let base = |kind, hook_id, event: &str, payload: Value| NewNotification {
+                build_id: build.id,
+                repository_id: repository.id,
+                kind,
+                hook_id,
+                event: event.to_owned(),
+                payload_json: payload.to_string(),
+                transition_seq: transition.seq,
+            };
+            if repository.status.report_status {
+                // A status notification's event is the build status it reports.
+                notifications.push(base(
+                    NotificationKind::Status,
+                    None,
+                    &transition.status,
+                    snapshot(&build, &transition.status, None),
+                ));
+            }
+            let hooks = self.store.hooks_for_repository(repository.id).await?;
+            if hooks.is_empty() {
+                continue;
+            }
+            let pushed = if status == BuildStatus::Succeeded {
+                self.store.pushed_tags_of(build.id).await?
+            } else {
+                Vec::new()
+            };
+            for hook in &hooks {
+                if let Some(event) = HookEvent::for_build_status(status)
+                    && hook.events.iter().any(|e| e == event.as_str())
+                {
+                    notifications.push(base(
+                        NotificationKind::Webhook,
+                        Some(hook.id),
+                        event.as_str(),
+                        snapshot(&build, &transition.status, None),
+                    ));
+                }
+                if hook
+                    .events
+                    .iter()
+                    .any(|e| e == HookEvent::ImagePushed.as_str())
+                {
+                    for tag in &pushed {
+                        notifications.push(base(
+                            NotificationKind::Webhook,
+                            Some(hook.id),
+                            HookEvent::ImagePushed.as_str(),
+                            snapshot(&build, &transition.status, Some(tag)),
+                        ));
+                    }
+                }
+            }
+        }
+        let seqs: Vec<i64> = transitions.iter().map(|t| t.seq).collect();
+        self.store
+            .dispatch_transitions(&self.owner, &seqs, &notifications)
+            .await?;
+        Ok(transitions.len())
+    }
+
+    /// Delivers the notifications that are due; returns how many it attempted.
+    pub async fn send_once(&self) -> Result<usize, StoreError> {
+        let due = self
+            .store
+            .claim_notifications(&self.owner, 60_000, 32)
+            .await?;
+        let count = due.len();
+        // Statuses of one build go out in order; different builds and hooks in parallel.
+        let mut by_build: HashMap<uuid::Uuid, Vec<NotificationRecord>> = HashMap::new();
+        for notification in due {
+            by_build
+                .entry(notification.build_id)
+                .or_default()
+                .push(notification);
+        }
+        let groups: Vec<Vec<NotificationRecord>> = by_build.into_values().collect();
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+        let mut tasks = Vec::new();
+        for group in groups {
+            let notifier = self.clone();
+            let semaphore = semaphore.clone();
+            tasks.push(tokio::spawn(async move {
+                let Ok(_place) = semaphore.acquire_owned().await else {
+                    return;
+                };
+                for notification in group {
+                    if let Err(error) = notifier.deliver(&notification).await {
+                        warn!(%error, notification = %notification.id, "recording a notification attempt failed");
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+        Ok(count)
+    }
+
+    async fn deliver(&self, notification: &NotificationRecord) -> Result<(), StoreError> {
+        if notification.kind == NotificationKind::Status
+            && notification.redelivery_of.is_none()
+            && self.store.newer_status_exists(notification).await?
+        {
+            self.store
+                .supersede_notification(notification.id, &self.owner)
+                .await?;
+            return Ok(());
+        }
+        let prepared = match notification.kind {
+            NotificationKind::Status => self.status_request(notification).await?,
+            NotificationKind::Webhook => self.webhook_request(notification).await?,
+        };
+        let attempt_number = notification.attempts + 1;
+        let at = now_millis();
+        let unsent = |reason: String| NotificationAttempt {
+            attempt: attempt_number,
+            at,
+            status_code: None,
+            duration_ms: 0,
+            error: Some(reason),
+            response_excerpt: None,
+        };
+        let (attempt, delivered, final_refusal) = match prepared {
+            Prepared::Refused(reason) => (unsent(reason), false, true),
+            Prepared::NotNow(reason) => (unsent(reason), false, false),
+            Prepared::Ready(request, pinned) => {
+                let (attempt, delivered) = send(&request, pinned, attempt_number, at).await;
+                (attempt, delivered, false)
+            }
+        };
+        // A forge's API refusing a status (400, 401, 403, 404, 422) will refuse it again: a
+        // bad token or repository path needs a person. A webhook receiver gets every retry.
+        let refused_for_good = notification.kind == NotificationKind::Status
+            && attempt
+                .status_code
+                .is_some_and(|code| (400..500).contains(&code) && code != 408 && code != 429);
+        let after = if delivered {
+            AfterAttempt::Delivered
+        } else if final_refusal || refused_for_good || attempt_number >= MAX_ATTEMPTS {
+            AfterAttempt::Failed
+        } else {
+            let delay = retry_delay(self.settings.first_retry_delay, attempt_number);
+            AfterAttempt::RetryAt(
+                now_millis() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
+            )
+        };
+        match after {
+            AfterAttempt::Delivered => {}
+            _ => warn!(
+                notification = %notification.id,
+                kind = notification.kind.as_str(),
+                event = %notification.event,
+                attempt = attempt_number,
+                status = ?attempt.status_code,
+                error = attempt.error.as_deref().unwrap_or(""),
+                "a notification was not delivered"
+            ),
+        }
+        self.store
+            .record_notification_attempt(notification.id, &self.owner, &attempt, after)
+            .await?;
+        Ok(())
+    }
+
+    /// The commit-status request of a notification, or why it cannot be made.
+    async fn status_request(
+        &self,
+        notification: &NotificationRecord,
+    ) -> Result<Prepared, StoreError> {
+        let Some(repository) = self.store.repository(notification.repository_id).await? else {
+            return Ok(Prepared::Refused(
+                "the repository no longer exists".to_owned(),
+            ));
+        };
+        let Some(build) = self.store.build(notification.build_id).await? else {
+            return Ok(Prepared::Refused("the build no longer exists".to_owned()));
+        };
+        let token = match repository.managed_by {
+            ManagedBy::Config => self
+                .settings
+                .status_tokens
+                .get(&repository.name.to_string())
+                .cloned(),
+            ManagedBy::Api => self
+                .store
+                .status_settings(repository.id)
+                .await?
+                .and_then(|settings| settings.stored_token),
+        };
+        let Some(token) = token else {
+            return Ok(Prepared::Refused(
+                "the repository has no status token configured".to_owned(),
+            ));
+        };
+        let Some(api_url) = repository
+            .status
+            .api_url
+            .clone()
+            .or_else(|| default_status_api_url(repository.provider, &repository.git_url))
+        else {
+            return Ok(Prepared::Refused(
+                "the repository has no status API URL".to_owned(),
+            ));
+        };
+        let forge_repository = repository
+            .status
+            .repository
+            .clone()
+            .or_else(|| repository.forge_repository.clone())
+            .unwrap_or_else(|| repository.name.to_string());
+        let target = StatusTarget {
+            provider: repository.provider,
+            api_url,
+            repository: forge_repository,
+            token,
+        };
+        if let Err(reason) = target.validate() {
+            return Ok(Prepared::Refused(reason));
+        }
+        let payload: Value =
+            serde_json::from_str(&notification.payload_json).unwrap_or(Value::Null);
+        let build_status = payload["status"]
+            .as_str()
+            .and_then(|s| s.parse::<BuildStatus>().ok())
+            .unwrap_or(BuildStatus::Queued);
+        let state = StatusState::from_build(build_status);
+        let error = payload["error"].as_str().filter(|e| !e.is_empty());
+        let description = match (build_status, error) {
+            (BuildStatus::Skipped, reason) => {
+                format!("skipped: {}", reason.unwrap_or("nothing to build"))
+            }
+            (BuildStatus::Failed | BuildStatus::Cancelled, Some(error)) => error.to_owned(),
+            _ => state.default_description().to_owned(),
+        };
+        let update = StatusUpdate {
+            sha: build.commit.clone(),
+            state,
+            context: context_for(&build.tags),
+            target_url: format!("{}/builds/{}", self.settings.public_url, build.id),
+            description,
+        };
+        Ok(Prepared::Ready(status_request(&target, &update), None))
+    }
+
+    /// The signed webhook request of a notification, with the checked address to connect to.
+    async fn webhook_request(
+        &self,
+        notification: &NotificationRecord,
+    ) -> Result<Prepared, StoreError> {
+        let Some(hook_id) = notification.hook_id else {
+            return Ok(Prepared::Refused(
+                "the notification names no webhook".to_owned(),
+            ));
+        };
+        let (Some(hook), Some(secret)) = (
+            self.store.hook(hook_id).await?,
+            self.store.hook_secret(hook_id).await?,
+        ) else {
+            return Ok(Prepared::Refused("the webhook was removed".to_owned()));
+        };
+        let Some(repository) = self.store.repository(notification.repository_id).await? else {
+            return Ok(Prepared::Refused(
+                "the repository no longer exists".to_owned(),
+            ));
+        };
+        // The target is checked again now: the rules or the name's addresses may have changed.
+        let target = match check_target_url(&hook.url, self.settings.allow_private_targets) {
+            Ok(target) => target,
+            Err(reason) => return Ok(Prepared::Refused(format!("target refused: {reason}"))),
+        };
+        let pinned = match target.domain() {
+            None => None,
+            Some(domain) => {
+                let addresses: Vec<IpAddr> =
+                    match tokio::net::lookup_host((domain, target.port())).await {
+                        Ok(found) => found.map(|address| address.ip()).collect(),
+                        Err(error) => {
+                            return Ok(Prepared::NotNow(format!(
+                                "{domain} did not resolve: {error}"
+                            )));
+                        }
+                    };
+                match check_resolved(&target, &addresses, self.settings.allow_private_targets) {
+                    Ok(address) => Some((domain.to_owned(), address)),
+                    Err(reason) => {
+                        return Ok(Prepared::Refused(format!("target refused: {reason}")));
+                    }
+                }
+            }
+        };
+        let payload: Value =
+            serde_json::from_str(&notification.payload_json).unwrap_or(Value::Null);
+        let Ok(event) = notification.event.parse::<HookEvent>() else {
+            return Ok(Prepared::Refused(format!(
+                "unknown event {:?}",
+                notification.event
+            )));
+        };
+        let Ok(build_id) = notification.build_id.to_string().parse() else {
+            return Ok(Prepared::Refused("the build id is not valid".to_owned()));
+        };
+        let info = BuildInfo {
+            id: build_id,
+            repository: repository.name.to_string(),
+            git_ref: payload["ref"].as_str().unwrap_or_default().to_owned(),
+            commit: payload["commit"].as_str().unwrap_or_default().to_owned(),
+            image: payload["image"].as_str().unwrap_or_default().to_owned(),
+            tags: payload["tags"]
+                .as_array()
+                .map(|tags| {
+                    tags.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            status: payload["status"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(BuildStatus::Queued),
+            error: payload["error"].as_str().map(str::to_owned),
+            digest: payload["digest"].as_str().map(str::to_owned),
+            trigger: payload["trigger"].as_str().unwrap_or_default().to_owned(),
+            queued_at: time_of(payload["queued_at"].as_i64())
+                .unwrap_or_else(OffsetDateTime::now_utc),
+            started_at: time_of(payload["started_at"].as_i64()),
+            finished_at: time_of(payload["finished_at"].as_i64()),
+            url: format!(
+                "{}/builds/{}",
+                self.settings.public_url, notification.build_id
+            ),
+        };
+        // The delivery id stays the same across retries (receivers can drop duplicates); the
+        // timestamp is when this attempt is signed (receivers can drop replays).
+        let delivery = Delivery {
+            event,
+            id: notification.redelivery_of.unwrap_or(notification.id),
+            timestamp: OffsetDateTime::now_utc(),
+        };
+        let body = match (event, payload["tag"].as_str()) {
+            (HookEvent::ImagePushed, Some(tag)) => {
+                let pushed_at = info.finished_at.unwrap_or(delivery.timestamp);
+                image_pushed_body(&delivery, &info, tag, pushed_at)
+            }
+            _ => build_event_body(&delivery, &info),
+        };
+        let request = crate::payload::webhook_request(target.as_str(), &secret, &delivery, body);
+        Ok(Prepared::Ready(request, pinned))
+    }
+}
+
+/// Sends one request (connecting to `pinned` when given: the address that was checked) and
+/// describes the attempt; `true` when the answer was 2xx.
+async fn send(
+    request: &HttpRequestSpec,
+    pinned: Option<(String, std::net::SocketAddr)>,
+    attempt: i64,
+    at: i64,
+) -> (NotificationAttempt, bool) {
+    let mut builder = reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        // A redirect would lead to an address nobody checked.
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some((domain, address)) = &pinned {
+        builder = builder.resolve(domain, *address);
+    }
+    let started = Instant::now();
+    let outcome = async {
+        let client = builder.build().map_err(|e| e.to_string())?;
+        let method =
+            reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|e| e.to_string())?;
+        let mut call = client
+            .request(method, &request.url)
+            .body(request.body.clone());
+        for (name, value) in &request.headers {
+            call = call.header(name, value);
+        }
+        let response = call.send().await.map_err(|e| describe(&e))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        Ok::<_, String>((status, text))
+    }
+    .await;
+    let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    match outcome {
+        Ok((status, text)) => {
+            let excerpt: String = text.chars().take(EXCERPT_BYTES).collect();
+            let delivered = status.is_success();
+            (
+                NotificationAttempt {
+                    attempt,
+                    at,
+                    status_code: Some(i64::from(status.as_u16())),
+                    duration_ms,
+                    error: (!delivered).then(|| format!("answered {status}")),
+                    response_excerpt: Some(excerpt),
+                },
+                delivered,
+            )
+        }
+        Err(error) => (
+            NotificationAttempt {
+                attempt,
+                at,
+                status_code: None,
+                duration_ms,
+                error: Some(error),
+                response_excerpt: None,
+            },
+            false,
+        ),
+    }
+}
+
+/// A request failure in words, without the URL (which may carry a token in its query).
+fn describe(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())
+    } else if error.is_connect() {
+        format!("could not connect: {}", without_url(error))
+    } else {
+        without_url(error)
+    }
+}
+
+/// An error's words, and its sources', without the URL it names.
+fn without_url(error: &reqwest::Error) -> String {
+    let mut text = String::from(if error.is_request() {
+        "the request failed"
+    } else {
+        "the exchange failed"
+    });
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_and_stop_growing_at_an_hour() {
+        let first = Duration::from_secs(5);
+        assert_eq!(retry_delay(first, 1), Duration::from_secs(5));
+        assert_eq!(retry_delay(first, 2), Duration::from_secs(30));
+        assert_eq!(retry_delay(first, 3), Duration::from_secs(180));
+        assert_eq!(retry_delay(first, 7), MAX_DELAY);
+    }
+
+    #[test]
+    fn default_api_urls_follow_the_forge() {
+        assert_eq!(
+            default_status_api_url(Provider::Github, "https://github.com/a/b.git").as_deref(),
+            Some("https://api.github.com")
+        );
+        assert_eq!(
+            default_status_api_url(Provider::Gitea, "https://bot@git.example:3000/a/b.git")
+                .as_deref(),
+            Some("https://git.example:3000")
+        );
+        assert_eq!(
+            default_status_api_url(Provider::Gitlab, "ssh://git@gitlab.example/a/b.git").as_deref(),
+            Some("https://gitlab.example")
+        );
+    }
+}
