@@ -66,6 +66,14 @@ pub struct RepositoryConfig {
     /// A newer push to a ref stops that rule's running builds too, not only its queued ones.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub supersede_running_builds: bool,
+    /// Post commit statuses to the forge's API at `status_api_url` with the token named by
+    /// `status_token_env`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub report_status: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_api_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_token_env: Option<String>,
     pub rules: Vec<Rule>,
 }
 
