@@ -108,8 +108,16 @@ fn dashboard_router() -> Router<AppState> {
         .route("/repos/{owner}/{name}", get(pages::repository))
         .route("/repos/{owner}/{name}/deliveries", get(pages::deliveries))
         .route("/repos/{owner}/{name}/build", post(pages::build_now))
+        .route(
+            "/repos/{owner}/{name}/webhooks/{id}",
+            get(pages::outgoing_hook),
+        )
         .route("/deliveries/{id}", get(pages::delivery))
         .route("/deliveries/{id}/redeliver", post(pages::redeliver))
+        .route(
+            "/notifications/{id}/redeliver",
+            post(pages::redeliver_notification),
+        )
         .route("/builds/{id}", get(pages::build))
         .route("/builds/{id}/cancel", post(pages::cancel))
         .route("/builds/{id}/retry", post(pages::retry))

@@ -1,5 +1,6 @@
 //! The dashboard over the real router and a real SQLite store: signing in (CSRF, rate limit),
-//! pages per role, form posts and their CSRF tokens, badges and the security headers.
+//! pages per role, form posts and their CSRF tokens, badges and the security headers, and the
+//! notification views (a build's notifications, outgoing webhooks and their redelivery).
 
 mod common;
 
@@ -7,7 +8,9 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use common::*;
 use slipway_core::Role;
+use slipway_store::{NewNotification, NotificationKind};
 use tower::ServiceExt;
+use uuid::Uuid;
 
 /// A response's status, headers and text.
 struct Page {
@@ -361,4 +364,234 @@ async fn a_wrong_method_is_answered_in_the_error_shape() {
     .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+}
+
+/// The secret of the outgoing webhook the notification tests add; no page may show it.
+const HOOK_SECRET: &str = "hook-secret-never-on-a-page-0123";
+
+/// A queued build with an outgoing webhook on `acme/web` and, dispatched from the build's
+/// `queued` transition as the notifier would, a webhook delivery and a commit status.
+/// Returns the build id, the hook id and the webhook delivery's notification id.
+async fn build_with_notifications(h: &Harness) -> (String, Uuid, Uuid) {
+    let store = &h.state.store;
+    let build = queued_build(h).await;
+    let build_id = Uuid::parse_str(&build).expect("a build id");
+    let repository = store
+        .repository_by_name("acme/web")
+        .await
+        .expect("query")
+        .expect("acme/web");
+    let hook = store
+        .create_hook(
+            repository.id,
+            "https://hooks.example.com/deploy/capability-path?token=query-secret",
+            &["build_queued".to_owned(), "image_pushed".to_owned()],
+            HOOK_SECRET,
+        )
+        .await
+        .expect("hook");
+    let transitions = store
+        .claim_transitions("dashboard-test", 60_000, 100)
+        .await
+        .expect("transitions");
+    let seq = transitions
+        .iter()
+        .find(|t| t.build_id == build_id)
+        .expect("the build's transition")
+        .seq;
+    let notification = |kind, hook_id, event: &str| NewNotification {
+        build_id,
+        repository_id: repository.id,
+        kind,
+        hook_id,
+        event: event.to_owned(),
+        payload_json: "{}".to_owned(),
+        transition_seq: seq,
+    };
+    store
+        .dispatch_transitions(
+            "dashboard-test",
+            &[seq],
+            &[
+                notification(NotificationKind::Webhook, Some(hook.id), "build_queued"),
+                notification(NotificationKind::Status, None, "queued"),
+            ],
+        )
+        .await
+        .expect("dispatch");
+    let delivery = store
+        .hook_deliveries(hook.id, 10)
+        .await
+        .expect("deliveries")
+        .first()
+        .expect("a delivery")
+        .id;
+    (build, hook.id, delivery)
+}
+
+#[tokio::test]
+async fn the_build_page_lists_its_notifications_to_readers_without_secrets() {
+    let h = harness().await;
+    add_user(&h, "reader", "a long password", Some(Role::Read)).await;
+    let session = sign_in(&h, "reader", "a+long+password").await;
+    let (build, _, _) = build_with_notifications(&h).await;
+    let page = fetch(&h, get_with(&format!("/builds/{build}"), &session)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("Notifications"), "{}", page.text);
+    assert!(
+        page.text.contains("Commit status <code>queued</code>"),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text.contains("Webhook <code>build_queued</code>"),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("status-pending"), "{}", page.text);
+    // A reader sees where the hook points, not its path or query (they may be capabilities).
+    assert!(page.text.contains("https://hooks.example.com"));
+    for secret in [HOOK_SECRET, "capability-path", "query-secret"] {
+        assert!(!page.text.contains(secret), "{secret} on the build page");
+    }
+
+    // A build without notifications says so.
+    let (_, other) = send(
+        &h,
+        signed(
+            "push",
+            "d-2",
+            &push_body("refs/tags/v1.0", "1111111111111111111111111111111111111111"),
+        ),
+    )
+    .await;
+    let other = other["builds"][0]["id"].as_str().expect("a build");
+    let page = fetch(&h, get_with(&format!("/builds/{other}"), &session)).await;
+    assert!(
+        page.text
+            .contains("No commit statuses or webhooks for this build."),
+        "{}",
+        page.text
+    );
+}
+
+#[tokio::test]
+async fn admins_see_outgoing_webhooks_and_their_deliveries_and_readers_do_not() {
+    let h = harness().await;
+    add_user(&h, "admin", "a long password", Some(Role::Admin)).await;
+    add_user(&h, "reader", "a long password", Some(Role::Read)).await;
+    let admin = sign_in(&h, "admin", "a+long+password").await;
+    let reader = sign_in(&h, "reader", "a+long+password").await;
+    let (_, hook, delivery) = build_with_notifications(&h).await;
+    let hook_page = format!("/repos/acme/web/webhooks/{hook}");
+
+    let repo = fetch(&h, get_with("/repos/acme/web", &admin)).await;
+    assert_eq!(repo.status, StatusCode::OK);
+    assert!(repo.text.contains("Outgoing webhooks"), "{}", repo.text);
+    assert!(repo.text.contains(&format!("href=\"{hook_page}\"")));
+    assert!(repo.text.contains("build_queued, image_pushed"));
+    assert!(repo.text.contains("Commit statuses"));
+    assert!(repo.text.contains("default for github"), "{}", repo.text);
+
+    let page = fetch(&h, get_with(&hook_page, &admin)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("Recent deliveries"));
+    assert!(
+        page.text
+            .contains("https://hooks.example.com/deploy/capability-path")
+    );
+    assert!(
+        page.text
+            .contains(&format!("action=\"/notifications/{delivery}/redeliver\"")),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("Not attempted yet."));
+    for text in [&repo.text, &page.text] {
+        assert!(!text.contains(HOOK_SECRET), "the hook secret on a page");
+        assert!(!text.contains("query-secret"), "the URL's query on a page");
+    }
+
+    let repo = fetch(&h, get_with("/repos/acme/web", &reader)).await;
+    assert_eq!(repo.status, StatusCode::OK);
+    assert!(!repo.text.contains("Outgoing webhooks"), "{}", repo.text);
+    assert!(!repo.text.contains("/webhooks/"));
+    let refused = fetch(&h, get_with(&hook_page, &reader)).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(!refused.text.contains("hooks.example.com"));
+    let missing = fetch(
+        &h,
+        get_with(
+            &format!("/repos/acme/web/webhooks/{}", Uuid::now_v7()),
+            &admin,
+        ),
+    )
+    .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn redelivering_a_webhook_delivery_needs_the_csrf_token_and_the_admin_role() {
+    let h = harness().await;
+    add_user(&h, "admin", "a long password", Some(Role::Admin)).await;
+    add_user(&h, "reader", "a long password", Some(Role::Read)).await;
+    let admin = sign_in(&h, "admin", "a+long+password").await;
+    let reader = sign_in(&h, "reader", "a+long+password").await;
+    let (build, hook, delivery) = build_with_notifications(&h).await;
+    let hook_page = format!("/repos/acme/web/webhooks/{hook}");
+    let action = format!("/notifications/{delivery}/redeliver");
+    let count = || async {
+        h.state
+            .store
+            .hook_deliveries(hook, 10)
+            .await
+            .expect("deliveries")
+    };
+
+    let missing = fetch(&h, post_form(&action, &admin, "")).await;
+    assert_eq!(missing.status, StatusCode::FORBIDDEN);
+    let wrong = fetch(&h, post_form(&action, &admin, "csrf_token=nope")).await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+
+    let reader_page = fetch(&h, get_with(&format!("/builds/{build}"), &reader)).await;
+    let reader_token = csrf_in(&reader_page.text);
+    let by_reader = fetch(
+        &h,
+        post_form(&action, &reader, &format!("csrf_token={reader_token}")),
+    )
+    .await;
+    assert_eq!(by_reader.status, StatusCode::FORBIDDEN);
+    assert_eq!(count().await.len(), 1, "refused forms queue nothing");
+
+    let page = fetch(&h, get_with(&hook_page, &admin)).await;
+    let token = csrf_in(&page.text);
+    let done = fetch(
+        &h,
+        post_form(&action, &admin, &format!("csrf_token={token}")),
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
+    assert_eq!(
+        done.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok()),
+        Some(hook_page.as_str())
+    );
+    let deliveries = count().await;
+    assert_eq!(deliveries.len(), 2);
+    let newest = deliveries.first().expect("the redelivery");
+    assert_eq!(newest.redelivery_of, Some(delivery));
+    assert_eq!(newest.state, "pending");
+    assert_eq!(newest.event, "build_queued");
+
+    let unknown = fetch(
+        &h,
+        post_form(
+            &format!("/notifications/{}/redeliver", Uuid::now_v7()),
+            &admin,
+            &format!("csrf_token={token}"),
+        ),
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }

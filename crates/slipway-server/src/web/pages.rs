@@ -14,7 +14,11 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 use serde_json::Value;
 use slipway_core::{BuildStatus, Provider, RefKind, Role};
-use slipway_store::{BuildRecord, RepositoryRecord};
+use slipway_store::{
+    BuildRecord, HookRecord, ManagedBy, NotificationAttempt, NotificationKind, NotificationRecord,
+    RepositoryRecord,
+};
+use uuid::Uuid;
 
 use crate::api::{BuildListQuery, authorized_build, list_builds_for, rfc3339, timeline};
 use crate::auth::Caller;
@@ -24,6 +28,9 @@ use crate::{ApiError, AppState};
 
 /// The most log text a build page renders itself; the rest is a click (or a download) away.
 const RENDERED_LOG_BYTES: i64 = 512 * 1024;
+
+/// Deliveries shown on an outgoing webhook's page, newest first.
+const HOOK_HISTORY: i64 = 50;
 
 /// An error on a page: 401 sends the browser to the sign-in page, anything else is shown.
 #[derive(Debug)]
@@ -362,8 +369,8 @@ pub async fn overview(
 fn webhook_instructions(repository: &RepositoryRecord, public_url: &str) -> Markup {
     let url = format!("{public_url}/hooks/{}", repository.name);
     let secret_place = match repository.managed_by {
-        slipway_store::ManagedBy::Config => "the webhook secret from Slipway's configuration file",
-        slipway_store::ManagedBy::Api => "the webhook secret you gave when adding the repository",
+        ManagedBy::Config => "the webhook secret from Slipway's configuration file",
+        ManagedBy::Api => "the webhook secret you gave when adding the repository",
     };
     let steps = match repository.provider {
         Provider::Github => html! {
@@ -450,8 +457,14 @@ pub async fn repository(
             })
         })
         .collect();
-    let triggers = if caller.may(&repository, Role::Admin) {
+    let is_admin = caller.may(&repository, Role::Admin);
+    let triggers = if is_admin {
         Some(state.store.triggers_for_repository(repository.id).await?)
+    } else {
+        None
+    };
+    let outgoing = if is_admin {
+        Some(state.store.hooks_for_repository(repository.id).await?)
     } else {
         None
     };
@@ -538,6 +551,10 @@ pub async fn repository(
                 }
             }
         }
+        (commit_status_panel(&repository))
+        @if let Some(hooks) = &outgoing {
+            (outgoing_hooks_panel(&full, hooks))
+        }
         section.panel aria-labelledby="badge-heading" {
             h2 #badge-heading { "Status badge" }
             p.badge-preview { img src={"/badge/" (full) ".svg"} alt={"build status of " (full)}; }
@@ -554,7 +571,7 @@ pub async fn repository(
 
 #[derive(Debug, Deserialize)]
 pub struct DeliveriesQuery {
-    before: Option<uuid::Uuid>,
+    before: Option<Uuid>,
 }
 
 /// `GET /repos/{owner}/{name}/deliveries`.
@@ -712,6 +729,125 @@ fn decision_text(decision: &Value) -> String {
     text
 }
 
+/// `url` without credentials, query or fragment: the parts of a URL that may carry a secret.
+fn display_url(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or(url);
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    format!("{scheme}://{host}{path}")
+}
+
+/// `url`'s scheme and host only. Webhook URLs are often capabilities (a token in the path or
+/// the query), so people who may not manage the hooks see no more than where they point.
+fn url_origin(url: &str) -> String {
+    let shown = display_url(url);
+    match shown.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split('/').next().unwrap_or(rest);
+            format!("{scheme}://{host}")
+        }
+        None => String::new(),
+    }
+}
+
+/// What a notification is: "Commit status success" or "Webhook build_succeeded → target". The
+/// full target is shown (and linked to the hook's page) only to admins of the repository.
+fn notification_title(
+    notification: &NotificationRecord,
+    hooks: &HashMap<Uuid, HookRecord>,
+    admin_of: Option<&str>,
+) -> Markup {
+    match notification.kind {
+        NotificationKind::Status => html! { "Commit status " code { (notification.event) } },
+        NotificationKind::Webhook => {
+            let hook = notification.hook_id.and_then(|id| hooks.get(&id));
+            html! {
+                "Webhook " code { (notification.event) } " → "
+                @match (hook, admin_of) {
+                    (Some(hook), Some(repository)) => a.mono href={"/repos/" (repository) "/webhooks/" (hook.id)} { (display_url(&hook.url)) },
+                    (Some(hook), None) => span.mono { (url_origin(&hook.url)) },
+                    (None, _) => span.muted { "a removed webhook" },
+                }
+            }
+        }
+    }
+}
+
+/// A notification's state as a pill, with the time of the next attempt while it is pending.
+fn notification_state(notification: &NotificationRecord) -> Markup {
+    html! {
+        (status_pill(&notification.state))
+        @if notification.state == "pending" {
+            br;
+            span.muted { "next attempt " (when(Some(notification.next_attempt_at))) }
+        }
+    }
+}
+
+/// An optional value, or a dash.
+fn or_dash<T: std::fmt::Display>(value: Option<T>) -> Markup {
+    match value {
+        Some(value) => html! { (value) },
+        None => html! { span.muted { "—" } },
+    }
+}
+
+/// The build page's list of commit statuses and webhook requests, with how each went.
+fn notifications_panel(
+    notifications: &[(NotificationRecord, Vec<NotificationAttempt>)],
+    hooks: &HashMap<Uuid, HookRecord>,
+    admin_of: Option<&str>,
+) -> Markup {
+    html! {
+        section.panel aria-labelledby="notifications-heading" {
+            h2 #notifications-heading { "Notifications" }
+            @if notifications.is_empty() {
+                p.empty { "No commit statuses or webhooks for this build." }
+            } @else {
+                div.table-wrap tabindex="0" role="region" aria-label="Notifications" {
+                    table {
+                        thead {
+                            tr {
+                                th scope="col" { "Notification" }
+                                th scope="col" { "State" }
+                                th scope="col" class="num" { "Attempts" }
+                                th scope="col" { "Last attempt" }
+                                th scope="col" class="num" { "Last HTTP status" }
+                                th scope="col" { "Last error" }
+                            }
+                        }
+                        tbody {
+                            @for (notification, attempts) in notifications {
+                                tr {
+                                    td.wrap {
+                                        (notification_title(notification, hooks, admin_of))
+                                        @if notification.redelivery_of.is_some() { br; span.muted { "redelivery" } }
+                                    }
+                                    td { (notification_state(notification)) }
+                                    td.num { (notification.attempts) }
+                                    td {
+                                        @match attempts.last() {
+                                            Some(last) => { (when(Some(last.at))) " · " (human_duration(last.duration_ms)) },
+                                            None => span.muted { "—" },
+                                        }
+                                    }
+                                    td.num { (or_dash(notification.last_status_code)) }
+                                    td.wrap { (or_dash(notification.last_error.as_deref())) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct BuildPageQuery {
     /// Stream the whole log from its first byte instead of rendering the tail.
@@ -733,6 +869,22 @@ pub async fn build(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no build {id}")))?;
     let events = state.store.build_events(build.id).await?;
+    let mut notifications = Vec::new();
+    for notification in state.store.notifications_for_build(build.id).await? {
+        let attempts = state.store.notification_attempts(notification.id).await?;
+        notifications.push((notification, attempts));
+    }
+    let hooks: HashMap<Uuid, HookRecord> = if notifications.is_empty() {
+        HashMap::new()
+    } else {
+        state
+            .store
+            .hooks_for_repository(repository.id)
+            .await?
+            .into_iter()
+            .map(|hook| (hook.id, hook))
+            .collect()
+    };
     let now = slipway_store::now_millis();
     let steps = timeline(&build, &attempts, &events, now);
     let finished = build.status.is_finished();
@@ -769,6 +921,9 @@ pub async fn build(
     let ended = finished && !full;
     let may_write = caller.may(&repository, Role::Write);
     let full_name = repository.name.to_string();
+    let admin_of = caller
+        .may(&repository, Role::Admin)
+        .then_some(full_name.as_str());
     let commit_link = commit_url(&repository, &build.commit);
     let body = html! {
         div.page-header {
@@ -822,6 +977,7 @@ pub async fn build(
                 }
             }
         }
+        (notifications_panel(&notifications, &hooks, admin_of))
         section.panel aria-labelledby="log-heading" {
             h2 #log-heading { "Log" }
             div.log-toolbar {
@@ -847,9 +1003,8 @@ pub async fn build(
     ))
 }
 
-fn repository_build_id(id: &str) -> Result<uuid::Uuid, PageError> {
-    uuid::Uuid::parse_str(id)
-        .map_err(|_| PageError(ApiError::not_found(format!("no build {id:?}"))))
+fn repository_build_id(id: &str) -> Result<Uuid, PageError> {
+    Uuid::parse_str(id).map_err(|_| PageError(ApiError::not_found(format!("no build {id:?}"))))
 }
 
 fn parse_rfc3339(text: &str) -> Option<i64> {
@@ -859,12 +1014,7 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
 }
 
 /// The log's bytes in `[start, end)`, read piece by piece (at most [`RENDERED_LOG_BYTES`]).
-async fn read_log(
-    state: &AppState,
-    id: uuid::Uuid,
-    start: i64,
-    end: i64,
-) -> Result<Vec<u8>, PageError> {
+async fn read_log(state: &AppState, id: Uuid, start: i64, end: i64) -> Result<Vec<u8>, PageError> {
     let mut out = Vec::new();
     let mut from = start;
     while from < end {
@@ -987,6 +1137,234 @@ pub async fn redeliver(
         "/repos/{}/deliveries",
         delivery.repository_name
     )))
+}
+
+/// Whether and where the repository's builds post commit statuses; the token only as set or not.
+fn commit_status_panel(repository: &RepositoryRecord) -> Markup {
+    let status = &repository.status;
+    let provider = repository.provider.as_str();
+    let default_api =
+        slipway_notify::deliver::default_status_api_url(repository.provider, &repository.git_url);
+    let forge_repository = status
+        .repository
+        .clone()
+        .or_else(|| repository.forge_repository.clone())
+        .unwrap_or_else(|| repository.name.to_string());
+    // A configuration file that turns reporting on must name a token, or Slipway does not start;
+    // whether one is named while reporting is off is not recorded anywhere the server can see.
+    let token = match (repository.managed_by, status.report_status) {
+        (ManagedBy::Config, true) => "set (in the configuration file)",
+        (ManagedBy::Config, false) => "not used",
+        (ManagedBy::Api, _) if repository.has_status_token => "set",
+        (ManagedBy::Api, _) => "not set",
+    };
+    html! {
+        section.panel aria-labelledby="statuses-heading" {
+            h2 #statuses-heading { "Commit statuses" }
+            dl.meta {
+                dt { "Reported" }
+                dd {
+                    @if status.report_status {
+                        "yes: every build posts its state to the commit on " (provider)
+                    } @else {
+                        "no"
+                    }
+                }
+                dt { "API" }
+                dd {
+                    @match &status.api_url {
+                        Some(url) => code { (display_url(url)) },
+                        None => {
+                            "default for " (provider)
+                            @if let Some(url) = &default_api { " (" code { (url) } ")" }
+                        },
+                    }
+                }
+                dt { "Repository on the forge" } dd.mono { (forge_repository) }
+                dt { "Token" } dd { (token) }
+            }
+        }
+    }
+}
+
+/// The repository's outgoing webhooks (admins only), each linked to its delivery history.
+fn outgoing_hooks_panel(repository: &str, hooks: &[HookRecord]) -> Markup {
+    html! {
+        section.panel aria-labelledby="outgoing-heading" {
+            h2 #outgoing-heading { "Outgoing webhooks" }
+            p.muted {
+                "Signed requests sent when a build changes state or pushes an image. Add and remove them with "
+                code { "POST /api/repositories/" (repository) "/webhooks" } " and "
+                code { "DELETE /api/repositories/" (repository) "/webhooks/{id}" } "."
+            }
+            @if hooks.is_empty() {
+                p.empty { "No outgoing webhooks." }
+            } @else {
+                div.table-wrap tabindex="0" role="region" aria-label="Outgoing webhooks" {
+                    table {
+                        thead { tr { th scope="col" { "URL" } th scope="col" { "Events" } th scope="col" { "Added" } th scope="col" { "History" } } }
+                        tbody {
+                            @for hook in hooks {
+                                tr {
+                                    td.wrap.mono { (display_url(&hook.url)) }
+                                    td.wrap.mono { (hook.events.join(", ")) }
+                                    td { (when(Some(hook.created_at))) }
+                                    td { a href={"/repos/" (repository) "/webhooks/" (hook.id)} { "Deliveries" } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /repos/{owner}/{name}/webhooks/{id}` (admins): an outgoing webhook's recent deliveries,
+/// every attempt of each, and a button to send one again.
+pub async fn outgoing_hook(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((owner, name, id)): Path<(String, String, String)>,
+) -> Result<Response, PageError> {
+    let repository = crate::repos::find(&state, &caller, &owner, &name, Role::Admin).await?;
+    let full = repository.name.to_string();
+    let not_found = || PageError(ApiError::not_found(format!("no webhook {id:?}")));
+    let hook_id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let hook = state
+        .store
+        .hook(hook_id)
+        .await?
+        .filter(|hook| hook.repository_id == repository.id)
+        .ok_or_else(not_found)?;
+    let mut deliveries = Vec::new();
+    for notification in state.store.hook_deliveries(hook.id, HOOK_HISTORY).await? {
+        let attempts = state.store.notification_attempts(notification.id).await?;
+        deliveries.push((notification, attempts));
+    }
+    let body = html! {
+        div.page-header {
+            h1 { "Outgoing webhook of " a href={"/repos/" (full)} { (full) } }
+            p.mono { (display_url(&hook.url)) }
+        }
+        dl.meta {
+            dt { "Events" } dd.mono { (hook.events.join(", ")) }
+            dt { "Added" } dd { (when(Some(hook.created_at))) }
+            dt { "Secret" } dd { "set (never shown)" }
+        }
+        section.panel aria-labelledby="hook-deliveries-heading" {
+            h2 #hook-deliveries-heading { "Recent deliveries" }
+            p.muted { "The newest " (HOOK_HISTORY) ", with every attempt. Redeliver queues the same event again as a new delivery, signed with a new timestamp." }
+            @if deliveries.is_empty() {
+                p.empty { "No deliveries yet." }
+            } @else {
+                div.table-wrap tabindex="0" role="region" aria-label="Recent deliveries" {
+                    table {
+                        thead {
+                            tr {
+                                th scope="col" { "Created" }
+                                th scope="col" { "Event" }
+                                th scope="col" { "Build" }
+                                th scope="col" { "State" }
+                                th scope="col" class="num" { "Attempts" }
+                                th scope="col" class="num" { "Last HTTP status" }
+                                th scope="col" { "History" }
+                                th scope="col" { span.sr-only { "Actions" } }
+                            }
+                        }
+                        tbody {
+                            @for (notification, attempts) in &deliveries {
+                                tr {
+                                    td {
+                                        (when(Some(notification.created_at)))
+                                        @if notification.redelivery_of.is_some() { br; span.muted { "redelivery" } }
+                                    }
+                                    td.mono { (notification.event) }
+                                    td.mono { a href={"/builds/" (notification.build_id)} { (notification.build_id.to_string().get(..8).unwrap_or_default()) } }
+                                    td { (notification_state(notification)) }
+                                    td.num { (notification.attempts) }
+                                    td.num { (or_dash(notification.last_status_code)) }
+                                    td.wrap { (attempt_history(attempts)) }
+                                    td {
+                                        form.inline method="post" action={"/notifications/" (notification.id) "/redeliver"} {
+                                            (csrf_field(&caller))
+                                            button.button.button-secondary type="submit" { "Redeliver" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page_response(
+        StatusCode::OK,
+        layout(&state.public_url, "Outgoing webhook", &caller, body),
+    ))
+}
+
+/// Every attempt of a delivery: when, the answer (or the error), how long it took, and the
+/// start of the answer's body behind a disclosure.
+fn attempt_history(attempts: &[NotificationAttempt]) -> Markup {
+    html! {
+        @if attempts.is_empty() {
+            span.muted { "Not attempted yet." }
+        } @else {
+            ol.attempts {
+                @for attempt in attempts {
+                    li {
+                        "#" (attempt.attempt) " " (when(Some(attempt.at)))
+                        " · " (or_dash(attempt.status_code))
+                        " · " (human_duration(attempt.duration_ms))
+                        @if let Some(error) = &attempt.error { " · " (error) }
+                        @if let Some(excerpt) = attempt.response_excerpt.as_deref().filter(|e| !e.is_empty()) {
+                            details {
+                                summary { "Response" }
+                                pre.excerpt { (excerpt) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `POST /notifications/{id}/redeliver` (form, admins of the notification's repository): queues
+/// the webhook delivery or commit status again and returns to where it is listed.
+pub async fn redeliver_notification(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Form(form): Form<ActionForm>,
+) -> Result<Response, PageError> {
+    caller.check_form_csrf(form.csrf_token.as_deref())?;
+    let not_found = || PageError(ApiError::not_found(format!("no notification {id:?}")));
+    let notification_id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let notification = state
+        .store
+        .notification(notification_id)
+        .await?
+        .ok_or_else(not_found)?;
+    let repository = state
+        .store
+        .repository(notification.repository_id)
+        .await?
+        .ok_or_else(not_found)?;
+    caller.require(&repository, Role::Admin)?;
+    state
+        .store
+        .redeliver_notification(notification_id)
+        .await?
+        .ok_or_else(not_found)?;
+    state.notifications_due.notify_one();
+    let back = match notification.hook_id {
+        Some(hook) => format!("/repos/{}/webhooks/{hook}", repository.name),
+        None => format!("/builds/{}", notification.build_id),
+    };
+    Ok(redirect(&back))
 }
 
 #[derive(Debug, Deserialize)]
