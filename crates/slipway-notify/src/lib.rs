@@ -1,17 +1,21 @@
 //! Telling the world about builds: commit statuses on the forge a repository lives on, and signed
 //! outgoing webhooks (Docker Hub's `image_pushed` shape plus Slipway's own build events).
 //!
-//! This crate holds the pure parts, each unit-tested without a network:
+//! Three pure modules, each unit-tested without a network, and the loop that uses them:
 //!
 //! - [`status`] builds the one HTTP request each forge's commit-status API expects.
 //! - [`payload`] builds outgoing webhook bodies, signs them and lists their headers.
 //! - [`ssrf`] decides whether a webhook target URL, and each address its host resolves to, may be
 //!   contacted at all.
+//! - [`deliver`] is the `Notifier`: it turns build transitions into notifications and sends them,
+//!   with leases, retries and an attempt history in the store.
 //!
 //! **Invariants:**
 //!
-//! - Nothing here does I/O: every function is a decision over its arguments, so the sender (which
-//!   claims notifications from the store and talks HTTP) stays a thin loop around these.
+//! - `status`, `payload` and `ssrf` do no I/O: every function there is a decision over its
+//!   arguments, so the sender (which claims notifications from the store and talks HTTP) stays a
+//!   thin loop around them.
+//! - Nothing waits on a forge or a receiver: a build never depends on a notification.
 //! - A token never appears in `Debug` output: tokens are held as [`slipway_core::Secret`], and
 //!   [`HttpRequestSpec`]'s `Debug` hides the headers that carry them, so a request that ends up in a
 //!   log line or an error message does not leak the forge credential.

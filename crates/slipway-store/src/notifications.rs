@@ -474,7 +474,8 @@ impl Store {
         Ok(rows)
     }
 
-    /// Queues a notification again as a new one (a manual redelivery), linked to the original.
+    /// Queues a notification again as a new one (a manual redelivery), linked to the original
+    /// (the first of the chain, when a redelivery is redelivered), whose delivery id it reuses.
     pub async fn redeliver_notification(&self, id: Uuid) -> Result<Option<Uuid>> {
         let new_id = Uuid::now_v7();
         let now = now_millis();
@@ -482,7 +483,8 @@ impl Store {
             sqlx::query(
                 "INSERT INTO notifications (id, build_id, repository_id, kind, hook_id, event, payload_json,
                      transition_seq, next_attempt_at, created_at, redelivery_of)
-                 SELECT $2, build_id, repository_id, kind, hook_id, event, payload_json, transition_seq, $3, $3, id
+                 SELECT $2, build_id, repository_id, kind, hook_id, event, payload_json, transition_seq, $3, $3,
+                     COALESCE(redelivery_of, id)
                  FROM notifications WHERE id = $1",
             )
             .bind(id.to_string())
@@ -621,6 +623,38 @@ impl Store {
             .await?
         });
         Ok(rows.into_iter().map(|(tag,)| tag).collect())
+    }
+
+    /// Forgets dispatched transitions and finished notifications (with their attempts) older
+    /// than `before`, so the outbox does not grow without end; returns how many rows went.
+    pub async fn purge_notifications(&self, before: i64) -> Result<u64> {
+        let purged = with_pool!(self, write, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let mut purged = sqlx::query(
+                "DELETE FROM notification_attempts WHERE notification_id IN
+                     (SELECT id FROM notifications WHERE state <> 'pending' AND finished_at < $1)",
+            )
+            .bind(before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            purged += sqlx::query(
+                "DELETE FROM notifications WHERE state <> 'pending' AND finished_at < $1",
+            )
+            .bind(before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            purged +=
+                sqlx::query("DELETE FROM build_transitions WHERE dispatched = TRUE AND at < $1")
+                    .bind(before)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            tx.commit().await?;
+            purged
+        });
+        Ok(purged)
     }
 
     /// A build read through the writer pool, for the dispatcher, which must see what the

@@ -74,6 +74,7 @@ on_both_backends!(
     hooks_are_kept_per_repository_and_take_their_history_along,
     status_settings_come_from_the_repository,
     deleting_a_repository_removes_its_notifications,
+    redeliveries_link_to_the_first_and_old_history_is_purged,
 );
 
 /// A long lease, which no test outlives.
@@ -1376,4 +1377,79 @@ async fn deleting_a_repository_removes_its_notifications(store: Store) {
             1
         );
     }
+}
+
+/// A redelivery of a redelivery still names the first notification (whose delivery id receivers
+/// know), and the retention purge forgets finished notifications and dispatched transitions
+/// while a pending notification stays.
+async fn redeliveries_link_to_the_first_and_old_history_is_purged(store: Store) {
+    let web = repository(&store, "acme/web").await;
+    queued(&store, web, 1).await;
+    let transitions = store
+        .claim_transitions("dispatcher", 60_000, 10)
+        .await
+        .expect("claim");
+    let first = transitions.first().expect("a transition");
+    let made = vec![notification(
+        first,
+        web,
+        NotificationKind::Status,
+        None,
+        "queued",
+    )];
+    store
+        .dispatch_transitions("dispatcher", &[first.seq], &made)
+        .await
+        .expect("dispatch");
+    let claimed = store
+        .claim_notifications("sender", 60_000, 10)
+        .await
+        .expect("claim notifications");
+    let original = claimed.first().expect("a notification").id;
+    assert!(
+        store
+            .record_notification_attempt(
+                original,
+                "sender",
+                &attempt(1, Some(201), None, None),
+                AfterAttempt::Delivered
+            )
+            .await
+            .expect("record")
+    );
+    let again = store
+        .redeliver_notification(original)
+        .await
+        .expect("redeliver")
+        .expect("a redelivery");
+    let again_and_again = store
+        .redeliver_notification(again)
+        .await
+        .expect("redeliver")
+        .expect("a redelivery");
+    let chained = store
+        .notification(again_and_again)
+        .await
+        .expect("read")
+        .expect("the redelivery");
+    assert_eq!(chained.redelivery_of, Some(original));
+
+    // Everything finished before "now + 1 s" goes; the two pending redeliveries stay.
+    let purged = store
+        .purge_notifications(now_millis() + 1_000)
+        .await
+        .expect("purge");
+    assert!(
+        purged >= 3,
+        "the delivered notification, its attempt and the transition: {purged}"
+    );
+    assert!(store.notification(original).await.expect("read").is_none());
+    assert!(store.notification(again).await.expect("read").is_some());
+    assert!(
+        store
+            .notification(again_and_again)
+            .await
+            .expect("read")
+            .is_some()
+    );
 }

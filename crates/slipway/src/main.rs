@@ -423,6 +423,18 @@ async fn purge_deliveries(store: Store, retention_days: u32, shutdown: Cancellat
             ),
             Err(e) => warn!(error = %e, "applying the deliveries log's retention failed"),
         }
+        // Notifications (commit statuses, webhook requests) are kept as long as deliveries.
+        match store
+            .purge_notifications(slipway_store::now_millis() - retention_millis)
+            .await
+        {
+            Ok(0) => {}
+            Ok(count) => info!(
+                count,
+                retention_days, "applied the notification history's retention"
+            ),
+            Err(e) => warn!(error = %e, "applying the notification history's retention failed"),
+        }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(3600)) => {}
             () = shutdown.cancelled() => return,
