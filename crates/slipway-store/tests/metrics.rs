@@ -2,6 +2,9 @@
 //! from many processes) add up exactly, a histogram observation updates its buckets, sum and
 //! count together, and the fleet's slots count the builds its workers hold.
 
+#[macro_use]
+mod support;
+
 use std::time::Duration;
 
 use slipway_core::plan::BuildPlan;
@@ -10,57 +13,8 @@ use slipway_store::metrics::{BUILD_DURATION, Counter, QUEUE_WAIT, StoredSample};
 use slipway_store::{NewBuild, Queued, RepositorySpec, Store, Supersede, WorkerRecord, now_millis};
 use uuid::Uuid;
 
-async fn sqlite() -> (Store, Option<tempfile::TempDir>) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::connect(&format!("sqlite://{}", dir.path().join("m.db").display()))
-        .await
-        .expect("sqlite opens");
-    store.migrate().await.expect("sqlite migrates");
-    (store, Some(dir))
-}
-
-/// A new database on the rig's PostgreSQL server.
-async fn postgres() -> (Store, Option<tempfile::TempDir>) {
-    let admin_url = std::env::var("SLIPWAY_TEST_POSTGRES_URL")
-        .expect("SLIPWAY_TEST_POSTGRES_URL is not set: run scripts/test (it starts the rig)");
-    let admin = Store::connect(&admin_url).await.expect("postgres admin");
-    let database = format!("slipway_metrics_{}", Uuid::new_v4().simple());
-    admin
-        .execute_raw_for_tests(&format!("CREATE DATABASE {database}"))
-        .await
-        .expect("create database");
-    let server = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(server, _)| server);
-    let store = Store::connect(&format!("{server}/{database}"))
-        .await
-        .expect("postgres opens");
-    store.migrate().await.expect("postgres migrates");
-    (store, None)
-}
-
-/// Runs each named test once on SQLite and once on PostgreSQL.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let (store, _dir) = super::sqlite().await;
-                    super::$name(store).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    let (store, _dir) = super::postgres().await;
-                    super::$name(store).await;
-                }
-            }
-        )*
-    };
-}
-
 on_both_backends!(
+    multi_thread:
     concurrent_increments_add_up_exactly,
     observations_fill_cumulative_buckets,
     fleet_slots_count_running_builds_of_live_workers,

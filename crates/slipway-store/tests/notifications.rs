@@ -3,6 +3,9 @@
 //! and commit-status settings. Each test runs once on SQLite and once on PostgreSQL (the rig's
 //! server, a fresh database per test).
 
+#[macro_use]
+mod support;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -14,57 +17,6 @@ use slipway_store::{
     SecretChange, SecretChanges, StatusConfig, Store, Supersede, Transition, now_millis,
 };
 use uuid::Uuid;
-
-async fn sqlite_store() -> (Store, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("notifications.db").display());
-    let store = Store::connect(&url).await.expect("sqlite opens");
-    store.migrate().await.expect("sqlite migrates");
-    (store, dir)
-}
-
-/// A store on a new, empty database of the rig's PostgreSQL server.
-async fn postgres_store() -> (Store, tempfile::TempDir) {
-    let admin_url = std::env::var("SLIPWAY_TEST_POSTGRES_URL")
-        .expect("SLIPWAY_TEST_POSTGRES_URL is not set: run scripts/test (it starts the rig)");
-    let database = format!("slipway_notifications_{}", Uuid::new_v4().simple());
-    let admin = Store::connect(&admin_url)
-        .await
-        .expect("postgres admin connection");
-    admin
-        .execute_raw_for_tests(&format!("CREATE DATABASE {database}"))
-        .await
-        .expect("create database");
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(base, _)| base);
-    let store = Store::connect(&format!("{base}/{database}"))
-        .await
-        .expect("postgres opens");
-    store.migrate().await.expect("postgres migrates");
-    (store, tempfile::tempdir().expect("tempdir"))
-}
-
-/// Declares `mod name { sqlite, postgres }` tests that run `name(store)` on each backend.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test]
-                async fn sqlite() {
-                    let (store, _dir) = super::sqlite_store().await;
-                    super::$name(store).await;
-                }
-
-                #[tokio::test]
-                async fn postgres() {
-                    let (store, _dir) = super::postgres_store().await;
-                    super::$name(store).await;
-                }
-            }
-        )*
-    };
-}
 
 on_both_backends!(
     every_status_change_is_recorded_once,

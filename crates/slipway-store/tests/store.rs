@@ -1,6 +1,11 @@
 //! The store's behaviour, run on both backends: every test below exists once for SQLite and
 //! once for PostgreSQL (the rig's server, one fresh database per test).
 
+#[macro_use]
+mod support;
+
+use support::*;
+
 use std::time::Duration;
 
 use slipway_core::plan::BuildPlan;
@@ -10,32 +15,6 @@ use slipway_store::{
     RepositorySpec, Store, Supersede, now_millis,
 };
 use uuid::Uuid;
-
-async fn sqlite_store() -> (Store, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("test.db").display());
-    let store = Store::connect(&url).await.expect("sqlite opens");
-    store.migrate().await.expect("sqlite migrates");
-    (store, dir)
-}
-
-/// A fresh, empty PostgreSQL database on the rig's server; returns its URL.
-async fn postgres_database() -> String {
-    let admin_url = std::env::var("SLIPWAY_TEST_POSTGRES_URL")
-        .expect("SLIPWAY_TEST_POSTGRES_URL is not set: run scripts/test (it starts the rig)");
-    let database = format!("slipway_test_{}", Uuid::new_v4().simple());
-    let admin = Store::connect(&admin_url)
-        .await
-        .expect("postgres admin connection");
-    admin
-        .execute_raw_for_tests(&format!("CREATE DATABASE {database}"))
-        .await
-        .expect("create database");
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(base, _)| base);
-    format!("{base}/{database}")
-}
 
 #[tokio::test]
 async fn postgres_notifies_other_processes_of_queued_builds() {
@@ -74,35 +53,6 @@ async fn postgres_notifies_other_processes_of_queued_builds() {
         "a build queued through one store wakes workers waiting on another"
     );
     forwarder.abort();
-}
-
-async fn postgres_store() -> (Store, tempfile::TempDir) {
-    let store = Store::connect(&postgres_database().await)
-        .await
-        .expect("postgres opens");
-    store.migrate().await.expect("postgres migrates");
-    (store, tempfile::tempdir().expect("tempdir"))
-}
-
-/// Declares `mod name { sqlite, postgres }` tests that run `name(store)` on each backend.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test]
-                async fn sqlite() {
-                    let (store, _dir) = super::sqlite_store().await;
-                    super::$name(store).await;
-                }
-
-                #[tokio::test]
-                async fn postgres() {
-                    let (store, _dir) = super::postgres_store().await;
-                    super::$name(store).await;
-                }
-            }
-        )*
-    };
 }
 
 on_both_backends!(
