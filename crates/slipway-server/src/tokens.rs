@@ -23,6 +23,23 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// A name people give things Slipway shows in URLs and logs (users, triggers): 1 to 64
+/// letters, digits, '.', '_' or '-', so it can neither break a path nor forge a log line.
+pub fn check_plain_name(what: &str, name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} {name:?} must be 1 to 64 letters, digits, '.', '_' or '-'"
+        ))
+    }
+}
+
 /// Token buckets per key (a trigger, a client address, a user name): `burst` requests at
 /// once, refilled at `per_second`.
 #[derive(Debug)]

@@ -540,18 +540,7 @@ pub async fn list(
 
 /// A trigger name: 1 to 64 letters, digits, '-', '_' or '.', so it reads well in URLs and logs.
 pub fn check_trigger_name(name: &str) -> Result<(), String> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "trigger name {name:?} must be 1 to 64 letters, digits, '-', '_' or '.'"
-        ))
-    }
+    crate::tokens::check_plain_name("trigger name", name)
 }
 
 #[derive(Debug, serde::Deserialize)]

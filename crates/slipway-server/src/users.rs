@@ -20,18 +20,7 @@ pub const MIN_PASSWORD_LENGTH: usize = 10;
 
 /// User names: 1 to 64 letters, digits, '.', '_' or '-', so they read well in logs and URLs.
 pub fn check_user_name(name: &str) -> Result<(), String> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "user name {name:?} must be 1 to 64 letters, digits, '.', '_' or '-'"
-        ))
-    }
+    crate::tokens::check_plain_name("user name", name)
 }
 
 pub fn check_password(password: &str) -> Result<(), String> {

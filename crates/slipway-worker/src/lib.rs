@@ -89,6 +89,33 @@ pub struct Access {
     pub registries: HashMap<String, RegistryAuth>,
 }
 
+/// Where a repository managed through the API is fetched from, with the credentials stored
+/// for it; `None` when it is not such a repository (configured ones carry their access in the
+/// configuration). Workers and the trigger URLs' `ls-remote` both use it.
+pub async fn stored_git_source(
+    store: &Store,
+    name: &str,
+) -> Result<Option<GitSource>, slipway_store::StoreError> {
+    let (Some(repository), Some(credentials)) = (
+        store.repository_by_name(name).await?,
+        store.stored_credentials(name).await?,
+    ) else {
+        return Ok(None);
+    };
+    let auth = match credentials.git_password {
+        Some(password) => GitAuth::Basic {
+            username: credentials.git_username.unwrap_or_else(|| "git".to_owned()),
+            password,
+        },
+        None => GitAuth::None,
+    };
+    Ok(Some(GitSource {
+        url: repository.git_url,
+        auth,
+        ssh_host_key: None,
+    }))
+}
+
 /// A worker process's claim loop and its running builds.
 #[derive(Debug, Clone)]
 pub struct Worker {
@@ -523,36 +550,15 @@ impl Worker {
 
     /// Where an API-managed repository is fetched from, with its stored credentials.
     async fn stored_source(&self, name: &str) -> Result<GitSource, BuildError> {
-        let unavailable = |e: slipway_store::StoreError| {
-            BuildError::infrastructure(format!("cannot read repository {name}: {e}"))
-        };
-        let repository = self
-            .store
-            .repository_by_name(name)
-            .await
-            .map_err(unavailable)?;
-        let credentials = self
-            .store
-            .stored_credentials(name)
-            .await
-            .map_err(unavailable)?;
-        let (Some(repository), Some(credentials)) = (repository, credentials) else {
-            return Err(BuildError::user(format!(
+        match stored_git_source(&self.store, name).await {
+            Ok(Some(source)) => Ok(source),
+            Ok(None) => Err(BuildError::user(format!(
                 "repository {name} is neither in this worker's configuration nor managed through the API"
-            )));
-        };
-        let auth = match credentials.git_password {
-            Some(password) => GitAuth::Basic {
-                username: credentials.git_username.unwrap_or_else(|| "git".to_owned()),
-                password,
-            },
-            None => GitAuth::None,
-        };
-        Ok(GitSource {
-            url: repository.git_url,
-            auth,
-            ssh_host_key: None,
-        })
+            ))),
+            Err(e) => Err(BuildError::infrastructure(format!(
+                "cannot read repository {name}: {e}"
+            ))),
+        }
     }
 
     /// Combines the stored build with the access to its repository (from the configuration,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use serde_json::{Value, json};
-use slipway_build::{GitAuth, GitSource, remote_refs};
+use slipway_build::{GitSource, remote_refs};
 use slipway_server::RefResolver;
 use slipway_store::Store;
 
@@ -39,37 +39,16 @@ impl GitRefResolver {
 
     /// Where a repository managed through the API is fetched from, as the workers do it.
     async fn stored_source(&self, repository: &str) -> Result<GitSource, String> {
-        let unavailable = |e: slipway_store::StoreError| {
-            tracing::warn!(%repository, error = %e, "cannot read a repository's git access");
-            format!("cannot read repository {repository}; try again")
-        };
-        let record = self
-            .store
-            .repository_by_name(repository)
-            .await
-            .map_err(unavailable)?;
-        let credentials = self
-            .store
-            .stored_credentials(repository)
-            .await
-            .map_err(unavailable)?;
-        let (Some(record), Some(credentials)) = (record, credentials) else {
-            return Err(format!(
+        match slipway_worker::stored_git_source(&self.store, repository).await {
+            Ok(Some(source)) => Ok(source),
+            Ok(None) => Err(format!(
                 "repository {repository} is neither configured nor managed through the API"
-            ));
-        };
-        let auth = match credentials.git_password {
-            Some(password) => GitAuth::Basic {
-                username: credentials.git_username.unwrap_or_else(|| "git".to_owned()),
-                password,
-            },
-            None => GitAuth::None,
-        };
-        Ok(GitSource {
-            url: record.git_url,
-            auth,
-            ssh_host_key: None,
-        })
+            )),
+            Err(e) => {
+                tracing::warn!(%repository, error = %e, "cannot read a repository's git access");
+                Err(format!("cannot read repository {repository}; try again"))
+            }
+        }
     }
 }
 
