@@ -78,6 +78,12 @@ CREATE INDEX build_events_by_build ON build_events (build_id, at);
 -- The byte offset of each log chunk's first byte, so that a reader can start anywhere
 -- (HTTP Range, a live viewer resuming) without reading what comes before.
 ALTER TABLE build_log_chunks ADD COLUMN start_offset INTEGER;
+-- Logs written before this migration get their offsets: each chunk starts where the ones
+-- before it (in order) end.
+UPDATE build_log_chunks SET start_offset = (
+    SELECT COALESCE(SUM(length(earlier.data)), 0) FROM build_log_chunks AS earlier
+    WHERE earlier.build_id = build_log_chunks.build_id AND earlier.seq < build_log_chunks.seq
+);
 
 -- Keyset pagination of build lists, newest first, overall and per repository.
 CREATE INDEX builds_by_time ON builds (queued_at, id);

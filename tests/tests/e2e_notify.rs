@@ -34,8 +34,12 @@ fn start(fx: &Fixture, speaks: Speaks, forge: &FakeForge, rules: Vec<Rule>) -> S
     repository.report_status = true;
     repository.status_api_url = Some(forge.base_url());
     repository.status_token_env = Some(STATUS_TOKEN_ENV.to_owned());
+    // The fake forge listens on loopback, which status APIs (like webhook targets) may reach
+    // only when the operator allows it.
     fx.slipway(&config)
         .env(STATUS_TOKEN_ENV, STATUS_TOKEN)
+        .arg("--allow-private-webhook-targets")
+        .arg("true")
         .arg("--notification-retry-seconds")
         .arg("1")
         .start()
@@ -522,6 +526,52 @@ fn outgoing_webhooks_are_signed_docker_hub_shaped_retried_and_redeliverable() {
     assert!(
         original.is_some(),
         "the redelivery carries the first delivery's id: {last:#?}"
+    );
+}
+
+/// A forge status API on a private address is refused (and the build unaffected) unless the
+/// operator allows it: a status URL must not become a way into the internal network.
+#[test]
+fn a_status_api_on_a_private_address_is_refused_unless_allowed() {
+    let fx = Fixture::new("status-private");
+    fx.repo.commit("Add the app", &fx.sample_app().files);
+    let forge = FakeForge::start();
+    let mut config = fx.config(vec![Rule::branch("main", "latest")]);
+    config.repositories[0].report_status = true;
+    config.repositories[0].status_api_url = Some(forge.base_url());
+    config.repositories[0].status_token_env = Some(STATUS_TOKEN_ENV.to_owned());
+    let slipway = fx
+        .slipway(&config)
+        .env(STATUS_TOKEN_ENV, STATUS_TOKEN)
+        .start();
+    let id = fx.push_main(&slipway);
+    slipway.wait_for_success(&id);
+    let deadline = std::time::Instant::now() + NOTIFY_WAIT;
+    loop {
+        let build = slipway.build(&id);
+        let refused = build["notifications"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|n| {
+                n["state"] == "failed"
+                    && n["last_error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("refused"))
+            });
+        if refused {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no refused status in {build:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        forge.requests().is_empty(),
+        "nothing reached the private address: {:#?}",
+        forge.requests()
     );
 }
 

@@ -27,6 +27,11 @@ use crate::status::{StatusState, StatusTarget, StatusUpdate, context_for, status
 
 /// How long one request may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long resolving a target's name may take.
+const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a sender holds a notification: renewed right before each send, long enough for
+/// the name lookup and the request.
+const SEND_LEASE_MS: i64 = 60_000;
 /// Attempts before a notification is given up.
 pub const MAX_ATTEMPTS: i64 = 8;
 /// The longest wait between two attempts.
@@ -292,6 +297,16 @@ impl Notifier {
                 .await?;
             return Ok(());
         }
+        // Sends of one build go one after another, so a notification may wait behind slow ones:
+        // the lease is renewed right before its own send, and a notification whose lease passed
+        // to another sender is left to it rather than sent twice.
+        if !self
+            .store
+            .renew_notification_lease(notification.id, &self.owner, SEND_LEASE_MS)
+            .await?
+        {
+            return Ok(());
+        }
         let prepared = match notification.kind {
             NotificationKind::Status => self.status_request(notification).await?,
             NotificationKind::Webhook => self.webhook_request(notification).await?,
@@ -425,7 +440,60 @@ impl Notifier {
             target_url: format!("{}/builds/{}", self.settings.public_url, build.id),
             description,
         };
-        Ok(Prepared::Ready(status_request(&target, &update), None))
+        // A forge API is held to the same address rules as a webhook receiver: a status URL
+        // must not become a way to reach (and, through the kept answers, read) internal hosts.
+        let request = status_request(&target, &update);
+        match self.checked_target(&request.url).await {
+            Ok((_, pinned)) => Ok(Prepared::Ready(request, pinned)),
+            Err(prepared) => Ok(prepared),
+        }
+    }
+
+    /// Checks a target URL and every address its host resolves to now, and returns the address
+    /// to pin the connection to; the error is the notification's outcome.
+    async fn checked_target(
+        &self,
+        url: &str,
+    ) -> Result<
+        (
+            crate::ssrf::TargetUrl,
+            Option<(String, std::net::SocketAddr)>,
+        ),
+        Prepared,
+    > {
+        let allow_private = self.settings.allow_private_targets;
+        let target = check_target_url(url, allow_private)
+            .map_err(|reason| Prepared::Refused(format!("target refused: {reason}")))?;
+        let Some(domain) = target.domain().map(str::to_owned) else {
+            return Ok((target, None));
+        };
+        let port = target.port();
+        let lookup = {
+            let name = domain.clone();
+            tokio::time::timeout(DNS_TIMEOUT, async move {
+                tokio::net::lookup_host((name.as_str(), port))
+                    .await
+                    .map(|found| found.collect::<Vec<_>>())
+            })
+            .await
+        };
+        let addresses: Vec<IpAddr> = match lookup {
+            Ok(Ok(found)) => found.iter().map(|address| address.ip()).collect(),
+            Ok(Err(error)) => {
+                return Err(Prepared::NotNow(format!(
+                    "{domain} did not resolve: {error}"
+                )));
+            }
+            Err(_) => {
+                return Err(Prepared::NotNow(format!(
+                    "{domain} did not resolve within {} s",
+                    DNS_TIMEOUT.as_secs()
+                )));
+            }
+        };
+        let address = check_resolved(&target, &addresses, allow_private)
+            .map_err(|reason| Prepared::Refused(format!("target refused: {reason}")))?;
+        Ok((target, Some((domain, address))))
     }
 
     /// The signed webhook request of a notification, with the checked address to connect to.
@@ -450,29 +518,9 @@ impl Notifier {
             ));
         };
         // The target is checked again now: the rules or the name's addresses may have changed.
-        let target = match check_target_url(&hook.url, self.settings.allow_private_targets) {
-            Ok(target) => target,
-            Err(reason) => return Ok(Prepared::Refused(format!("target refused: {reason}"))),
-        };
-        let pinned = match target.domain() {
-            None => None,
-            Some(domain) => {
-                let addresses: Vec<IpAddr> =
-                    match tokio::net::lookup_host((domain, target.port())).await {
-                        Ok(found) => found.map(|address| address.ip()).collect(),
-                        Err(error) => {
-                            return Ok(Prepared::NotNow(format!(
-                                "{domain} did not resolve: {error}"
-                            )));
-                        }
-                    };
-                match check_resolved(&target, &addresses, self.settings.allow_private_targets) {
-                    Ok(address) => Some((domain.to_owned(), address)),
-                    Err(reason) => {
-                        return Ok(Prepared::Refused(format!("target refused: {reason}")));
-                    }
-                }
-            }
+        let (target, pinned) = match self.checked_target(&hook.url).await {
+            Ok(checked) => checked,
+            Err(prepared) => return Ok(prepared),
         };
         let payload: Value =
             serde_json::from_str(&notification.payload_json).unwrap_or(Value::Null);
@@ -545,8 +593,10 @@ async fn send(
 ) -> (NotificationAttempt, bool) {
     let mut builder = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
-        // A redirect would lead to an address nobody checked.
-        .redirect(reqwest::redirect::Policy::none());
+        // A redirect would lead to an address nobody checked, and so would a proxy (which
+        // resolves the name itself).
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy();
     if let Some((domain, address)) = &pinned {
         builder = builder.resolve(domain, *address);
     }
@@ -561,10 +611,19 @@ async fn send(
         for (name, value) in &request.headers {
             call = call.header(name, value);
         }
-        let response = call.send().await.map_err(|e| describe(&e))?;
+        let mut response = call.send().await.map_err(|e| describe(&e))?;
         let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        Ok::<_, String>((status, text))
+        // Only the start of the answer is kept, so only that much is read: a receiver that
+        // streams without end costs no memory.
+        let mut start = Vec::new();
+        while start.len() < EXCERPT_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => start.extend_from_slice(&chunk),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        start.truncate(EXCERPT_BYTES);
+        Ok::<_, String>((status, String::from_utf8_lossy(&start).into_owned()))
     }
     .await;
     let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);

@@ -350,10 +350,27 @@ pub async fn build(
     ));
     value["your_role"] = json!(caller.role_on(&repository));
     // The commit statuses posted and each outgoing webhook request, as they went.
+    // Readers see each one's outcome; the answers' excerpts and the error texts (which can
+    // name receivers' hosts and addresses) only admins, as on the hooks' own pages.
+    let admin = caller.may(&repository, Role::Admin);
     let mut notifications = Vec::new();
     for notification in state.store.notifications_for_build(id).await? {
-        let attempts = state.store.notification_attempts(notification.id).await?;
-        notifications.push(crate::webhooks::notification_json(&notification, &attempts));
+        if admin {
+            let attempts = state.store.notification_attempts(notification.id).await?;
+            notifications.push(crate::webhooks::notification_json(&notification, &attempts));
+        } else {
+            let mut summary = crate::webhooks::notification_json(&notification, &[]);
+            summary["last_error"] = json!(
+                notification
+                    .last_error
+                    .as_ref()
+                    .map(|_| "failed; an admin can see why")
+            );
+            if let Value::Object(fields) = &mut summary {
+                fields.remove("history");
+            }
+            notifications.push(summary);
+        }
     }
     value["notifications"] = Value::Array(notifications);
     if build.status == BuildStatus::Queued && repository.max_concurrent_builds > 0 {
@@ -419,8 +436,9 @@ pub async fn retry(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (original, _) = authorized_build(&state, &caller, &id, Role::Write).await?;
+    let (original, repository) = authorized_build(&state, &caller, &id, Role::Write).await?;
     let id = original.id;
+    crate::repos::require_enabled(&repository)?;
     let Some(new_id) = state.store.retry_build(id).await? else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

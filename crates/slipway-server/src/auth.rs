@@ -219,19 +219,14 @@ fn unsafe_method(method: &Method) -> bool {
 
 /// Resolves the caller from the request: an API token first, then the session cookie.
 pub async fn caller_from(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
-                    "the Authorization header must be \"Bearer <token>\"",
-                )
-            })?;
+    // Only a bearer token is Slipway's: another scheme (a reverse proxy's Basic sign-in, say)
+    // is no credential here, and the session cookie still counts.
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    if let Some(token) = bearer {
+        let token = token.trim();
         let Some((token, user)) = state.store.authenticate_token(&hash_token(token)).await? else {
             // A wrong token is an error, not anonymity: the caller meant to be someone.
             return Err(ApiError::new(

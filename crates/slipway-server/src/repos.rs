@@ -38,6 +38,20 @@ pub async fn find(
     Ok(repository)
 }
 
+/// Refuses to start builds of a disabled repository (409): disabling stops new work, whoever
+/// asks for it.
+pub fn require_enabled(repository: &RepositoryRecord) -> Result<(), ApiError> {
+    if repository.enabled {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "disabled",
+            format!("repository {} is disabled", repository.name),
+        ))
+    }
+}
+
 /// A repository as the API shows it.
 pub fn repository_json(repository: &RepositoryRecord, caller: &Caller, public_url: &str) -> Value {
     let secret_state = |stored: bool| match (repository.managed_by, stored) {
@@ -401,6 +415,27 @@ pub async fn update(
     {
         return Err(ApiError::bad_request(
             "git_url moves to another host: send git_password again (or null to remove it); the stored one is only sent to the host it was given for",
+        ));
+    }
+    // The same for the commit-status token and the API it is sent to (explicit, or the one
+    // derived from the provider and the clone URL's host).
+    let status_origin = |api_url: &Option<String>, provider, git_url: &str| {
+        api_url
+            .clone()
+            .or_else(|| slipway_notify::deliver::default_status_api_url(provider, git_url))
+            .and_then(|url| url_host(&url))
+    };
+    if repository.has_status_token
+        && matches!(secrets.status_token, SecretChange::Keep)
+        && status_origin(&spec.status.api_url, spec.provider, &spec.git_url)
+            != status_origin(
+                &repository.status.api_url,
+                repository.provider,
+                &repository.git_url,
+            )
+    {
+        return Err(ApiError::bad_request(
+            "the commit-status API moves to another host: send status_token again (or null to remove it); the stored one is only sent to the host it was given for",
         ));
     }
     let mut updated = state

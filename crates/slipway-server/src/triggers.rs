@@ -316,13 +316,6 @@ pub async fn build_now(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let repository = crate::repos::find(&state, &caller, &owner, &name, Role::Write).await?;
-    if !repository.enabled {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "disabled",
-            format!("repository {} is disabled", repository.name),
-        ));
-    }
     let wanted = parse_body(&headers, &body)?;
     let entries = build_wanted(&state, &repository, &wanted, "manual").await?;
     Ok((StatusCode::ACCEPTED, Json(Value::Array(entries))).into_response())
@@ -335,6 +328,7 @@ pub(crate) async fn build_wanted(
     wanted: &Wanted,
     label: &str,
 ) -> Result<Vec<Value>, ApiError> {
+    crate::repos::require_enabled(repository)?;
     let wanted = wanted.clone();
     let rules: Vec<BuildRule> = if repository.rules.is_empty() {
         vec![BuildRule::default_rule()]

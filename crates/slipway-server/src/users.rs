@@ -187,6 +187,12 @@ pub async fn update(
     if let Some(Some(Role::Owner)) = change.global_role {
         caller.require_global(Role::Owner)?;
     }
+    // Refused before anything is written, so a refused change is not half made.
+    if change.disabled == Some(true) && principal.user.name == name {
+        return Err(ApiError::bad_request(
+            "you cannot disable yourself; ask another administrator",
+        ));
+    }
     let hash = match change.password {
         Some(password) => {
             check_password(&password).map_err(ApiError::bad_request)?;
@@ -202,11 +208,6 @@ pub async fn update(
         return Err(ApiError::not_found(format!("no user {name:?}")));
     }
     if let Some(disabled) = change.disabled {
-        if disabled && principal.user.name == name {
-            return Err(ApiError::bad_request(
-                "you cannot disable yourself; ask another administrator",
-            ));
-        }
         state.store.set_user_disabled(&name, disabled).await?;
         tracing::info!(user = %name, disabled, by = %principal.user.name, "user access changed");
     }

@@ -491,3 +491,58 @@ async fn only_owners_delete_and_deleting_removes_the_history() {
     let (_, builds) = send_checked(&h, get("/api/builds", &root)).await;
     assert_eq!(builds["builds"], json!([]), "no build of it is listed");
 }
+
+/// A stored token is only sent where it was given for: moving the commit-status API (or the
+/// clone URL it is derived from) to another host needs the token again, as the git password
+/// does. And a disabled repository starts no builds, through the API or a retry.
+#[tokio::test]
+async fn stored_tokens_stay_with_their_host_and_disabled_repositories_build_nothing() {
+    let h = harness().await;
+    let root = h.admin_token.clone();
+    let (status, body) = send_checked(
+        &h,
+        json_request("POST", "/api/repositories", &root, &new_repository()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let patch = |body: Value| json_request("PATCH", "/api/repositories/acme/secret", &root, &body);
+
+    let (status, body) = send_checked(
+        &h,
+        patch(json!({"status_api_url": "https://collector.example"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("status_token")),
+        "{body}"
+    );
+    let (status, body) = send_checked(
+        &h,
+        patch(json!({"status_api_url": "https://collector.example", "status_token": STATUS_TOKEN})),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "giving the token again is fine: {body}"
+    );
+    assert_eq!(body["status_api_url"], "https://collector.example");
+
+    let (status, body) = send_checked(&h, patch(json!({"enabled": false}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = send_checked(
+        &h,
+        json_request(
+            "POST",
+            "/api/repositories/acme/secret/builds",
+            &root,
+            &json!({"source_type": "Branch", "source_name": "main"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "disabled", "{body}");
+}

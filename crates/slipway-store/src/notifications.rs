@@ -333,6 +333,28 @@ impl Store {
         Ok(claimed)
     }
 
+    /// Extends `owner`'s lease on a pending notification; false when it is no longer theirs.
+    pub async fn renew_notification_lease(
+        &self,
+        id: Uuid,
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<bool> {
+        let renewed = with_pool!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE notifications SET lease_expires_at = $3
+                 WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
+            )
+            .bind(id.to_string())
+            .bind(owner)
+            .bind(now_millis() + lease_ms)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(renewed == 1)
+    }
+
     pub async fn notification(&self, id: Uuid) -> Result<Option<NotificationRecord>> {
         let row: Option<NotificationRow> = with_pool!(self, write, |pool| {
             sqlx::query_as(concat!(notification_select!(), " WHERE id = $1"))

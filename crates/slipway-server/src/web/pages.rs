@@ -65,7 +65,11 @@ impl IntoResponse for PageError {
 
 /// A `next` target after signing in: a path on this site only, never another origin.
 pub fn safe_next(next: &str) -> Option<&str> {
-    (next.starts_with('/') && !next.starts_with("//") && !next.contains('\\')).then_some(next)
+    // Browsers drop tabs and line breaks from URLs, so "/\t/evil.example" would become
+    // "//evil.example": any control character or space makes the target unsafe.
+    let plain = next.bytes().all(|b| b > 0x20 && b != 0x7f);
+    (plain && next.starts_with('/') && !next.starts_with("//") && !next.contains('\\'))
+        .then_some(next)
 }
 
 /// The HTML answer with the headers every page carries.
@@ -316,6 +320,23 @@ pub async fn overview(
     }
     let status_filter = query.status.clone();
     let cursor_given = query.cursor.is_some();
+    // The next page keeps every filter of this one.
+    let kept_filters: String = [
+        ("repository", query.repository.as_deref()),
+        ("status", query.status.as_deref()),
+        ("ref", query.git_ref.as_deref()),
+        ("since", query.since.as_deref()),
+    ]
+    .iter()
+    .filter_map(|(key, value)| {
+        value.map(|value| {
+            format!(
+                "&{key}={}",
+                form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>()
+            )
+        })
+    })
+    .collect();
     let (builds, next) = list_builds_for(
         &state,
         &caller,
@@ -348,7 +369,7 @@ pub async fn overview(
         nav.pagination aria-label="Pages" {
             @if cursor_given { a href="/" { "Newest" } " " }
             @if let Some(next) = next {
-                a href={"/?cursor=" (next) (status_filter.as_deref().map(|s| format!("&status={s}")).unwrap_or_default())} rel="next" { "Older builds" }
+                a href={"/?cursor=" (next) (kept_filters)} rel="next" { "Older builds" }
             }
         }
         section.panel aria-labelledby="repositories-heading" {
@@ -1067,7 +1088,8 @@ pub async fn retry(
     Form(form): Form<ActionForm>,
 ) -> Result<Response, PageError> {
     caller.check_form_csrf(form.csrf_token.as_deref())?;
-    let (build, _) = authorized_build(&state, &caller, &id, Role::Write).await?;
+    let (build, repository) = authorized_build(&state, &caller, &id, Role::Write).await?;
+    crate::repos::require_enabled(&repository)?;
     match state.store.retry_build(build.id).await? {
         Some(new_id) => Ok(redirect(&format!("/builds/{new_id}"))),
         None => Err(PageError(ApiError::new(
@@ -1472,6 +1494,8 @@ mod tests {
         assert_eq!(safe_next("//evil.example/"), None);
         assert_eq!(safe_next("https://evil.example/"), None);
         assert_eq!(safe_next("/\\evil.example"), None);
+        assert_eq!(safe_next("/\t/evil.example"), None);
+        assert_eq!(safe_next("/\n/evil.example"), None);
     }
 
     #[test]

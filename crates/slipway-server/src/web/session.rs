@@ -118,11 +118,32 @@ pub async fn login(
         )));
     }
     // The peer address is there when serving for real; router tests have none.
+    // An IPv6 client holds a whole /64, so that is what one address means to the limiter.
     let address = extensions.get::<ConnectInfo<SocketAddr>>().map_or_else(
         || "unknown".to_owned(),
-        |ConnectInfo(peer)| peer.ip().to_string(),
+        |ConnectInfo(peer)| match peer.ip() {
+            std::net::IpAddr::V6(ip) => {
+                let prefix = ip.segments();
+                format!(
+                    "{:x}:{:x}:{:x}:{:x}::/64",
+                    prefix[0], prefix[1], prefix[2], prefix[3]
+                )
+            }
+            ip => ip.to_string(),
+        },
     );
     let next = form.next.as_deref();
+    // A name no account can have is refused before it costs a limiter entry, a lookup or a
+    // password hash.
+    if crate::users::check_user_name(&form.name).is_err() {
+        return render_login(
+            &state,
+            next,
+            Some("The user name or password is wrong."),
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+    }
     for key in [format!("address:{address}"), format!("user:{}", form.name)] {
         if let Err(retry_after) = state.login_limiter.take(&key) {
             tracing::warn!(%address, "login attempts rate-limited");
