@@ -609,19 +609,21 @@
       }
       let text = data.text;
       const length = utf8Length(text);
+      // The event id is the server's byte offset just after the text; it stays exact even when
+      // the text held bytes that were not UTF-8 (each shown as one three-byte replacement).
+      const after = Number.parseInt(event.lastEventId, 10);
       let offset = data.offset;
       if (!Number.isSafeInteger(offset)) {
-        // The event id is the offset just after the text.
-        const after = Number.parseInt(event.lastEventId, 10);
         offset = Number.isSafeInteger(after) ? after - length : expectedOffset;
       }
-      if (offset + length <= expectedOffset) {
+      const end = Number.isSafeInteger(after) ? after : offset + length;
+      if (end <= expectedOffset) {
         return;
       }
       if (offset < expectedOffset) {
         text = utf8Skip(text, expectedOffset - offset);
       }
-      expectedOffset = offset + length;
+      expectedOffset = end;
       addText(text);
     });
 

@@ -310,6 +310,18 @@ pub async fn revoke_token(
 ) -> Result<StatusCode, ApiError> {
     let principal = caller.require_user()?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found(format!("no token {id:?}")))?;
+    // A token that may do less than its user may revoke itself, but not the user's others: a
+    // leaked read-only token must not be able to break the owner's automation.
+    if let Some(token) = &principal.token
+        && token.id != id
+        && (token.scope != Role::Owner || token.repository.is_some())
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this token may do less than its user, so it can revoke only itself; sign in, or use a token scoped owner for all repositories",
+        ));
+    }
     if !state.store.revoke_token(principal.user.id, id).await? {
         return Err(ApiError::not_found(format!("no active token {id}")));
     }

@@ -160,15 +160,6 @@ pub fn log_html(text: &str) -> String {
     out
 }
 
-/// The length of the prefix of `text` that ends with its last line break (0 when it has none).
-///
-/// A page that renders part of a running build's log renders this prefix and sets
-/// `data-offset` to the offset just after it, so the live stream continues at a line start and
-/// never splits a line between server-rendered and streamed blocks.
-pub fn complete_lines_len(text: &str) -> usize {
-    text.rfind('\n').map_or(0, |at| at + 1)
-}
-
 /// A colour as SGR can set it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Colour {
@@ -795,14 +786,6 @@ mod tests {
         assert!(html.starts_with("<span class=\"log-block\">line 0\n"));
         assert!(html.contains("line 499\n</span><span class=\"log-block\">line 500\n"));
         assert!(html.ends_with("line 1000\n</span>"));
-    }
-
-    #[test]
-    fn complete_lines_len_ends_at_the_last_line_break() {
-        assert_eq!(complete_lines_len(""), 0);
-        assert_eq!(complete_lines_len("partial"), 0);
-        assert_eq!(complete_lines_len("a\nb"), 2);
-        assert_eq!(complete_lines_len("a\nb\n"), 4);
     }
 
     /// Checks that every `<` in `html` starts one of the tags this module writes, with

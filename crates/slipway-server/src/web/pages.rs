@@ -916,23 +916,30 @@ pub async fn build(
         (String::new(), 0, 0)
     } else {
         let start = (size - RENDERED_LOG_BYTES).max(0);
-        let text = read_log(&state, build.id, start, size).await?;
-        let text = String::from_utf8_lossy(&text).into_owned();
-        // Begin at a line start, unless the tail is one enormous line.
+        let bytes = read_log(&state, build.id, start, size).await?;
+        // Positions are found in the stored bytes, not in decoded text (where an invalid byte
+        // becomes a three-byte replacement), so that the offset handed to the live stream is
+        // exactly where the rendered part ends. It begins at a line start, unless the tail is
+        // one enormous line.
         let from = if start > 0 {
-            text.find('\n').map_or(0, |at| at + 1)
+            bytes
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(0, |at| at + 1)
         } else {
             0
         };
-        let text = &text[from..];
+        let rest = &bytes[from..];
         let complete = if finished {
-            text.len()
+            rest.len()
         } else {
-            ansi::complete_lines_len(text)
+            rest.iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |at| at + 1)
         };
         let skipped = start + from as i64;
         (
-            ansi::log_html(&text[..complete]),
+            ansi::log_html(&String::from_utf8_lossy(&rest[..complete])),
             skipped + complete as i64,
             skipped,
         )
