@@ -18,7 +18,7 @@ use slipway_store::metrics::{
     BUILD_DURATION, BUILDS_FINISHED, Counter, FleetState, Histogram, QUEUE_WAIT, StoredSample,
     WEBHOOK_DELIVERIES, label_text, seconds_text,
 };
-use slipway_store::{QueueCounts, RecordOutcome, now_millis};
+use slipway_store::{QueueCounts, now_millis};
 use tracing::warn;
 
 use crate::{ApiError, AppState};
@@ -52,88 +52,17 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         .into_response())
 }
 
-/// What a webhook request came to, for `slipway_webhook_deliveries_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DeliveryOutcome {
-    /// Verified and planned; builds may or may not have been queued (a ping is accepted too).
-    Accepted,
-    /// Verified, but nothing to build (no rule matched, a deleted branch, another repository).
-    Ignored,
-    /// A delivery key seen before; answered as the first time.
-    Duplicate,
-    /// Not accepted: unknown repository, bad signature, malformed body, overload…
-    Refused,
-}
-
-impl DeliveryOutcome {
-    fn as_str(self) -> &'static str {
-        match self {
-            DeliveryOutcome::Accepted => "accepted",
-            DeliveryOutcome::Ignored => "ignored",
-            DeliveryOutcome::Duplicate => "duplicate",
-            DeliveryOutcome::Refused => "refused",
-        }
-    }
-}
-
-/// Counts a webhook request. `provider` is the repository's provider, empty when no configured
-/// repository was found. A failure to count is logged and otherwise ignored: metrics must never
-/// cost a delivery.
-pub(crate) async fn count_delivery(
-    state: &AppState,
-    provider: &str,
-    outcome: DeliveryOutcome,
-    status: StatusCode,
-) {
-    let provider = if provider.is_empty() {
-        "unknown"
-    } else {
-        provider
-    };
-    let class = status_class(status);
+/// Counts a webhook request that was refused (a stored delivery is counted by the store, in
+/// the delivery's own transaction). `provider` is the repository's provider, empty when no
+/// configured repository was found. A failure to count is logged and otherwise ignored:
+/// metrics must never cost a delivery.
+pub(crate) async fn count_refused(state: &AppState, provider: &str, status: StatusCode) {
     if let Err(error) = state
         .store
-        .add_to_counter(
-            &WEBHOOK_DELIVERIES,
-            &[
-                ("provider", provider),
-                ("outcome", outcome.as_str()),
-                ("code", class),
-            ],
-            1,
-        )
+        .count_delivery(provider, "refused", status.as_u16())
         .await
     {
         warn!(%error, "counting a webhook delivery for /metrics failed");
-    }
-}
-
-/// Counts a stored delivery: accepted, ignored (nothing planned to build) or a duplicate.
-pub(crate) async fn count_recorded(
-    state: &AppState,
-    provider: &str,
-    recorded: &RecordOutcome,
-    ignored: bool,
-) {
-    let (outcome, code) = match recorded {
-        RecordOutcome::Recorded(answer) if ignored => {
-            (DeliveryOutcome::Ignored, answer.status_code)
-        }
-        RecordOutcome::Recorded(answer) => (DeliveryOutcome::Accepted, answer.status_code),
-        RecordOutcome::Duplicate { status_code, .. } => (DeliveryOutcome::Duplicate, *status_code),
-    };
-    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::ACCEPTED);
-    count_delivery(state, provider, outcome, status).await;
-}
-
-/// `2xx`, `4xx`, `5xx`: an answer's status class.
-fn status_class(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
     }
 }
 
@@ -426,13 +355,5 @@ mod tests {
         ] {
             assert!(text.contains(expected), "{expected} in\n{text}");
         }
-    }
-
-    #[test]
-    fn status_classes() {
-        assert_eq!(status_class(StatusCode::OK), "2xx");
-        assert_eq!(status_class(StatusCode::ACCEPTED), "2xx");
-        assert_eq!(status_class(StatusCode::UNAUTHORIZED), "4xx");
-        assert_eq!(status_class(StatusCode::SERVICE_UNAVAILABLE), "5xx");
     }
 }

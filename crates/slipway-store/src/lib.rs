@@ -24,6 +24,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 pub use accounts::{NewToken, SessionRecord, TokenRecord, UserRecord};
+pub use group_commit::DeliveryTally;
 pub use history::{BuildCursor, BuildEvent, BuildFilter, LogPiece, QueueCounts, Readable};
 pub use notifications::{
     AfterAttempt, HookRecord, NewNotification, NotificationAttempt, NotificationKind,
@@ -46,6 +47,11 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The task writing group commits stopped before answering (its runtime is shutting down);
+    /// whether the delivery was stored is unknown, so the caller answers 503 and the forge
+    /// retries, which the delivery key makes safe.
+    #[error("the database writer stopped before answering")]
+    Interrupted,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -69,6 +75,8 @@ pub struct Store {
     /// Wakes this process's workers when a build is queued, so a webhook's build starts
     /// without waiting for the next poll.
     queued: Arc<Notify>,
+    /// Writes deliveries that arrive together in one transaction.
+    group_commit: group_commit::GroupCommitter,
 }
 
 /// Runs `$body` with `$pool` bound to the right pool for the backend. The body is compiled
@@ -95,8 +103,47 @@ macro_rules! repository_select {
     };
 }
 
+/// Inserts a delivery row and evaluates to whether it was new (false: its key was taken, a
+/// duplicate). A macro rather than a generic function: a function generic over the executor
+/// makes every future that calls it lose `Send` (a known limitation of higher-ranked bounds).
+macro_rules! insert_delivery {
+    ($executor:expr, $delivery:expr, $answer:expr) => {{
+        let delivery: &NewDelivery = $delivery;
+        let answer: &DeliveryAnswer = $answer;
+        let inserted: Option<(String,)> = sqlx::query_as(
+            "INSERT INTO deliveries (id, repository_id, repository_name, provider, event, forge_delivery_id,
+                 delivery_key, source_address, received_at, status_code, verification, outcome,
+                 decisions_json, response_json, headers_json, body, redelivery_of)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+             ON CONFLICT (repository_id, delivery_key) DO NOTHING
+             RETURNING id",
+        )
+        .bind(delivery.id.to_string())
+        .bind(delivery.repository_id.map(|id| id.to_string()))
+        .bind(&delivery.repository_name)
+        .bind(&delivery.provider)
+        .bind(&delivery.event)
+        .bind(&delivery.forge_delivery_id)
+        .bind(&delivery.delivery_key)
+        .bind(&delivery.source_address)
+        .bind(delivery.received_at)
+        .bind(i64::from(answer.status_code))
+        .bind(&delivery.verification)
+        .bind(&answer.outcome)
+        .bind(&answer.decisions_json)
+        .bind(&answer.response_json)
+        .bind(&delivery.headers_json)
+        .bind(delivery.body.as_deref())
+        .bind(delivery.redelivery_of.map(|id| id.to_string()))
+        .fetch_optional($executor)
+        .await?;
+        inserted.is_some()
+    }};
+}
+
 // Declared after `with_pool!` so that the modules can use the macro.
 mod accounts;
+mod group_commit;
 mod history;
 mod notifications;
 // Fleet-wide counters and histograms for `/metrics` (issue 6).
@@ -158,6 +205,21 @@ impl BeginSnapshot for PgPool {
     }
 }
 
+/// Wakes this process's workers, and on PostgreSQL every other process's, because a build
+/// became claimable.
+async fn wake(backend: &Backend, queued: &Notify) {
+    queued.notify_waiters();
+    if let Backend::Postgres(pool) = backend
+        && let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(BUILDS_CHANNEL)
+            .execute(pool)
+            .await
+    {
+        // Workers still poll, so a lost notification only costs a poll interval.
+        tracing::warn!(%error, "could not notify other processes of a queued build");
+    }
+}
+
 /// The current time in Unix milliseconds, the unit of every stored time.
 pub fn now_millis() -> i64 {
     let now = std::time::SystemTime::now()
@@ -174,7 +236,11 @@ impl Store {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
+                // A 202 promises the forge that its delivery is stored, so a commit must
+                // survive a power cut, not only a crash of the process: FULL makes every
+                // commit sync the WAL. Group commits keep that affordable (one sync for all
+                // the deliveries that arrived together).
+                .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
             let write = SqlitePoolOptions::new()
@@ -199,9 +265,11 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(redact_url(url)));
         };
+        let queued = Arc::new(Notify::new());
         Ok(Self {
+            group_commit: group_commit::GroupCommitter::new(backend.clone(), queued.clone()),
             backend,
-            queued: Arc::new(Notify::new()),
+            queued,
         })
     }
 
@@ -226,6 +294,18 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// The single integer one `SELECT` answers, such as a `count(*)`; the benchmarks use it to
+    /// check what a run left behind.
+    #[doc(hidden)]
+    pub async fn count_for_benchmarks(&self, statement: &str) -> Result<i64> {
+        let (count,): (i64,) = with_pool!(self, read, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(statement.to_owned()))
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(count)
     }
 
     /// Runs one statement outside any transaction; tests use it to create databases.
@@ -257,16 +337,7 @@ impl Store {
     /// every other process's through `NOTIFY`, so a webhook received by `slipway web` starts a
     /// build on a `slipway worker` elsewhere without waiting for a poll.
     async fn wake(&self) {
-        self.queued.notify_waiters();
-        if let Backend::Postgres(pool) = &self.backend
-            && let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
-                .bind(BUILDS_CHANNEL)
-                .execute(pool)
-                .await
-        {
-            // Workers still poll, so a lost notification only costs a poll interval.
-            tracing::warn!(%error, "could not notify other processes of a queued build");
-        }
+        wake(&self.backend, &self.queued).await;
     }
 
     /// On PostgreSQL, listens for other processes' `NOTIFY` and wakes this process's workers;
@@ -392,110 +463,25 @@ impl Store {
     /// Stores a verified delivery and the builds it planned, atomically, and returns the answer
     /// `render` makes from where each build ended up (see [`BuildPlacement`]): a build for a
     /// rule, ref and commit that already has one is not made twice. If the repository has seen
-    /// this delivery key before, nothing is written and the first answer is returned.
+    /// this delivery key before, nothing is written and the first answer is returned. With a
+    /// `tally`, the delivery is counted for `/metrics` in the same transaction.
+    ///
+    /// Deliveries arriving together are written by one group commit (see [`group_commit`]):
+    /// each caller's answer still comes only once its own delivery is durably committed.
     pub async fn record_delivery(
         &self,
         delivery: &NewDelivery,
         builds: &[NewBuild],
-        render: impl FnOnce(&[BuildPlacement]) -> DeliveryAnswer,
+        render: impl Fn(&[BuildPlacement]) -> DeliveryAnswer + Send + Sync + 'static,
+        tally: Option<DeliveryTally>,
     ) -> Result<RecordOutcome> {
-        let mut created_any = false;
-        let outcome = with_pool!(self, write, |pool| {
-            let mut tx = pool.begin_write().await?;
-            // The answer is filled in below, once the builds' ids are known.
-            let pending = DeliveryAnswer {
-                status_code: 0,
-                response_json: String::new(),
-                outcome: String::new(),
-                decisions_json: String::new(),
-            };
-            let inserted = insert_delivery!(&mut *tx, delivery, &pending);
-            if !inserted {
-                let (status_code, response_json): (i64, String) = sqlx::query_as(
-                    "SELECT status_code, response_json FROM deliveries WHERE repository_id = $1 AND delivery_key = $2",
-                )
-                .bind(delivery.repository_id.map(|id| id.to_string()))
-                .bind(&delivery.delivery_key)
-                .fetch_one(&mut *tx)
-                .await?;
-                tx.rollback().await?;
-                RecordOutcome::Duplicate {
-                    status_code: u16::try_from(status_code).unwrap_or(202),
-                    response_json,
-                }
-            } else {
-                let mut placements = Vec::with_capacity(builds.len());
-                for build in builds {
-                    let created: Option<(String,)> = sqlx::query_as(
-                        "INSERT INTO builds (id, repository_id, delivery_id, trigger, dedupe_key, rule_index, git_ref,
-                             commit_sha, image, tags_json, dockerfile, context, status, queued_at, options_json,
-                             before_sha, message_checked)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'queued', $13, $14, $15, $16)
-                         ON CONFLICT (repository_id, dedupe_key) DO NOTHING
-                         RETURNING id",
-                    )
-                    .bind(build.id.to_string())
-                    .bind(delivery.repository_id.map(|id| id.to_string()))
-                    .bind(delivery.id.to_string())
-                    .bind(&build.trigger)
-                    .bind(build.dedupe_key())
-                    .bind(i64::try_from(build.plan.rule_index).unwrap_or(i64::MAX))
-                    .bind(build.plan.git_ref.full())
-                    .bind(build.plan.commit.as_str())
-                    .bind(&build.image)
-                    .bind(serde_json::to_string(&build.plan.tags).map_err(|e| StoreError::Corrupt(e.to_string()))?)
-                    .bind(&build.plan.dockerfile)
-                    .bind(&build.plan.context)
-                    .bind(delivery.received_at)
-                    .bind(serde_json::to_string(&build.plan.options).map_err(|e| StoreError::Corrupt(e.to_string()))?)
-                    .bind(build.plan.before.as_ref().map(|c| c.as_str().to_owned()))
-                    .bind(build.plan.message_checked)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let placement = match created {
-                        Some(_) => {
-                            supersede!(&mut *tx, delivery, build);
-                            BuildPlacement {
-                                id: build.id,
-                                created: true,
-                            }
-                        }
-                        None => {
-                            let (existing,): (String,) = sqlx::query_as(
-                                "SELECT id FROM builds WHERE repository_id = $1 AND dedupe_key = $2",
-                            )
-                            .bind(delivery.repository_id.map(|id| id.to_string()))
-                            .bind(build.dedupe_key())
-                            .fetch_one(&mut *tx)
-                            .await?;
-                            let id = Uuid::parse_str(&existing)
-                                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                            BuildPlacement { id, created: false }
-                        }
-                    };
-                    created_any |= placement.created;
-                    placements.push(placement);
-                }
-                let answer = render(&placements);
-                sqlx::query(
-                    "UPDATE deliveries SET status_code = $2, response_json = $3, outcome = $4, decisions_json = $5
-                     WHERE id = $1",
-                )
-                .bind(delivery.id.to_string())
-                .bind(i64::from(answer.status_code))
-                .bind(&answer.response_json)
-                .bind(&answer.outcome)
-                .bind(&answer.decisions_json)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                RecordOutcome::Recorded(answer)
-            }
-        });
-        if created_any {
-            self.wake().await;
-        }
-        Ok(outcome)
+        let pending = group_commit::PendingDelivery {
+            delivery: delivery.clone(),
+            builds: builds.to_vec(),
+            render: Box::new(render),
+            tally,
+        };
+        self.group_commit.write(pending).await
     }
 
     /// Records a request that was refused (or could not be tied to a repository). It gets no
@@ -1511,44 +1497,6 @@ macro_rules! close_attempt {
 }
 use close_attempt;
 
-/// Cancels the queued builds that `$build` (just inserted for `$delivery`) makes obsolete: the
-/// same repository, rule and ref, at the commit this push replaced (its `before`). Matching on
-/// `before` rather than arrival order means a late or replayed older push can never cancel newer
-/// work. With `QueuedAndRunning`, running ones are asked to stop as well; their workers see it
-/// on the next heartbeat.
-macro_rules! supersede {
-    ($executor:expr, $delivery:expr, $build:expr) => {{
-        let build: &NewBuild = $build;
-        let delivery: &NewDelivery = $delivery;
-        if build.supersedes != Supersede::Nothing
-            && let Some(replaced) = &build.plan.before
-        {
-            let reason = format!("superseded by build {} for the newer commit {}", build.id, build.plan.commit.short());
-            let running = build.supersedes == Supersede::QueuedAndRunning;
-            sqlx::query(
-                "UPDATE builds SET
-                     status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
-                     finished_at = CASE WHEN status = 'queued' THEN $6 ELSE finished_at END,
-                     cancel_requested = CASE WHEN status = 'running' THEN TRUE ELSE cancel_requested END,
-                     error = $5
-                 WHERE repository_id = $1 AND rule_index = $2 AND git_ref = $3 AND id <> $4
-                   AND commit_sha = $8 AND (status = 'queued' OR (status = 'running' AND $7))",
-            )
-            .bind(delivery.repository_id.map(|id| id.to_string()))
-            .bind(i64::try_from(build.plan.rule_index).unwrap_or(i64::MAX))
-            .bind(build.plan.git_ref.full())
-            .bind(build.id.to_string())
-            .bind(reason)
-            .bind(delivery.received_at)
-            .bind(running)
-            .bind(replaced.as_str())
-            .execute($executor)
-            .await?;
-        }
-    }};
-}
-use supersede;
-
 /// The columns of a [`TriggerRecord`].
 macro_rules! trigger_select {
     () => {
@@ -1568,45 +1516,6 @@ macro_rules! delivery_select {
     };
 }
 use delivery_select;
-
-/// Inserts a delivery row and evaluates to whether it was new (false: its key was taken, a
-/// duplicate). A macro rather than a generic function: a function generic over the executor
-/// makes every future that calls it lose `Send` (a known limitation of higher-ranked bounds).
-macro_rules! insert_delivery {
-    ($executor:expr, $delivery:expr, $answer:expr) => {{
-        let delivery: &NewDelivery = $delivery;
-        let answer: &DeliveryAnswer = $answer;
-        let inserted: Option<(String,)> = sqlx::query_as(
-            "INSERT INTO deliveries (id, repository_id, repository_name, provider, event, forge_delivery_id,
-                 delivery_key, source_address, received_at, status_code, verification, outcome,
-                 decisions_json, response_json, headers_json, body, redelivery_of)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-             ON CONFLICT (repository_id, delivery_key) DO NOTHING
-             RETURNING id",
-        )
-        .bind(delivery.id.to_string())
-        .bind(delivery.repository_id.map(|id| id.to_string()))
-        .bind(&delivery.repository_name)
-        .bind(&delivery.provider)
-        .bind(&delivery.event)
-        .bind(&delivery.forge_delivery_id)
-        .bind(&delivery.delivery_key)
-        .bind(&delivery.source_address)
-        .bind(delivery.received_at)
-        .bind(i64::from(answer.status_code))
-        .bind(&delivery.verification)
-        .bind(&answer.outcome)
-        .bind(&answer.decisions_json)
-        .bind(&answer.response_json)
-        .bind(&delivery.headers_json)
-        .bind(delivery.body.as_deref())
-        .bind(delivery.redelivery_of.map(|id| id.to_string()))
-        .fetch_optional($executor)
-        .await?;
-        inserted.is_some()
-    }};
-}
-use insert_delivery;
 
 /// Claims the oldest runnable queued build. On SQLite the single write connection serialises
 /// claims, so the sub-select cannot hand one build to two workers; PostgreSQL's variant adds

@@ -35,6 +35,32 @@ pub const WEBHOOK_DELIVERIES: Counter = Counter {
     help: "Webhook requests received, by provider (unknown when the repository is not configured), outcome (accepted, ignored, duplicate or refused) and HTTP status class.",
 };
 
+/// The `(name, labels)` under which [`WEBHOOK_DELIVERIES`] counts one request: `provider`
+/// (`unknown` when empty: no configured repository), `outcome` (`accepted`, `ignored`,
+/// `duplicate` or `refused`) and the answer's status class (`2xx`, `4xx`, `5xx`).
+pub fn delivery_labels(provider: &str, outcome: &str, status_code: u16) -> (String, String) {
+    let provider = if provider.is_empty() {
+        "unknown"
+    } else {
+        provider
+    };
+    let class = match status_code {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    (
+        WEBHOOK_DELIVERIES.name.to_owned(),
+        label_text(&[
+            ("provider", provider),
+            ("outcome", outcome),
+            ("code", class),
+        ]),
+    )
+}
+
 /// Builds a worker finished, by final status.
 pub const BUILDS_FINISHED: Counter = Counter {
     name: "slipway_builds_finished_total",
@@ -117,6 +143,19 @@ pub fn label_text(labels: &[(&str, &str)]) -> String {
         .join(",")
 }
 
+/// The statement that adds to `rows` counters at once, creating them at zero first; binds
+/// name, labels and value for each row in turn. Only placeholders are formatted into it.
+pub(crate) fn upsert_samples_sql(rows: usize) -> String {
+    let values = (0..rows)
+        .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO metric_counters (name, labels, value) VALUES {values}
+         ON CONFLICT (name, labels) DO UPDATE SET value = metric_counters.value + excluded.value"
+    )
+}
+
 /// One stored counter: a sample name, its label text, and its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSample {
@@ -171,15 +210,7 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let values = (0..rows.len())
-            .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
-            .collect::<Vec<_>>()
-            .join(", ");
-        // Only placeholders are formatted into the statement; every value is bound.
-        let sql = format!(
-            "INSERT INTO metric_counters (name, labels, value) VALUES {values}
-             ON CONFLICT (name, labels) DO UPDATE SET value = metric_counters.value + excluded.value"
-        );
+        let sql = upsert_samples_sql(rows.len());
         with_pool!(self, write, |pool| {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
             for (name, labels, value) in rows {
@@ -188,6 +219,17 @@ impl Store {
             query.execute(pool).await?;
         });
         Ok(())
+    }
+
+    /// Adds one to the webhook delivery counter under [`delivery_labels`].
+    pub async fn count_delivery(
+        &self,
+        provider: &str,
+        outcome: &str,
+        status_code: u16,
+    ) -> Result<()> {
+        let (name, labels) = delivery_labels(provider, outcome, status_code);
+        self.add_samples(&[(name, labels, 1)]).await
     }
 
     /// Every stored counter, ordered by name and labels.
@@ -282,6 +324,25 @@ mod tests {
             "provider=\"git\\\"hub\",code=\"2xx\""
         );
         assert_eq!(label_text(&[]), "");
+    }
+
+    #[test]
+    fn deliveries_are_labelled_by_provider_outcome_and_status_class() {
+        let labels = |provider, outcome, code| delivery_labels(provider, outcome, code).1;
+        assert_eq!(
+            labels("github", "accepted", 202),
+            "provider=\"github\",outcome=\"accepted\",code=\"2xx\""
+        );
+        assert_eq!(
+            labels("", "refused", 404),
+            "provider=\"unknown\",outcome=\"refused\",code=\"4xx\""
+        );
+        assert!(labels("gitlab", "refused", 503).ends_with("code=\"5xx\""));
+        assert!(labels("gitlab", "accepted", 200).ends_with("code=\"2xx\""));
+        assert_eq!(
+            delivery_labels("github", "accepted", 202).0,
+            "slipway_webhook_deliveries_total"
+        );
     }
 
     #[test]

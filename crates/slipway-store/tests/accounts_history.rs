@@ -620,7 +620,7 @@ async fn deleting_a_repository_removes_its_whole_history(store: Store) {
     let pushed_id = pushed.id;
     let the_delivery = delivery(web, "acme/web", "k-1");
     store
-        .record_delivery(&the_delivery, &[pushed], answer)
+        .record_delivery(&the_delivery, &[pushed], answer, None)
         .await
         .expect("record");
     let claimed = store

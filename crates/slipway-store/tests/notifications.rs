@@ -114,12 +114,17 @@ async fn delivered(store: &Store, repository_id: Uuid, commit_number: usize) -> 
         redelivery_of: None,
     };
     let outcome = store
-        .record_delivery(&delivery, &[build], |_| DeliveryAnswer {
-            status_code: 202,
-            response_json: "{}".to_owned(),
-            outcome: "1 build(s)".to_owned(),
-            decisions_json: "[]".to_owned(),
-        })
+        .record_delivery(
+            &delivery,
+            &[build],
+            |_| DeliveryAnswer {
+                status_code: 202,
+                response_json: "{}".to_owned(),
+                outcome: "1 build(s)".to_owned(),
+                decisions_json: "[]".to_owned(),
+            },
+            None,
+        )
         .await
         .expect("record delivery");
     assert!(matches!(outcome, RecordOutcome::Recorded(_)));

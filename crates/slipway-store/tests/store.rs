@@ -74,6 +74,11 @@ on_both_backends!(
     workers_report_their_health,
 );
 
+on_both_backends!(
+    multi_thread: deliveries_arriving_together_are_each_committed_and_counted,
+    a_failing_delivery_fails_only_itself_in_a_group,
+);
+
 fn spec(name: &str) -> RepositorySpec {
     RepositorySpec {
         name: name.parse().expect("name"),
@@ -111,7 +116,7 @@ fn delivery(repository_id: Uuid, key: &str) -> NewDelivery {
 }
 
 /// Renders an answer that lists each build and whether it was new.
-fn answer(key: &str) -> impl FnOnce(&[BuildPlacement]) -> DeliveryAnswer {
+fn answer(key: &str) -> impl Fn(&[BuildPlacement]) -> DeliveryAnswer + Send + Sync + 'static {
     let key = key.to_owned();
     move |placements| {
         DeliveryAnswer {
@@ -130,7 +135,7 @@ fn answer(key: &str) -> impl FnOnce(&[BuildPlacement]) -> DeliveryAnswer {
 async fn record(store: &Store, delivery: &NewDelivery, builds: &[NewBuild]) -> RecordOutcome {
     let key = delivery.delivery_key.clone().unwrap_or_default();
     store
-        .record_delivery(delivery, builds, answer(&key))
+        .record_delivery(delivery, builds, answer(&key), None)
         .await
         .expect("record")
 }
@@ -978,4 +983,140 @@ async fn workers_report_their_health(store: Store) {
     );
     store.forget_worker(&worker.id).await.expect("forget");
     assert!(store.workers_seen_since(0).await.expect("list").is_empty());
+}
+
+/// Many deliveries at once: each gets its own answer with its own build, repeats of one key
+/// inside the same burst are answered from the first, and every delivery is counted for
+/// `/metrics` exactly once.
+async fn deliveries_arriving_together_are_each_committed_and_counted(store: Store) {
+    let repo = repository(&store, "acme/web").await;
+    let tally = || {
+        Some(slipway_store::DeliveryTally {
+            provider: "github".to_owned(),
+            ignored: false,
+        })
+    };
+    let distinct = (0..48).map(|n| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let key = format!("burst-{n}");
+            let commit = format!("{:040x}", n + 1);
+            store
+                .record_delivery(
+                    &delivery(repo, &key),
+                    &[build_for(&commit)],
+                    answer(&key),
+                    tally(),
+                )
+                .await
+        })
+    });
+    let repeats = (0..8).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let commit = "f".repeat(40);
+            store
+                .record_delivery(
+                    &delivery(repo, "repeated"),
+                    &[build_for(&commit)],
+                    answer("repeated"),
+                    tally(),
+                )
+                .await
+        })
+    });
+    let mut keys = std::collections::HashSet::new();
+    for outcome in distinct {
+        match outcome.await.expect("join").expect("record") {
+            RecordOutcome::Recorded(answer) => {
+                let json: serde_json::Value =
+                    serde_json::from_str(&answer.response_json).expect("json");
+                assert_eq!(json["builds"].as_array().map(Vec::len), Some(1), "{json}");
+                assert_eq!(json["builds"][0]["created"], true, "{json}");
+                assert!(
+                    keys.insert(json["key"].to_string()),
+                    "one answer per key: {json}"
+                );
+            }
+            other => panic!("a new delivery was taken for a repeat: {other:?}"),
+        }
+    }
+    let mut answers = Vec::new();
+    let mut recorded = 0;
+    for outcome in repeats {
+        match outcome.await.expect("join").expect("record") {
+            RecordOutcome::Recorded(answer) => {
+                recorded += 1;
+                answers.push(answer.response_json);
+            }
+            RecordOutcome::Duplicate { response_json, .. } => answers.push(response_json),
+        }
+    }
+    assert_eq!(
+        recorded, 1,
+        "one of the repeats is the delivery, the rest repeat it"
+    );
+    answers.dedup();
+    assert_eq!(
+        answers.len(),
+        1,
+        "every repeat is answered as the first: {answers:?}"
+    );
+    assert_eq!(
+        store.builds_for_repository(repo).await.expect("list").len(),
+        49
+    );
+    let samples = store.stored_samples().await.expect("samples");
+    let count = |outcome: &str| {
+        samples
+            .iter()
+            .filter(|s| {
+                s.name == "slipway_webhook_deliveries_total"
+                    && s.labels.contains(&format!("outcome=\"{outcome}\""))
+            })
+            .map(|s| s.value)
+            .sum::<i64>()
+    };
+    assert_eq!(count("accepted"), 49);
+    assert_eq!(count("duplicate"), 7);
+}
+
+/// A delivery that cannot be stored (here: its repository does not exist) fails alone; the
+/// deliveries that were written in the same group are committed and answered.
+async fn a_failing_delivery_fails_only_itself_in_a_group(store: Store) {
+    let repo = repository(&store, "acme/web").await;
+    let mut tasks = Vec::new();
+    for n in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let key = format!("group-{n}");
+            // Every fourth names a repository that is not there, which its foreign key refuses.
+            let owner = if n % 4 == 3 { Uuid::now_v7() } else { repo };
+            let commit = format!("{:040x}", n + 1);
+            store
+                .record_delivery(
+                    &delivery(owner, &key),
+                    &[build_for(&commit)],
+                    answer(&key),
+                    None,
+                )
+                .await
+        }));
+    }
+    let mut failed = 0;
+    for (n, task) in tasks.into_iter().enumerate() {
+        match task.await.expect("join") {
+            Ok(RecordOutcome::Recorded(_)) => assert_ne!(n % 4, 3, "delivery {n} was stored"),
+            Ok(other) => panic!("delivery {n}: {other:?}"),
+            Err(_) => {
+                assert_eq!(n % 4, 3, "delivery {n} failed though it was valid");
+                failed += 1;
+            }
+        }
+    }
+    assert_eq!(failed, 4);
+    assert_eq!(
+        store.builds_for_repository(repo).await.expect("list").len(),
+        12
+    );
 }
