@@ -28,8 +28,20 @@ pub struct PostgresCluster {
 }
 
 impl PostgresCluster {
-    /// Initialises a cluster, starts it and creates the role and database.
+    /// Initialises a cluster, starts it and creates the role and database. Durability is off:
+    /// the cluster holds one test's throwaway data.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// [`PostgresCluster::start`] with PostgreSQL's default durability (`fsync`,
+    /// `synchronous_commit` and `full_page_writes` on), so that a commit is on disk when the
+    /// server says so, as in production: what the benchmarks measure against.
+    pub fn start_durable() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Self {
         let bin = server_bindir();
         // The postgres user must be able to traverse every parent directory; /tmp allows it,
         // and the directory itself is opened up below.
@@ -55,10 +67,14 @@ impl PostgresCluster {
                 .args(["-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"])
                 .args(["--auth-local=peer", "--auth-host=scram-sha-256"]);
         });
-        // Durability is off: the cluster holds one test's throwaway data.
+        let durability = if durable {
+            "fsync = on\nsynchronous_commit = on\nfull_page_writes = on\n"
+        } else {
+            "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+        };
         let settings = format!(
             "\nlisten_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\n\
-             max_connections = 100\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n",
+             max_connections = 100\n{durability}",
             cluster.port,
             cluster.run_dir().display()
         );
@@ -70,7 +86,11 @@ impl PostgresCluster {
 
         let mut cluster = cluster;
         cluster.start_again();
-        let create_role = format!("CREATE ROLE slipway LOGIN PASSWORD '{}'", cluster.password);
+        // CREATEDB lets the benchmarks make a fresh database per measurement.
+        let create_role = format!(
+            "CREATE ROLE slipway LOGIN CREATEDB PASSWORD '{}'",
+            cluster.password
+        );
         cluster.as_postgres(&cluster.bin.join("psql"), |command| {
             command
                 .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])

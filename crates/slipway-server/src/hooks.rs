@@ -17,13 +17,12 @@ use slipway_forge::{
     replayable_headers,
 };
 use slipway_store::{
-    BuildPlacement, DeliveryAnswer, ManagedBy, NewBuild, NewDelivery, RecordOutcome,
+    BuildPlacement, DeliveryAnswer, DeliveryTally, ManagedBy, NewBuild, NewDelivery, RecordOutcome,
     RepositoryRecord, Supersede, now_millis,
 };
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::metrics::DeliveryOutcome;
 use crate::{ApiError, AppState};
 
 /// How much of an oversized body is read and thrown away before answering 413. A client that
@@ -68,10 +67,43 @@ impl From<ApiError> for Refusal {
     }
 }
 
+/// What happens to a verified, planned delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sink {
+    /// Stored with its builds before the answer: what `/hooks` always does.
+    Store,
+    /// Answered as if stored, but nothing is written: only for the ingest benchmark's
+    /// baseline (see [`receive_unrecorded`]).
+    Discard,
+}
+
 pub async fn receive(
     State(state): State<AppState>,
     Path((owner, name)): Path<(String, String)>,
     request: Request,
+) -> Response {
+    handle(&state, owner, name, request, Sink::Store).await
+}
+
+/// `/hooks` without its database writes: the same bound on concurrent requests, body limits,
+/// provider check, signature verification, parsing and planning, answered with the planned
+/// builds, but nothing is stored and nothing is counted. It exists so that the ingest
+/// benchmark (`scripts/bench`) can measure what durability costs against everything else
+/// the endpoint does; no route of [`crate::app`] reaches it.
+pub async fn receive_unrecorded(
+    State(state): State<AppState>,
+    Path((owner, name)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    handle(&state, owner, name, request, Sink::Discard).await
+}
+
+async fn handle(
+    state: &AppState,
+    owner: String,
+    name: String,
+    request: Request,
+    sink: Sink,
 ) -> Response {
     // A place among the requests being handled, or a quick 503 the forge will retry.
     let Ok(Ok(_place)) = tokio::time::timeout(
@@ -80,13 +112,9 @@ pub async fn receive(
     )
     .await
     else {
-        crate::metrics::count_delivery(
-            &state,
-            "",
-            DeliveryOutcome::Refused,
-            StatusCode::SERVICE_UNAVAILABLE,
-        )
-        .await;
+        if sink == Sink::Store {
+            crate::metrics::count_refused(state, "", StatusCode::SERVICE_UNAVAILABLE).await;
+        }
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "busy",
@@ -121,12 +149,15 @@ pub async fn receive(
         body: None,
         redelivery_of: None,
     };
-    match accept(&state, &mut delivery, &parts.headers, body).await {
+    match accept(state, &mut delivery, &parts.headers, body, sink).await {
         Ok(response) => response,
         Err(refusal) => {
             delivery.verification = refusal.verification;
             let status = refusal.error.status;
             warn!(repository = %delivery.repository_name, status = status.as_u16(), reason = %refusal.error.message, "webhook refused");
+            if sink == Sink::Discard {
+                return refusal.error.into_response();
+            }
             // A refusal caused by the database itself cannot be logged in it.
             if status != StatusCode::SERVICE_UNAVAILABLE
                 && let Err(error) = state
@@ -139,13 +170,7 @@ pub async fn receive(
             // Nor can it be counted there: trying would only make the forge wait for a second
             // timeout before its 503.
             if refusal.error.code != "unavailable" {
-                crate::metrics::count_delivery(
-                    &state,
-                    &delivery.provider,
-                    DeliveryOutcome::Refused,
-                    status,
-                )
-                .await;
+                crate::metrics::count_refused(state, &delivery.provider, status).await;
             }
             refusal.error.into_response()
         }
@@ -157,6 +182,7 @@ async fn accept(
     delivery: &mut NewDelivery,
     headers: &HeaderMap,
     body: Body,
+    sink: Sink,
 ) -> Result<Response, Refusal> {
     let repository = match state
         .store
@@ -266,8 +292,21 @@ async fn accept(
             .delivery_id(headers)
             .unwrap_or_else(|| body_fingerprint(&body)),
     );
-    let (status, response_json) =
-        record_planned(state, delivery, &repository, &event, "push").await?;
+    let (status, response_json) = match sink {
+        Sink::Store => record_planned(state, delivery, &repository, &event, "push").await?,
+        Sink::Discard => {
+            let plan = plan_event(&repository, delivery.id, &event, "push");
+            let placements: Vec<BuildPlacement> = plan
+                .builds
+                .iter()
+                .map(|build| BuildPlacement {
+                    id: build.id,
+                    created: true,
+                })
+                .collect();
+            (plan.status, plan.answer(&placements).response_json)
+        }
+    };
     Ok((
         status,
         [(header::CONTENT_TYPE, "application/json")],
@@ -286,15 +325,22 @@ pub(crate) async fn record_planned(
     trigger: &str,
 ) -> Result<(StatusCode, String), ApiError> {
     let plan = plan_event(repository, delivery.id, event, trigger);
+    // Counted for /metrics in the delivery's own transaction; a redelivery is no new webhook
+    // request, so it is not counted.
+    let tally = (trigger == "push").then(|| DeliveryTally {
+        provider: delivery.provider.clone(),
+        ignored: plan.ignored.is_some(),
+    });
+    let builds = plan.builds.clone();
     let outcome = state
         .store
-        .record_delivery(delivery, &plan.builds, |placements| plan.answer(placements))
+        .record_delivery(
+            delivery,
+            &builds,
+            move |placements| plan.answer(placements),
+            tally,
+        )
         .await?;
-    // Counted for /metrics; a redelivery is no new webhook request, so it is not counted.
-    if trigger == "push" {
-        crate::metrics::count_recorded(state, &delivery.provider, &outcome, plan.ignored.is_some())
-            .await;
-    }
     Ok(match outcome {
         RecordOutcome::Recorded(answer) => {
             info!(

@@ -130,6 +130,16 @@ async fn openapi(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(routes::openapi(&state.public_url))
 }
 
+/// Only the webhook endpoint, answering as `/hooks` does but storing nothing: the baseline the
+/// ingest benchmark (`scripts/bench`) compares `/hooks` with, so that its ratio shows what the
+/// durable write costs. Never part of a served application.
+#[doc(hidden)]
+pub fn unrecorded_hooks_app(state: AppState) -> Router {
+    Router::new()
+        .route("/hooks/{owner}/{name}", post(hooks::receive_unrecorded))
+        .with_state(state)
+}
+
 /// The OpenAPI document, for `slipway openapi`.
 pub fn openapi_document(public_url: &str) -> serde_json::Value {
     routes::openapi(public_url)
