@@ -1,0 +1,166 @@
+//! Slipway's benchmark suite: every figure measured next to its baseline in the same run, and
+//! printed as a ratio, so that a reader can rerun it on their own machine and compare.
+//!
+//! `scripts/bench` runs it (`cargo bench -p slipway-e2e --bench suite -- [--quick] [--only
+//! NAMES] [--report FILE]`) against the rig's Docker engine and registry, a durable private
+//! PostgreSQL cluster of its own, and the release build of `slipway` (`$SLIPWAY_BIN`).
+//! Nothing here is a pass/fail test: each goal is reported as met or not met.
+//!
+//! The benchmarks, by `--only` name:
+//! 1. `ingest` — webhook deliveries accepted per second ([`ingest`]).
+//! 2. `dispatch` — from the 202 to a worker fetching ([`dispatch`]).
+//! 3. `cli` — push to pushed image, against `git clone && docker build && docker push`
+//!    ([`versus_cli`]).
+//! 4. `queue` — claim-and-complete throughput with 1, 2 and 4 worker processes ([`queue`]).
+//! 5. `history` — build list and detail latency with many builds ([`history`]).
+//! 6. `memory` — peak RSS of `slipway serve` idle, under ingest, and streaming a huge log
+//!    ([`memory`]).
+
+#![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "figures are counts and durations far inside f64's exact range"
+)]
+
+mod child;
+mod dispatch;
+mod history;
+mod ingest;
+mod load;
+mod memory;
+mod queue;
+mod report;
+mod versus_cli;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use slipway_e2e::{PostgresCluster, Rig};
+
+use crate::report::Report;
+
+/// The two databases Slipway runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+/// What every benchmark needs.
+#[derive(Debug)]
+pub struct Context {
+    /// Smaller sizes and shorter windows, for a smoke run in a few minutes.
+    pub quick: bool,
+    /// The `slipway` binary under test (a release build).
+    pub binary: PathBuf,
+    /// This program, for the child processes it starts.
+    pub suite_binary: PathBuf,
+    pub rig: Rig,
+    /// A private cluster with PostgreSQL's default durability, unlike the rig's shared one.
+    pub postgres: PostgresCluster,
+}
+
+impl Context {
+    /// A URL that may create databases on the private cluster.
+    pub fn postgres_url(&self) -> String {
+        self.postgres.url()
+    }
+}
+
+const BENCHMARKS: [&str; 6] = ["ingest", "dispatch", "cli", "queue", "history", "memory"];
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        // `cargo bench` adds `--bench`; a harness-less benchmark has nothing to do with it.
+        .filter(|arg| arg != "--bench")
+        .collect();
+    if args.first().is_some_and(|arg| arg == "child") {
+        child::main(&args[1..]);
+        return;
+    }
+    let mut quick = false;
+    let mut only: Vec<String> = BENCHMARKS.iter().map(|&name| name.to_owned()).collect();
+    let mut report_path = None;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--only" => {
+                let names = rest.next().expect("--only takes a comma-separated list");
+                only = names.split(',').map(str::to_owned).collect();
+                for name in &only {
+                    assert!(
+                        BENCHMARKS.contains(&name.as_str()),
+                        "unknown benchmark {name:?}; the names are {BENCHMARKS:?}"
+                    );
+                }
+            }
+            "--report" => {
+                report_path = Some(PathBuf::from(
+                    rest.next().expect("--report takes a file name"),
+                ));
+            }
+            other => panic!("unknown argument {other:?}; see scripts/bench --help"),
+        }
+    }
+    let binary = std::env::var_os("SLIPWAY_BIN")
+        .map(PathBuf::from)
+        .expect("set SLIPWAY_BIN to a release build of slipway, as scripts/bench does");
+    let context = Context {
+        quick,
+        binary,
+        suite_binary: std::env::current_exe().expect("this program's path"),
+        rig: Rig::load(),
+        postgres: PostgresCluster::start_durable(),
+    };
+    let started = Instant::now();
+    let mut report = Report::default();
+    println!(
+        "# Slipway benchmarks{}",
+        if quick { " (--quick)" } else { "" }
+    );
+    for name in &only {
+        let begun = Instant::now();
+        match name.as_str() {
+            "ingest" => ingest::run(&context, &mut report),
+            "dispatch" => dispatch::run(&context, &mut report),
+            "cli" => versus_cli::run(&context, &mut report),
+            "queue" => queue::run(&context, &mut report),
+            "history" => history::run(&context, &mut report),
+            "memory" => memory::run(&context, &mut report),
+            _ => unreachable!("names are checked above"),
+        }
+        println!("  ({name} took {:.0?})", begun.elapsed());
+    }
+    let preamble = std::env::var("SLIPWAY_BENCH_PREAMBLE").unwrap_or_default();
+    let path = report_path.unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(
+                || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
+                PathBuf::from,
+            )
+            .join("bench/report.md")
+    });
+    report
+        .write(&path, &preamble)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    println!(
+        "\nall benchmarks took {:.0?}; the report is in {}",
+        started.elapsed(),
+        path.display()
+    );
+}
