@@ -27,7 +27,7 @@ pub use accounts::{NewToken, SessionRecord, TokenRecord, UserRecord};
 pub use history::{BuildCursor, BuildEvent, BuildFilter, LogPiece, QueueCounts, Readable};
 pub use notifications::{
     AfterAttempt, HookRecord, NewNotification, NotificationAttempt, NotificationKind,
-    NotificationRecord, StatusSettings, Transition,
+    NotificationRecord, Redelivery, StatusSettings, Transition,
 };
 pub use records::*;
 pub use repositories::{RepositoryChangeError, SecretChange, SecretChanges, StoredCredentials};
