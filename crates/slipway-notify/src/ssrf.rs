@@ -5,12 +5,13 @@
 //! `http://169.254.169.254/` or `http://10.0.0.5:6379/` would turn Slipway into a way to reach
 //! cloud metadata services and internal hosts. So a target is checked twice:
 //!
-//! 1. When it is configured, by [`check_target_url`]: http or https only, no credentials in the
-//!    URL, a host, and a literal address must be allowed by [`address_allowed`].
+//! 1. When it is configured, by [`check_target_url`]: http or https only, read the same way by
+//!    every parser ([`parse_unambiguous`]), no credentials in the URL, a host, and a literal
+//!    address must be allowed by [`address_allowed`].
 //! 2. When a delivery is sent, by [`check_resolved`]: the host is resolved, **every** address it
-//!    resolves to must be allowed, and the connection is pinned to the checked address (with
-//!    reqwest's `resolve`), so a DNS answer that changes between the check and the connection
-//!    (DNS rebinding) cannot swap an internal address in.
+//!    resolves to must be allowed, and the connection is pinned to the checked addresses (with
+//!    reqwest's `resolve_to_addrs`, which tries them in turn), so a DNS answer that changes
+//!    between the check and the connection (DNS rebinding) cannot swap an internal address in.
 //!
 //! What may be reached beyond public addresses is the operator's [`TargetPolicy`]:
 //!
