@@ -82,6 +82,9 @@ pub struct RepositoryConfig {
 /// defaults apply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rule {
+    /// The rule's name: its commit-status context is `slipway/<name>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub source_type: String,
     pub source: String,
     pub tags: String,
@@ -118,6 +121,12 @@ impl Rule {
     /// A rule for the tag (or `/regex/`) `source`, with the default Dockerfile and context.
     pub fn tag(source: &str, tags: &str) -> Self {
         Self::new("tag", source, tags)
+    }
+
+    /// Names the rule (its commit statuses' context is `slipway/<name>`).
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
     }
 
     pub fn dockerfile(mut self, dockerfile: &str) -> Self {
@@ -183,6 +192,7 @@ impl Rule {
 
     fn new(source_type: &str, source: &str, tags: &str) -> Self {
         Self {
+            name: None,
             source_type: source_type.to_owned(),
             source: source.to_owned(),
             tags: tags.to_owned(),

@@ -66,7 +66,11 @@ fn status_path(fx: &Fixture, speaks: Speaks, commit: &str) -> String {
         Speaks::Other(Forge::Bitbucket) => {
             format!("/2.0/repositories/{name}/commit/{commit}/statuses/build")
         }
-        Speaks::Other(Forge::BitbucketServer) => format!("/rest/build-status/1.0/commits/{commit}"),
+        Speaks::Other(Forge::BitbucketServer) => {
+            // The repository is `PROJ/slug` on Data Center: here the fixture's owner and name.
+            let (project, slug) = name.split_once('/').unwrap_or((name, ""));
+            format!("/rest/api/latest/projects/{project}/repos/{slug}/commits/{commit}/builds")
+        }
         Speaks::Other(Forge::Gitlab) => {
             format!(
                 "/api/v4/projects/{}/statuses/{commit}",
@@ -112,7 +116,8 @@ fn carries_token(speaks: Speaks, request: &slipway_e2e::RecordedRequest) -> bool
 }
 
 /// A successful build posts an in-progress status, then success, to the right URL, with the
-/// build page as its link and `slipway/<tags>` as its context (Bitbucket: key and name).
+/// build page as its link and `slipway/<rule>` as its context (Bitbucket: key and name; Data
+/// Center also the ref).
 fn statuses_follow_a_successful_build(speaks: Speaks, label: &str) {
     let fx = Fixture::new(label);
     let commit = fx.repo.commit("Add the app", &fx.sample_app().files);
@@ -146,12 +151,19 @@ fn statuses_follow_a_successful_build(speaks: Speaks, label: &str) {
             link.ends_with(&format!("/builds/{id}")),
             "the status links the build page: {body}"
         );
-        let context = body["context"]
-            .as_str()
-            .or(body["name"].as_str())
-            .or(body["key"].as_str())
-            .unwrap_or_default();
-        assert_eq!(context, "slipway/latest", "{body}");
+        match speaks {
+            Speaks::Other(Forge::Bitbucket | Forge::BitbucketServer) => {
+                // Bitbucket replaces a status by its key, so the key is what must be stable.
+                assert_eq!(body["key"], "slipway/latest", "{body}");
+                assert_eq!(body["name"], "slipway/latest", "{body}");
+                assert!(body.get("context").is_none(), "{body}");
+            }
+            Speaks::Other(Forge::Gitlab) => assert_eq!(body["name"], "slipway/latest", "{body}"),
+            _ => assert_eq!(body["context"], "slipway/latest", "{body}"),
+        }
+        if let Speaks::Other(Forge::BitbucketServer) = speaks {
+            assert_eq!(body["ref"], "refs/heads/main", "{body}");
+        }
     }
     let build = slipway.build(&id);
     let notifications = build["notifications"]
@@ -214,7 +226,8 @@ fn gitea_statuses_follow_a_successful_build() {
     statuses_follow_a_successful_build(Speaks::Other(Forge::Gitea), "status-gitea");
 }
 
-/// A failed build posts failure; a cancelled one the forge's cancelled state (GitLab has one).
+/// A failed build posts failure; a cancelled one the forge's cancelled state (GitLab's
+/// `canceled`, Bitbucket Cloud's `STOPPED`, Data Center's `CANCELLED`).
 #[test]
 fn failed_and_cancelled_builds_post_their_states() {
     let fx = Fixture::new("status-failed");
@@ -258,6 +271,135 @@ fn failed_and_cancelled_builds_post_their_states() {
     slipway.post_empty(&format!("/api/builds/{id}/cancel"));
     slipway.wait_for_end(&id, "cancelled", slipway_e2e::BUILD_TIMEOUT);
     wait_for_state(&forge, &status_path(&fx, gitlab, &commit), "canceled");
+
+    for (forge_kind, label, word) in [
+        (Forge::Bitbucket, "status-stopped", "STOPPED"),
+        (Forge::BitbucketServer, "status-cancelled-dc", "CANCELLED"),
+    ] {
+        let fx = Fixture::new(label);
+        let dockerfile = format!(
+            "FROM {}\nRUN echo {} && sleep 30\n",
+            fx.rig.base_image,
+            fx.name()
+        );
+        let commit = fx
+            .repo
+            .commit("A slow build", &[RepoFile::text("Dockerfile", &dockerfile)]);
+        let speaks = Speaks::Other(forge_kind);
+        let slipway = start(&fx, speaks, &forge, vec![Rule::branch("main", "latest")]);
+        let id = push_main(&fx, &slipway, speaks);
+        slipway.wait_for_status(&id, "running", slipway_e2e::BUILD_TIMEOUT);
+        slipway.post_empty(&format!("/api/builds/{id}/cancel"));
+        slipway.wait_for_end(&id, "cancelled", slipway_e2e::BUILD_TIMEOUT);
+        let requests = wait_for_state(&forge, &status_path(&fx, speaks, &commit), word);
+        let last = requests.last().map(|r| r.json()).unwrap_or_default();
+        assert_eq!(
+            last["state"], word,
+            "the last status is the cancellation: {requests:#?}"
+        );
+        assert_eq!(last["key"], "slipway/latest", "{last}");
+    }
+}
+
+/// The context is the rule's, whatever a build of it rendered or how it was started: a named
+/// rule reports as `slipway/<name>`, a rule whose tags name the ref and commit as
+/// `slipway/rule-<n>`, and a trigger's builds of the same rules report under the same contexts
+/// as the push's, so a forge can require them.
+#[test]
+fn every_build_of_a_rule_reports_under_the_rule_s_context() {
+    let fx = Fixture::new("status-contexts");
+    let commit = fx.repo.commit("Add the app", &fx.sample_app().files);
+    let forge = FakeForge::start();
+    let slipway = start(
+        &fx,
+        Speaks::Github,
+        &forge,
+        vec![
+            Rule::branch("main", "latest").named("web"),
+            Rule::branch("main", "{sourceref}-{commit_short}"),
+        ],
+    );
+    let answer = fx.deliver_main(&slipway, ZERO_ID);
+    answer.assert_status(202);
+    let pushed = answer.build_ids();
+    assert_eq!(pushed.len(), 2, "{answer:#?}");
+    for id in &pushed {
+        slipway.wait_for_success(id);
+    }
+    let path = status_path(&fx, Speaks::Github, &commit);
+    // Each build's success is waited for before the next builds start: a newer status of the
+    // same context rightly replaces an older one still unsent.
+    wait_for_successes(&forge, &path, &pushed);
+    let trigger = slipway.create_trigger(fx.name(), "ci");
+    let fired = slipway.post(
+        &trigger,
+        r#"{"source_type": "Branch", "source_name": "main"}"#,
+        false,
+    );
+    let triggered: Vec<String> = fired
+        .trigger_entries()
+        .iter()
+        .filter_map(|entry| entry["build_id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        triggered.len(),
+        2,
+        "the trigger built both rules again: {fired:#?}"
+    );
+    for id in &triggered {
+        slipway.wait_for_success(id);
+    }
+    wait_for_successes(&forge, &path, &triggered);
+
+    let expected = |build: &Value| {
+        let tags = build["tags"].as_array().cloned().unwrap_or_default();
+        if tags == [json!("latest")] {
+            "slipway/web"
+        } else {
+            "slipway/rule-2"
+        }
+    };
+    let requests = forge.requests_to(&path);
+    for request in &requests {
+        let body = request.json();
+        let link = body["target_url"].as_str().unwrap_or_default();
+        let id = link.rsplit('/').next().unwrap_or_default();
+        let build = slipway.build(id);
+        assert_eq!(body["context"], expected(&build), "{body} for {build:#}");
+    }
+    let contexts: std::collections::BTreeSet<String> = requests
+        .iter()
+        .filter_map(|r| r.json()["context"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        contexts.into_iter().collect::<Vec<_>>(),
+        ["slipway/rule-2", "slipway/web"]
+    );
+}
+
+/// Waits until a success status linking each of `builds` reached `path`.
+fn wait_for_successes(forge: &FakeForge, path: &str, builds: &[String]) {
+    let deadline = std::time::Instant::now() + NOTIFY_WAIT;
+    loop {
+        let requests = forge.requests_to(path);
+        let arrived = builds.iter().all(|id| {
+            requests.iter().any(|r| {
+                let body = r.json();
+                body["state"] == "success"
+                    && body["target_url"]
+                        .as_str()
+                        .is_some_and(|url| url.ends_with(&format!("/builds/{id}")))
+            })
+        });
+        if arrived {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every success of {builds:?} arrived: {requests:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// The forge answering 500 twice is tried again until it accepts; the history shows it. The

@@ -13,6 +13,11 @@ use crate::event::{CommitId, GitRef, RefKind};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BuildRule {
+    /// A name for the rule, unique within its repository: the commit-status context is
+    /// `slipway/<name>`, so naming a rule keeps its status (and a forge's required check on it)
+    /// the same when the rules are reordered or its tags change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// `branch` or `tag`.
     pub source_type: RefKind,
     /// A branch or tag name, or `/regex/` matched against the whole name.
@@ -84,6 +89,7 @@ impl BuildRule {
     /// The rule a repository gets when it declares none: branch `main` → `latest`.
     pub fn default_rule() -> Self {
         Self {
+            name: None,
             source_type: RefKind::Branch,
             source: SourcePattern::Exact("main".to_owned()),
             tags: default_tags(),
@@ -104,6 +110,9 @@ impl BuildRule {
     /// Checks what serde cannot: path globs, build-arg names and the variables used in values,
     /// label keys. Called when the configuration is loaded, so a bad rule stops the start.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(name) = &self.name {
+            check_rule_name(name)?;
+        }
         crate::filters::PathFilter::new(&self.paths, &self.ignore_paths)?;
         crate::filters::check_build_args("build_args", &self.build_args)?;
         for (key, value) in &self.labels {
@@ -120,7 +129,10 @@ impl BuildRule {
 
     /// A one-line description for logs and "why did nothing build" answers.
     pub fn describe(&self) -> String {
-        format!("{} {}", self.source_type, self.source)
+        match &self.name {
+            Some(name) => format!("{name}: {} {}", self.source_type, self.source),
+            None => format!("{} {}", self.source_type, self.source),
+        }
     }
 
     /// The capture groups of a matching ref (group 0 is the whole name), or `None`.
@@ -141,6 +153,51 @@ impl BuildRule {
         self.tags
             .render(&git_ref.name, captures, commit, self.sanitize_tags)
     }
+}
+
+/// The longest rule name accepted; the status context adds `slipway/` and forges show a line.
+pub const MAX_RULE_NAME_LEN: usize = 64;
+
+/// Checks a rule's `name`: 1 to [`MAX_RULE_NAME_LEN`] characters from `A-Z a-z 0-9 . _ - /`,
+/// and not `rule-<digits>`, which is what an unnamed rule's status context is called after its
+/// position.
+pub fn check_rule_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_RULE_NAME_LEN {
+        return Err(format!(
+            "name {name:?} must be 1 to {MAX_RULE_NAME_LEN} characters"
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
+    {
+        return Err(format!(
+            "name {name:?} may hold only letters, digits, '.', '_', '-' and '/'"
+        ));
+    }
+    if name
+        .strip_prefix("rule-")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(format!(
+            "name {name:?} is reserved: unnamed rules are called rule-<position>"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks what no single rule can: that rule names are unique within a repository's rules.
+pub fn check_rule_names(rules: &[BuildRule]) -> Result<(), String> {
+    for (index, rule) in rules.iter().enumerate() {
+        if let Some(name) = &rule.name
+            && rules[..index].iter().any(|r| r.name.as_ref() == Some(name))
+        {
+            return Err(format!(
+                "rules[{index}]: the name {name:?} is already another rule's; names tell the rules' commit statuses apart"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A rule's `source`: an exact name, or `/regex/` anchored to the whole name.
@@ -244,6 +301,22 @@ impl TagTemplate {
             source: source.to_owned(),
             parts,
         })
+    }
+
+    /// The tags when the template has no placeholders, as rendering would produce them (trimmed,
+    /// without duplicates, joined by `,`), e.g. `latest` or `latest,stable`; `None` when any tag
+    /// depends on the ref or the commit.
+    pub fn literal(&self) -> Option<String> {
+        let mut tags: Vec<&str> = Vec::with_capacity(self.parts.len());
+        for pieces in &self.parts {
+            let [Piece::Literal(text)] = pieces.as_slice() else {
+                return None;
+            };
+            if !tags.contains(&text.as_str()) {
+                tags.push(text);
+            }
+        }
+        Some(tags.join(","))
     }
 
     /// Renders every tag, checks each against Docker's tag grammar (or, with `sanitize`,
@@ -448,6 +521,50 @@ tags = "{\\1},latest""#,
             tags,
             vec!["main-0123456789ab".to_owned(), format!("sha-{}", commit())]
         );
+    }
+
+    #[test]
+    fn literal_templates_are_told_from_ones_with_placeholders() {
+        let literal = |t: &str| TagTemplate::parse(t).expect("valid").literal();
+        assert_eq!(literal("latest").as_deref(), Some("latest"));
+        assert_eq!(
+            literal(" latest , stable,latest").as_deref(),
+            Some("latest,stable")
+        );
+        assert_eq!(literal("{sourceref}"), None);
+        assert_eq!(literal("latest,{commit_short}"), None);
+        assert_eq!(literal("v-{\\1}"), None);
+    }
+
+    #[test]
+    fn rule_names_are_checked_and_unique() {
+        for good in ["web", "api/release", "build_1.2-x"] {
+            assert_eq!(check_rule_name(good), Ok(()), "{good}");
+        }
+        for bad in ["", "with space", "é", "rule-1", "rule-42", &"x".repeat(65)] {
+            assert!(check_rule_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(check_rule_name("rule-one"), Ok(()));
+        let named = |name: Option<&str>| BuildRule {
+            name: name.map(str::to_owned),
+            ..BuildRule::default_rule()
+        };
+        assert_eq!(
+            check_rule_names(&[named(Some("a")), named(None), named(Some("b")), named(None)]),
+            Ok(())
+        );
+        let twice = check_rule_names(&[named(Some("a")), named(Some("a"))]).expect_err("refused");
+        assert!(twice.contains("rules[1]"), "{twice}");
+        assert!(named(Some("has space")).validate().is_err());
+        // The name is optional and round-trips through the stored JSON only when set.
+        let parsed: BuildRule = serde_json::from_value(serde_json::json!({
+            "name": "web", "source_type": "branch", "source": "main"
+        }))
+        .expect("a named rule");
+        assert_eq!(parsed.name.as_deref(), Some("web"));
+        assert_eq!(parsed.describe(), "web: branch main");
+        let unnamed = serde_json::to_value(BuildRule::default_rule()).expect("json");
+        assert!(unnamed.get("name").is_none(), "{unnamed}");
     }
 
     #[test]

@@ -22,36 +22,63 @@ use tracing::{info, warn};
 
 use crate::HttpRequestSpec;
 use crate::payload::{BuildInfo, Delivery, HookEvent, build_event_body, image_pushed_body};
-use crate::ssrf::{check_resolved, check_target_url};
-use crate::status::{StatusState, StatusTarget, StatusUpdate, context_for, status_request};
+use crate::ssrf::{TargetPolicy, TargetUrl, check_resolved, check_target_url};
+use crate::status::{StatusState, StatusTarget, StatusUpdate, context_for_rule, status_request};
 
-/// How long one request may take before it counts as failed.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one request may take before it counts as failed, unless configured
+/// (`notification_timeout_seconds`).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long resolving a target's name may take.
-const DNS_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a sender holds a notification: renewed right before each send, long enough for
-/// the name lookup and the request.
-const SEND_LEASE_MS: i64 = 60_000;
-/// Attempts before a notification is given up.
-pub const MAX_ATTEMPTS: i64 = 8;
+pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts before a notification is given up, unless configured
+/// (`notification_max_attempts`).
+pub const DEFAULT_MAX_ATTEMPTS: i64 = 8;
 /// The longest wait between two attempts.
 const MAX_DELAY: Duration = Duration::from_secs(3600);
-/// How much of an answer is kept in the history.
-const EXCERPT_BYTES: usize = 1024;
+/// How much of an answer is kept in the history, and so read at all.
+pub const EXCERPT_BYTES: usize = 1024;
 /// Requests in flight at once per process.
 const CONCURRENCY: usize = 8;
+/// How long a sender waits before it tries again a status whose slot another sender holds.
+const SLOT_BUSY_RETRY_MS: i64 = 1_000;
 
 /// What the notifier needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct NotifierSettings {
     /// The externally visible base URL, for links to build pages.
     pub public_url: String,
-    /// Outgoing webhooks may target loopback, private and link-local addresses.
-    pub allow_private_targets: bool,
+    /// Which private addresses webhooks and status APIs may reach.
+    pub policy: TargetPolicy,
     /// Commit-status tokens of configuration-managed repositories, by name.
     pub status_tokens: HashMap<String, Secret>,
     /// The wait before the second attempt; each later wait is six times the one before.
     pub first_retry_delay: Duration,
+    /// Attempts before a notification is given up (`failed`).
+    pub max_attempts: i64,
+    /// How long one request may take before the attempt counts as failed.
+    pub request_timeout: Duration,
+}
+
+impl NotifierSettings {
+    /// The documented defaults, for `public_url`, with no private targets and no tokens.
+    pub fn new(public_url: &str) -> Self {
+        Self {
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            policy: TargetPolicy::public_only(),
+            status_tokens: HashMap::new(),
+            first_retry_delay: Duration::from_secs(5),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+
+    /// How long a sender holds a notification (and a status's slot): renewed right before each
+    /// send, and longer than the name lookup and the request together can take, so a lease only
+    /// passes to another sender once this one's request is over, one way or another.
+    fn send_lease_ms(&self) -> i64 {
+        let longest = self.request_timeout + DNS_TIMEOUT + Duration::from_secs(30);
+        i64::try_from(longest.as_millis()).unwrap_or(i64::MAX)
+    }
 }
 
 /// The wait before attempt `attempts + 1`, after `attempts` failed ones.
@@ -63,30 +90,42 @@ pub fn retry_delay(first: Duration, attempts: i64) -> Duration {
 }
 
 /// The forge API a repository's statuses go to when none is configured: the public service's,
-/// or the clone URL's host for self-hosted forges.
+/// or, for self-hosted forges, the clone URL's host and port (https unless the clone URL is
+/// http), read by the same parser the sender uses. `None` when the clone URL has no host.
 pub fn default_status_api_url(provider: Provider, git_url: &str) -> Option<String> {
     match provider {
-        Provider::Github => Some("https://api.github.com".to_owned()),
-        Provider::Bitbucket => Some("https://api.bitbucket.org".to_owned()),
-        Provider::Gitlab if git_url.contains("://gitlab.com/") => {
-            Some("https://gitlab.com".to_owned())
-        }
-        Provider::Gitlab | Provider::Gitea | Provider::BitbucketServer => {
-            let (scheme, rest) = git_url.split_once("://")?;
-            let scheme = if scheme == "http" { "http" } else { "https" };
-            let authority = rest.split('/').next()?;
-            let host = authority
-                .rsplit_once('@')
-                .map_or(authority, |(_, host)| host);
-            Some(format!("{scheme}://{host}"))
-        }
+        Provider::Github => return Some("https://api.github.com".to_owned()),
+        Provider::Bitbucket => return Some("https://api.bitbucket.org".to_owned()),
+        Provider::Gitlab | Provider::Gitea | Provider::BitbucketServer => {}
     }
+    let parsed = url::Url::parse(git_url).ok()?;
+    let host = match parsed.host()? {
+        url::Host::Domain(domain) => domain.to_ascii_lowercase(),
+        url::Host::Ipv4(ip) => ip.to_string(),
+        url::Host::Ipv6(ip) => format!("[{ip}]"),
+    };
+    if provider == Provider::Gitlab && host.trim_end_matches('.') == "gitlab.com" {
+        return Some("https://gitlab.com".to_owned());
+    }
+    let scheme = if parsed.scheme() == "http" {
+        "http"
+    } else {
+        "https"
+    };
+    Some(match parsed.port() {
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
+    })
 }
+
+/// The addresses a checked target's connection is pinned to: its domain name and every
+/// address it resolved to, all checked, for the client to try in turn.
+type Pinned = Option<(String, Vec<std::net::SocketAddr>)>;
 
 /// A notification's request, or why there is none.
 enum Prepared {
-    /// Send this, connecting to the pinned address when there is one.
-    Ready(HttpRequestSpec, Option<(String, std::net::SocketAddr)>),
+    /// Send this, connecting only to the pinned addresses when there are some.
+    Ready(HttpRequestSpec, Pinned),
     /// It cannot be sent and retrying will not change that (a refused target, no token).
     Refused(String),
     /// It cannot be sent now (a name that does not resolve); try again later.
@@ -106,6 +145,7 @@ pub struct Notifier {
 /// delivery describes the moment it announces, however late it is sent.
 fn snapshot(build: &BuildRecord, status: &str, tag: Option<&str>) -> Value {
     json!({
+        "rule_index": build.rule_index,
         "status": status,
         "error": build.error,
         "digest": build.digest,
@@ -196,15 +236,24 @@ impl Notifier {
                 event: event.to_owned(),
                 payload_json: payload.to_string(),
                 transition_seq: transition.seq,
+                status_key: None,
             };
             if repository.status.report_status {
-                // A status notification's event is the build status it reports.
-                notifications.push(base(
-                    NotificationKind::Status,
-                    None,
-                    &transition.status,
-                    snapshot(&build, &transition.status, None),
-                ));
+                // A status notification's event is the build status it reports. Its context is
+                // decided now, from the rule, so every status of the build (and a late retry
+                // of one) names the same context; and whether a failure was the
+                // infrastructure's is read now, while it is the build's last attempt.
+                let rule_index = usize::try_from(build.rule_index).unwrap_or(usize::MAX);
+                let context = context_for_rule(&repository.rules, rule_index);
+                let infrastructure = status == BuildStatus::Failed
+                    && self.store.failed_for_infrastructure(build.id).await?;
+                let mut payload = snapshot(&build, &transition.status, None);
+                payload["context"] = json!(context);
+                payload["infrastructure_failure"] = json!(infrastructure);
+                let mut notification =
+                    base(NotificationKind::Status, None, &transition.status, payload);
+                notification.status_key = Some(status_key(repository.id, &build.commit, &context));
+                notifications.push(notification);
             }
             let hooks = self.store.hooks_for_repository(repository.id).await?;
             if hooks.is_empty() {
@@ -249,63 +298,113 @@ impl Notifier {
         Ok(transitions.len())
     }
 
-    /// Delivers the notifications that are due; returns how many it attempted.
+    /// Delivers the notifications that are due; returns how many it attempted (a status whose
+    /// slot another sender holds is put back for a moment, and not counted).
     pub async fn send_once(&self) -> Result<usize, StoreError> {
         let due = self
             .store
-            .claim_notifications(&self.owner, 60_000, 32)
+            .claim_notifications(&self.owner, self.settings.send_lease_ms(), 32)
             .await?;
-        let count = due.len();
-        // Statuses of one build go out in order; different builds and hooks in parallel.
-        let mut by_build: HashMap<uuid::Uuid, Vec<NotificationRecord>> = HashMap::new();
+        // Statuses of one slot (commit and context) go out in order, and so do the webhook
+        // requests of one build; different slots, builds and hooks in parallel.
+        let mut groups: HashMap<String, Vec<NotificationRecord>> = HashMap::new();
         for notification in due {
-            by_build
-                .entry(notification.build_id)
-                .or_default()
-                .push(notification);
+            let group = match (&notification.kind, &notification.status_key) {
+                (NotificationKind::Status, Some(key)) => format!("status:{key}"),
+                (NotificationKind::Status, None) => format!("status:{}", notification.build_id),
+                (NotificationKind::Webhook, _) => format!("webhook:{}", notification.build_id),
+            };
+            groups.entry(group).or_default().push(notification);
         }
-        let groups: Vec<Vec<NotificationRecord>> = by_build.into_values().collect();
         let semaphore = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
         let mut tasks = Vec::new();
-        for group in groups {
+        for group in groups.into_values() {
             let notifier = self.clone();
             let semaphore = semaphore.clone();
             tasks.push(tokio::spawn(async move {
                 let Ok(_place) = semaphore.acquire_owned().await else {
-                    return;
+                    return 0;
                 };
+                let mut attempted = 0;
                 for notification in group {
-                    if let Err(error) = notifier.deliver(&notification).await {
-                        warn!(%error, notification = %notification.id, "recording a notification attempt failed");
+                    match notifier.deliver(&notification).await {
+                        Ok(true) => attempted += 1,
+                        Ok(false) => {}
+                        Err(error) => {
+                            warn!(%error, notification = %notification.id, "recording a notification attempt failed");
+                        }
                     }
                 }
+                attempted
             }));
         }
+        let mut count = 0;
         for task in tasks {
-            let _ = task.await;
+            count += task.await.unwrap_or(0);
         }
         Ok(count)
     }
 
-    async fn deliver(&self, notification: &NotificationRecord) -> Result<(), StoreError> {
-        if notification.kind == NotificationKind::Status
-            && notification.redelivery_of.is_none()
-            && self.store.newer_status_exists(notification).await?
+    /// Delivers one claimed notification; false when it was left for later or to another
+    /// sender.
+    async fn deliver(&self, notification: &NotificationRecord) -> Result<bool, StoreError> {
+        if notification.kind == NotificationKind::Webhook {
+            return self.attempt(notification).await;
+        }
+        // A status is checked against newer ones and sent while holding its slot's lease, so
+        // that no other process sends a status of the same slot meanwhile: checking first and
+        // sending later without it would let an older status still in flight elsewhere land
+        // after a newer one.
+        let slot = notification
+            .status_key
+            .clone()
+            .unwrap_or_else(|| notification.build_id.to_string());
+        if !self
+            .store
+            .acquire_status_lease(&slot, &self.owner, self.settings.send_lease_ms())
+            .await?
         {
+            self.store
+                .postpone_notification(
+                    notification.id,
+                    &self.owner,
+                    now_millis() + SLOT_BUSY_RETRY_MS,
+                )
+                .await?;
+            return Ok(false);
+        }
+        let outcome = self.deliver_status(notification).await;
+        // Released whatever happened, so the slot's next status need not wait for the lease to
+        // expire; if releasing fails, it expires.
+        let released = self.store.release_status_lease(&slot, &self.owner).await;
+        let attempted = outcome?;
+        released?;
+        Ok(attempted)
+    }
+
+    /// A status, with its slot's lease held: superseded if a newer one of the slot is queued or
+    /// sent (a redelivery too: it must not put an old state back), otherwise attempted.
+    async fn deliver_status(&self, notification: &NotificationRecord) -> Result<bool, StoreError> {
+        if self.store.newer_status_exists(notification).await? {
             self.store
                 .supersede_notification(notification.id, &self.owner)
                 .await?;
-            return Ok(());
+            return Ok(true);
         }
-        // Sends of one build go one after another, so a notification may wait behind slow ones:
+        self.attempt(notification).await
+    }
+
+    /// Makes one attempt at a notification and records it with what comes next.
+    async fn attempt(&self, notification: &NotificationRecord) -> Result<bool, StoreError> {
+        // Sends of one group go one after another, so a notification may wait behind slow ones:
         // the lease is renewed right before its own send, and a notification whose lease passed
         // to another sender is left to it rather than sent twice.
         if !self
             .store
-            .renew_notification_lease(notification.id, &self.owner, SEND_LEASE_MS)
+            .renew_notification_lease(notification.id, &self.owner, self.settings.send_lease_ms())
             .await?
         {
-            return Ok(());
+            return Ok(false);
         }
         let prepared = match notification.kind {
             NotificationKind::Status => self.status_request(notification).await?,
@@ -325,19 +424,28 @@ impl Notifier {
             Prepared::Refused(reason) => (unsent(reason), false, true),
             Prepared::NotNow(reason) => (unsent(reason), false, false),
             Prepared::Ready(request, pinned) => {
-                let (attempt, delivered) = send(&request, pinned, attempt_number, at).await;
+                let (attempt, delivered) = send(
+                    &request,
+                    pinned,
+                    self.settings.request_timeout,
+                    attempt_number,
+                    at,
+                )
+                .await;
                 (attempt, delivered, false)
             }
         };
         // A forge's API refusing a status (400, 401, 403, 404, 422) will refuse it again: a
-        // bad token or repository path needs a person. A webhook receiver gets every retry.
+        // bad token or repository path needs a person. A webhook receiver gets every retry: a
+        // receiver's 4xx is as often a deployment in progress as a final answer.
         let refused_for_good = notification.kind == NotificationKind::Status
             && attempt
                 .status_code
                 .is_some_and(|code| (400..500).contains(&code) && code != 408 && code != 429);
         let after = if delivered {
             AfterAttempt::Delivered
-        } else if final_refusal || refused_for_good || attempt_number >= MAX_ATTEMPTS {
+        } else if final_refusal || refused_for_good || attempt_number >= self.settings.max_attempts
+        {
             AfterAttempt::Failed
         } else {
             let delay = retry_delay(self.settings.first_retry_delay, attempt_number);
@@ -360,7 +468,7 @@ impl Notifier {
         self.store
             .record_notification_attempt(notification.id, &self.owner, &attempt, after)
             .await?;
-        Ok(())
+        Ok(true)
     }
 
     /// The commit-status request of a notification, or why it cannot be made.
@@ -424,7 +532,10 @@ impl Notifier {
             .as_str()
             .and_then(|s| s.parse::<BuildStatus>().ok())
             .unwrap_or(BuildStatus::Queued);
-        let state = StatusState::from_build(build_status);
+        let state = StatusState::for_build(
+            build_status,
+            payload["infrastructure_failure"].as_bool().unwrap_or(false),
+        );
         let error = payload["error"].as_str().filter(|e| !e.is_empty());
         let description = match (build_status, error) {
             (BuildStatus::Skipped, reason) => {
@@ -433,10 +544,20 @@ impl Notifier {
             (BuildStatus::Failed | BuildStatus::Cancelled, Some(error)) => error.to_owned(),
             _ => state.default_description().to_owned(),
         };
+        // The context was decided at dispatch; a status stored before contexts were kept gets
+        // its rule's context from the rules as they are now.
+        let context = payload["context"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| {
+                let rule_index = usize::try_from(build.rule_index).unwrap_or(usize::MAX);
+                context_for_rule(&repository.rules, rule_index)
+            });
         let update = StatusUpdate {
             sha: build.commit.clone(),
             state,
-            context: context_for(&build.tags),
+            context,
+            git_ref: Some(build.git_ref.clone()),
             target_url: format!("{}/builds/{}", self.settings.public_url, build.id),
             description,
         };
@@ -449,20 +570,11 @@ impl Notifier {
         }
     }
 
-    /// Checks a target URL and every address its host resolves to now, and returns the address
-    /// to pin the connection to; the error is the notification's outcome.
-    async fn checked_target(
-        &self,
-        url: &str,
-    ) -> Result<
-        (
-            crate::ssrf::TargetUrl,
-            Option<(String, std::net::SocketAddr)>,
-        ),
-        Prepared,
-    > {
-        let allow_private = self.settings.allow_private_targets;
-        let target = check_target_url(url, allow_private)
+    /// Checks a target URL and every address its host resolves to now, and returns the
+    /// addresses to pin the connection to; the error is the notification's outcome.
+    async fn checked_target(&self, url: &str) -> Result<(TargetUrl, Pinned), Prepared> {
+        let policy = &self.settings.policy;
+        let target = check_target_url(url, policy)
             .map_err(|reason| Prepared::Refused(format!("target refused: {reason}")))?;
         let Some(domain) = target.domain().map(str::to_owned) else {
             return Ok((target, None));
@@ -491,9 +603,9 @@ impl Notifier {
                 )));
             }
         };
-        let address = check_resolved(&target, &addresses, allow_private)
+        let checked = check_resolved(&target, &addresses, policy)
             .map_err(|reason| Prepared::Refused(format!("target refused: {reason}")))?;
-        Ok((target, Some((domain, address))))
+        Ok((target, Some((domain, checked))))
     }
 
     /// The signed webhook request of a notification, with the checked address to connect to.
@@ -583,22 +695,26 @@ impl Notifier {
     }
 }
 
-/// Sends one request (connecting to `pinned` when given: the address that was checked) and
-/// describes the attempt; `true` when the answer was 2xx.
+/// Sends one request (connecting only to `pinned` when given: the addresses that were checked,
+/// tried in turn) and describes the attempt; `true` when the answer was 2xx.
 async fn send(
     request: &HttpRequestSpec,
-    pinned: Option<(String, std::net::SocketAddr)>,
+    pinned: Pinned,
+    timeout: Duration,
     attempt: i64,
     at: i64,
 ) -> (NotificationAttempt, bool) {
     let mut builder = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
+        .timeout(timeout)
         // A redirect would lead to an address nobody checked, and so would a proxy (which
         // resolves the name itself).
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy();
-    if let Some((domain, address)) = &pinned {
-        builder = builder.resolve(domain, *address);
+    if let Some((domain, addresses)) = &pinned {
+        // The client resolves the name to these addresses only, and its connector tries them
+        // one after another: a checked address that does not answer does not fail a target
+        // whose other checked addresses do.
+        builder = builder.resolve_to_addrs(domain, addresses);
     }
     let started = Instant::now();
     let outcome = async {
@@ -611,25 +727,26 @@ async fn send(
         for (name, value) in &request.headers {
             call = call.header(name, value);
         }
-        let mut response = call.send().await.map_err(|e| describe(&e))?;
+        let mut response = call.send().await.map_err(|e| describe(&e, timeout))?;
         let status = response.status();
-        // Only the start of the answer is kept, so only that much is read: a receiver that
-        // streams without end costs no memory.
-        let mut start = Vec::new();
+        // Only the start of the answer is kept, and reading stops once it is there: a receiver
+        // that streams without end costs no more than the one chunk the client had buffered.
+        let mut start = Vec::with_capacity(EXCERPT_BYTES);
         while start.len() < EXCERPT_BYTES {
             match response.chunk().await {
-                Ok(Some(chunk)) => start.extend_from_slice(&chunk),
+                Ok(Some(chunk)) => {
+                    let room = EXCERPT_BYTES - start.len();
+                    start.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                }
                 Ok(None) | Err(_) => break,
             }
         }
-        start.truncate(EXCERPT_BYTES);
-        Ok::<_, String>((status, String::from_utf8_lossy(&start).into_owned()))
+        Ok::<_, String>((status, excerpt(&start)))
     }
     .await;
     let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     match outcome {
-        Ok((status, text)) => {
-            let excerpt: String = text.chars().take(EXCERPT_BYTES).collect();
+        Ok((status, excerpt)) => {
             let delivered = status.is_success();
             (
                 NotificationAttempt {
@@ -657,10 +774,29 @@ async fn send(
     }
 }
 
+/// At most [`EXCERPT_BYTES`] of an answer as text: invalid UTF-8 is replaced, and a character
+/// the cut went through is dropped rather than shown half.
+fn excerpt(start: &[u8]) -> String {
+    let start = &start[..start.len().min(EXCERPT_BYTES)];
+    match std::str::from_utf8(start) {
+        Ok(text) => text.to_owned(),
+        Err(error) if error.error_len().is_none() => {
+            String::from_utf8_lossy(&start[..error.valid_up_to()]).into_owned()
+        }
+        Err(_) => String::from_utf8_lossy(start).into_owned(),
+    }
+}
+
+/// The slot a commit status takes on the forge: the repository, the commit and the context.
+/// A forge keeps one status per commit and context, so these are what must arrive in order.
+fn status_key(repository_id: uuid::Uuid, commit: &str, context: &str) -> String {
+    format!("{repository_id}:{commit}:{context}")
+}
+
 /// A request failure in words, without the URL (which may carry a token in its query).
-fn describe(error: &reqwest::Error) -> String {
+fn describe(error: &reqwest::Error, timeout: Duration) -> String {
     if error.is_timeout() {
-        format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())
+        format!("no answer within {} s", timeout.as_secs())
     } else if error.is_connect() {
         format!("could not connect: {}", without_url(error))
     } else {
@@ -698,6 +834,41 @@ mod tests {
     }
 
     #[test]
+    fn excerpts_are_bounded_and_never_cut_a_character() {
+        assert_eq!(excerpt(b"ok"), "ok");
+        let long = "é".repeat(EXCERPT_BYTES);
+        let cut = excerpt(&long.as_bytes()[..EXCERPT_BYTES + 1]);
+        assert_eq!(cut, "é".repeat(EXCERPT_BYTES / 2));
+        let odd = excerpt(&[b'a', 0xff, b'b']);
+        assert_eq!(odd, "a\u{fffd}b");
+        let mut half = "x".repeat(EXCERPT_BYTES - 1).into_bytes();
+        half.push(0xc3);
+        assert_eq!(excerpt(&half), "x".repeat(EXCERPT_BYTES - 1));
+    }
+
+    #[test]
+    fn status_slots_are_per_repository_commit_and_context() {
+        let repository = uuid::Uuid::nil();
+        assert_ne!(
+            status_key(repository, "a", "slipway/latest"),
+            status_key(repository, "b", "slipway/latest")
+        );
+        assert_ne!(
+            status_key(repository, "a", "slipway/latest"),
+            status_key(repository, "a", "slipway/rule-2")
+        );
+    }
+
+    #[test]
+    fn the_send_lease_outlasts_a_request() {
+        let mut settings = NotifierSettings::new("https://slipway.example.com/");
+        assert_eq!(settings.public_url, "https://slipway.example.com");
+        settings.request_timeout = Duration::from_secs(120);
+        let lease = Duration::from_millis(u64::try_from(settings.send_lease_ms()).unwrap_or(0));
+        assert!(lease > settings.request_timeout + DNS_TIMEOUT, "{lease:?}");
+    }
+
+    #[test]
     fn default_api_urls_follow_the_forge() {
         assert_eq!(
             default_status_api_url(Provider::Github, "https://github.com/a/b.git").as_deref(),
@@ -712,5 +883,24 @@ mod tests {
             default_status_api_url(Provider::Gitlab, "ssh://git@gitlab.example/a/b.git").as_deref(),
             Some("https://gitlab.example")
         );
+        assert_eq!(
+            default_status_api_url(Provider::Gitlab, "https://GitLab.com/a/b.git").as_deref(),
+            Some("https://gitlab.com")
+        );
+        assert_eq!(
+            default_status_api_url(
+                Provider::BitbucketServer,
+                "http://10.0.0.5:7990/scm/p/r.git"
+            )
+            .as_deref(),
+            Some("http://10.0.0.5:7990")
+        );
+        // The host is the one reqwest would connect to, never a string split's guess.
+        assert_eq!(
+            default_status_api_url(Provider::Gitea, "https://evil.example\\@git.example/a.git")
+                .as_deref(),
+            Some("https://evil.example")
+        );
+        assert_eq!(default_status_api_url(Provider::Gitea, "not a url"), None);
     }
 }

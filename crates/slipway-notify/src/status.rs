@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | GitHub | `POST {api}/repos/{owner}/{repo}/statuses/{sha}` | `Authorization: Bearer` |
 //! | Bitbucket Cloud | `POST {api}/2.0/repositories/{workspace}/{slug}/commit/{sha}/statuses/build` | `Bearer`, or `Basic` for `user:app_password` |
-//! | Bitbucket Data Center | `POST {api}/rest/build-status/1.0/commits/{sha}` | `Bearer`, or `Basic` for `user:password` |
+//! | Bitbucket Data Center | `POST {api}/rest/api/latest/projects/{project}/repos/{slug}/commits/{sha}/builds` | `Bearer`, or `Basic` for `user:password` |
 //! | GitLab | `POST {api}/api/v4/projects/{encoded path}/statuses/{sha}` | `PRIVATE-TOKEN` |
 //! | Gitea/Forgejo | `POST {api}/api/v1/repos/{owner}/{repo}/statuses/{sha}` | `Authorization: token` |
 //!
@@ -15,7 +15,7 @@
 use base64::Engine as _;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use slipway_core::{BuildStatus, Provider, Secret};
+use slipway_core::{BuildRule, BuildStatus, Provider, Secret};
 
 pub use crate::HttpRequestSpec;
 use crate::{USER_AGENT, encode_path_segment};
@@ -29,14 +29,16 @@ pub enum StatusState {
     /// "building" description; GitLab gets `running`; Bitbucket `INPROGRESS`.
     Running,
     Success,
-    /// The build failed (a Dockerfile error, a failed push).
+    /// The build failed because of the commit (a Dockerfile error, a missing file, refused
+    /// credentials): the user's to fix.
     Failure,
-    /// Slipway could not judge the commit (an internal error); GitLab and Bitbucket have no
-    /// separate error state and get their failed state.
+    /// The build failed because of Slipway's infrastructure (the engine, the network, a
+    /// registry, a lost worker) after every attempt, so the commit was not judged. GitLab and
+    /// Bitbucket have no separate error state and get their failed state.
     Error,
-    /// Cancelled by a person. GitHub and Gitea have no such state and get `error` with a
-    /// "cancelled" description; Bitbucket Data Center's build-status endpoint knows only
-    /// `INPROGRESS`, `SUCCESSFUL` and `FAILED` and gets `FAILED`.
+    /// Cancelled (by a person, or by a newer push). GitHub and Gitea have no such state and get
+    /// `error` with a "cancelled" description; Bitbucket Cloud gets `STOPPED`, Data Center
+    /// `CANCELLED`, GitLab `canceled`.
     Cancelled,
 }
 
@@ -60,6 +62,15 @@ impl StatusState {
             BuildStatus::Succeeded | BuildStatus::Skipped => StatusState::Success,
             BuildStatus::Failed => StatusState::Failure,
             BuildStatus::Cancelled => StatusState::Cancelled,
+        }
+    }
+
+    /// [`StatusState::from_build`], except that a build that failed for infrastructure reasons
+    /// reports [`StatusState::Error`]: the commit was not judged, so it must not look broken.
+    pub fn for_build(status: BuildStatus, infrastructure_failure: bool) -> StatusState {
+        match status {
+            BuildStatus::Failed if infrastructure_failure => StatusState::Error,
+            other => StatusState::from_build(other),
         }
     }
 
@@ -91,12 +102,13 @@ impl StatusState {
                 StatusState::Failure | StatusState::Error => "FAILED",
                 StatusState::Cancelled => "STOPPED",
             },
-            // `STOPPED` is Bitbucket Cloud's word only; the Data Center build-status endpoint
-            // refuses it, and failing is the closest state it accepts.
+            // Data Center's builds endpoint has its own word for a stopped build, `CANCELLED`
+            // (Cloud's is `STOPPED`).
             Provider::BitbucketServer => match self {
                 StatusState::Pending | StatusState::Running => "INPROGRESS",
                 StatusState::Success => "SUCCESSFUL",
-                StatusState::Failure | StatusState::Error | StatusState::Cancelled => "FAILED",
+                StatusState::Failure | StatusState::Error => "FAILED",
+                StatusState::Cancelled => "CANCELLED",
             },
             Provider::Gitlab => match self {
                 StatusState::Pending => "pending",
@@ -118,53 +130,131 @@ pub struct StatusTarget {
     /// `https://api.bitbucket.org`, `https://gitlab.example.com`, `https://gitea.example.com`.
     pub api_url: String,
     /// The repository's path on the forge: `owner/repo` (GitHub, Gitea), `workspace/slug`
-    /// (Bitbucket Cloud), `PROJ/slug` (Bitbucket Data Center, whose endpoint does not use it),
-    /// `group/sub/project` or a numeric id (GitLab).
+    /// (Bitbucket Cloud), `PROJ/slug` (Bitbucket Data Center: the project key and the
+    /// repository slug), `group/sub/project` or a numeric id (GitLab).
     pub repository: String,
     pub token: Secret,
 }
 
 impl StatusTarget {
-    /// Checks the configuration once, when it is saved, so a mistake is reported to the person
-    /// making it rather than as a stream of 404s from the forge later.
+    /// Checks the target as the sender is about to use it: the same checks as
+    /// [`check_status_settings`] (which runs when the settings are saved, so that a mistake is
+    /// reported to the person making it rather than as a stream of 404s from the forge later),
+    /// and a token. Settings saved before a check was added are caught here.
     pub fn validate(&self) -> Result<(), String> {
-        let api = self.api_url.trim_end_matches('/');
-        let parsed = url::Url::parse(api)
-            .map_err(|e| format!("status API URL {api:?} is not a URL: {e}"))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(format!("status API URL {api:?} must be http or https"));
-        }
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err("status API URL must not carry credentials; set the token instead".into());
-        }
-        if parsed.query().is_some() || parsed.fragment().is_some() {
-            return Err(format!(
-                "status API URL {api:?} must not have a query or fragment"
-            ));
-        }
+        check_api_url(&self.api_url)?;
         if self.token.is_empty() {
             return Err("a status token is required".into());
         }
-        let repository = self.repository.as_str();
-        let segments: Vec<&str> = repository.split('/').collect();
-        let well_formed = !segments.iter().any(|s| s.is_empty() || s.trim() != *s);
-        match self.provider {
-            Provider::Github
-            | Provider::Gitea
-            | Provider::Bitbucket
-            | Provider::BitbucketServer
-                if segments.len() != 2 || !well_formed =>
-            {
-                Err(format!(
-                    "status repository {repository:?} must be two parts, like owner/name"
-                ))
-            }
-            Provider::Gitlab if !well_formed => Err(format!(
-                "status repository {repository:?} must be a project path like group/sub/project or a numeric id"
-            )),
-            _ => Ok(()),
-        }
+        check_status_repository(self.provider, &self.repository)
     }
+}
+
+/// Checks a commit-status API base URL: unambiguous (see [`crate::ssrf::parse_unambiguous`]),
+/// http or https, with a host, no credentials (the token has its own setting) and no query or
+/// fragment (paths are appended to it).
+pub fn check_api_url(api_url: &str) -> Result<(), String> {
+    let api = api_url.trim_end_matches('/');
+    let parsed = crate::ssrf::parse_unambiguous(api)
+        .map_err(|e| format!("status API URL {api:?} is refused: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("status API URL {api:?} must be http or https"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("status API URL {api:?} has no host"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("status API URL must not carry credentials; set the token instead".into());
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!(
+            "status API URL {api:?} must not have a query or fragment"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a repository path as `provider`'s status API names repositories: two parts
+/// (`owner/repo`, `workspace/slug`, `PROJ/slug`) or, for GitLab, a project path or numeric id.
+pub fn check_status_repository(provider: Provider, repository: &str) -> Result<(), String> {
+    let segments: Vec<&str> = repository.split('/').collect();
+    let well_formed = !segments.iter().any(|s| s.is_empty() || s.trim() != *s);
+    match provider {
+        Provider::Github | Provider::Gitea | Provider::Bitbucket | Provider::BitbucketServer
+            if segments.len() != 2 || !well_formed =>
+        {
+            let example = if provider == Provider::BitbucketServer {
+                "PROJ/slug (the project key and the repository slug)"
+            } else {
+                "owner/name"
+            };
+            Err(format!(
+                "status repository {repository:?} must be two parts, like {example}"
+            ))
+        }
+        Provider::Gitlab if !well_formed => Err(format!(
+            "status repository {repository:?} must be a project path like group/sub/project or a numeric id"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A repository's commit-status settings as they are about to be saved (through the API or by
+/// loading the configuration file).
+#[derive(Debug, Clone, Copy)]
+pub struct StatusSettingsCheck<'a> {
+    pub provider: Provider,
+    pub git_url: &'a str,
+    /// The repository's `name` and `forge_repository`, which the status repository defaults to.
+    pub name: &'a str,
+    pub forge_repository: Option<&'a str>,
+    pub report_status: bool,
+    pub api_url: Option<&'a str>,
+    pub status_repository: Option<&'a str>,
+    /// Whether a token will be there once saved (given now, or kept).
+    pub has_token: bool,
+}
+
+/// Checks commit-status settings when they are saved, so that a mistake is refused with a
+/// reason instead of failing every status later: whatever is given must be well-formed, and
+/// with `report_status` there must be a token, an API URL (given, or derived from the clone
+/// URL) and a repository path the provider's API takes.
+pub fn check_status_settings(settings: &StatusSettingsCheck<'_>) -> Result<(), String> {
+    if let Some(api_url) = settings.api_url {
+        check_api_url(api_url).map_err(|e| format!("status_api_url: {e}"))?;
+    }
+    if let Some(repository) = settings.status_repository {
+        check_status_repository(settings.provider, repository)
+            .map_err(|e| format!("status_repository: {e}"))?;
+    }
+    if !settings.report_status {
+        return Ok(());
+    }
+    if !settings.has_token {
+        return Err(
+            "report_status needs a status_token: the forge's API takes statuses only with one"
+                .to_owned(),
+        );
+    }
+    let api_url = match settings.api_url {
+        Some(api_url) => api_url.to_owned(),
+        None => crate::deliver::default_status_api_url(settings.provider, settings.git_url)
+            .ok_or_else(|| {
+                format!(
+                    "report_status: no status API URL can be derived from git_url {:?}; set status_api_url",
+                    settings.git_url
+                )
+            })?,
+    };
+    check_api_url(&api_url)
+        .map_err(|e| format!("the status API URL derived from git_url: {e}; set status_api_url"))?;
+    let repository = settings
+        .status_repository
+        .or(settings.forge_repository)
+        .unwrap_or(settings.name);
+    check_status_repository(settings.provider, repository).map_err(|e| {
+        format!("{e}; set status_repository to the repository as the forge's API names it")
+    })
 }
 
 /// One status to post for one commit.
@@ -174,9 +264,12 @@ pub struct StatusUpdate {
     pub sha: String,
     pub state: StatusState,
     /// Tells this status apart from other systems' and other rules' on the same commit, e.g.
-    /// `slipway/latest` (see [`context_for`]); stable across a build's updates, so each update
-    /// replaces the previous one.
+    /// `slipway/latest` (see [`context_for_rule`]); the same for every build of a rule, so each
+    /// update replaces the previous one and a forge can require it.
     pub context: String,
+    /// The ref the build was for (`refs/heads/main`), which Bitbucket Data Center shows with
+    /// the status; the other forges' APIs do not take it.
+    pub git_ref: Option<String>,
     /// The build's page.
     pub target_url: String,
     /// A short description; empty means [`StatusState::default_description`].
@@ -190,12 +283,64 @@ pub const MAX_CONTEXT_BYTES: usize = 100;
 /// Bitbucket's limit on a build status `key`.
 pub const MAX_BITBUCKET_KEY_BYTES: usize = 40;
 
-/// The context for a build of a rule pushing `tags`: `slipway/<tags joined by ",">`, or
-/// `slipway/build` for a rule without tags; shortened with a hash suffix when long.
-pub fn context_for(tags: &[String]) -> String {
-    let joined = tags.join(",");
-    let name = if joined.is_empty() { "build" } else { &joined };
-    shorten(&format!("slipway/{name}"), MAX_CONTEXT_BYTES)
+/// The context of every status of rule `index` (0-based) of `rules` (empty: the default rule),
+/// `slipway/<label>`, shortened with a hash suffix when long. It depends on the rule only, never
+/// on what one build of it rendered, so it is the same for every ref and commit the rule builds
+/// (pushes, triggers, manual builds and retries alike) and a forge's required check can name
+/// it. The label is, in this order:
+///
+/// 1. the rule's `name`;
+/// 2. its tag template when it has no placeholders, such as `latest` or `latest,stable`;
+/// 3. `rule-<n>`, its 1-based position, for a template with placeholders (`{sourceref}`,
+///    `{commit}`, …), or when the label above is already another rule's.
+pub fn context_for_rule(rules: &[BuildRule], index: usize) -> String {
+    let default_rules;
+    let rules = if rules.is_empty() {
+        default_rules = [BuildRule::default_rule()];
+        &default_rules[..]
+    } else {
+        rules
+    };
+    let labels = rule_labels(rules);
+    let label = labels
+        .get(index)
+        .cloned()
+        .unwrap_or_else(|| fallback_label(index));
+    shorten(&format!("slipway/{label}"), MAX_CONTEXT_BYTES)
+}
+
+fn fallback_label(index: usize) -> String {
+    format!("rule-{}", index + 1)
+}
+
+/// Each rule's label, unique within the list: a name is its own (names are unique and never
+/// look like a position, which [`BuildRule::validate`] and `check_rule_names` ensure), and a
+/// literal template that another rule's name or an earlier rule's label already is, or that looks
+/// like a position (`rule-3`), makes way for the position.
+fn rule_labels(rules: &[BuildRule]) -> Vec<String> {
+    let names: Vec<&str> = rules.iter().filter_map(|r| r.name.as_deref()).collect();
+    let mut labels: Vec<String> = Vec::with_capacity(rules.len());
+    for (index, rule) in rules.iter().enumerate() {
+        let label = match (&rule.name, rule.tags.literal()) {
+            (Some(name), _) => name.clone(),
+            (None, Some(tags))
+                if !looks_like_position(&tags)
+                    && !names.contains(&tags.as_str())
+                    && !labels.contains(&tags) =>
+            {
+                tags
+            }
+            _ => fallback_label(index),
+        };
+        labels.push(label);
+    }
+    labels
+}
+
+fn looks_like_position(label: &str) -> bool {
+    label
+        .strip_prefix("rule-")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Bitbucket's `key` for `context`: the context itself when it fits in 40 bytes, otherwise its
@@ -291,11 +436,20 @@ pub fn status_request(target: &StatusTarget, update: &StatusUpdate) -> HttpReque
             )
         }
         Provider::BitbucketServer => {
+            // The current builds endpoint, per repository (`PROJ/slug`); the legacy
+            // build-status one is global and knows no cancelled state.
+            let (project, slug) = split_owner(&target.repository);
             headers.push(("Accept".into(), "application/json".into()));
             headers.push(("Authorization".into(), atlassian_authorization(token)));
+            let mut body = bitbucket_body(state, context, update, description);
+            if let Some(git_ref) = update.git_ref.as_deref().filter(|r| !r.is_empty()) {
+                body["ref"] = json!(git_ref);
+            }
             (
-                format!("{api}/rest/build-status/1.0/commits/{sha}"),
-                bitbucket_body(state, context, update, description),
+                format!(
+                    "{api}/rest/api/latest/projects/{project}/repos/{slug}/commits/{sha}/builds"
+                ),
+                body,
             )
         }
         Provider::Gitlab => {
@@ -379,9 +533,14 @@ mod tests {
             sha: SHA.to_owned(),
             state,
             context: "slipway/latest".to_owned(),
+            git_ref: Some("refs/heads/main".to_owned()),
             target_url: "https://slipway.example.com/builds/42".to_owned(),
             description: String::new(),
         }
+    }
+
+    fn rule(json: Value) -> BuildRule {
+        serde_json::from_value(json).expect("a rule")
     }
 
     fn body(request: &HttpRequestSpec) -> Value {
@@ -508,14 +667,31 @@ mod tests {
         common_headers(&request);
         assert_eq!(
             request.url,
-            format!("https://bitbucket.example.com/context/rest/build-status/1.0/commits/{SHA}")
+            format!(
+                "https://bitbucket.example.com/context/rest/api/latest/projects/PROJ/repos/web/commits/{SHA}/builds"
+            )
         );
         assert_eq!(request.header("Authorization"), Some("Bearer dc_token"));
         let body = body(&request);
-        assert_eq!(keys(&body), ["description", "key", "name", "state", "url"]);
+        assert_eq!(
+            keys(&body),
+            ["description", "key", "name", "ref", "state", "url"]
+        );
         assert_eq!(body["state"], "FAILED");
         assert_eq!(body["key"], "slipway/latest");
+        assert_eq!(body["name"], "slipway/latest");
+        assert_eq!(body["ref"], "refs/heads/main");
+        assert_eq!(body["url"], "https://slipway.example.com/builds/42");
         assert_eq!(body["description"], "build failed");
+        // A cancelled build has its own state there; without a known ref, none is sent.
+        let mut cancelled = update(StatusState::Cancelled);
+        cancelled.git_ref = None;
+        let cancelled = tests::body(&status_request(&t, &cancelled));
+        assert_eq!(cancelled["state"], "CANCELLED");
+        assert_eq!(
+            keys(&cancelled),
+            ["description", "key", "name", "state", "url"]
+        );
     }
 
     #[test]
@@ -611,7 +787,7 @@ mod tests {
                     "SUCCESSFUL",
                     "FAILED",
                     "FAILED",
-                    "FAILED",
+                    "CANCELLED",
                 ],
             ),
             (
@@ -663,7 +839,27 @@ mod tests {
         assert_eq!(expected.len(), BuildStatus::ALL.len());
         for (build, state) in expected {
             assert_eq!(StatusState::from_build(build), state);
+            // Only a failure changes with whose fault it was.
+            let infrastructure = if build == BuildStatus::Failed {
+                StatusState::Error
+            } else {
+                state
+            };
+            assert_eq!(StatusState::for_build(build, false), state);
+            assert_eq!(StatusState::for_build(build, true), infrastructure);
         }
+        // GitHub and Gitea tell the two apart; the forges without an error state fail both.
+        let forge = |p| {
+            (
+                StatusState::for_build(BuildStatus::Failed, false).forge_state(p),
+                StatusState::for_build(BuildStatus::Failed, true).forge_state(p),
+            )
+        };
+        assert_eq!(forge(Provider::Github), ("failure", "error"));
+        assert_eq!(forge(Provider::Gitea), ("failure", "error"));
+        assert_eq!(forge(Provider::Gitlab), ("failed", "failed"));
+        assert_eq!(forge(Provider::Bitbucket), ("FAILED", "FAILED"));
+        assert_eq!(forge(Provider::BitbucketServer), ("FAILED", "FAILED"));
     }
 
     #[test]
@@ -715,18 +911,61 @@ mod tests {
     }
 
     #[test]
-    fn contexts_and_keys() {
-        assert_eq!(context_for(&[]), "slipway/build");
-        assert_eq!(context_for(&["latest".to_owned()]), "slipway/latest");
+    fn contexts_come_from_the_rule_not_from_what_a_build_rendered() {
+        let rules = vec![
+            rule(json!({"source_type": "branch", "source": "main", "tags": "latest"})),
+            rule(
+                json!({"source_type": "branch", "source": "/.*/", "tags": "{sourceref}-{commit_short}"}),
+            ),
+            rule(
+                json!({"name": "release", "source_type": "tag", "source": "/^v(.*)$/", "tags": "{\\1}"}),
+            ),
+            rule(
+                json!({"source_type": "tag", "source": "/.*/", "tags": " stable , latest,stable"}),
+            ),
+            // The same literal tags as the first rule: the position tells them apart.
+            rule(
+                json!({"source_type": "branch", "source": "dev", "tags": "latest", "dockerfile": "Dockerfile.dev"}),
+            ),
+            // A literal that is another rule's name, or looks like a position, makes way too.
+            rule(json!({"source_type": "branch", "source": "x", "tags": "release"})),
+            rule(json!({"source_type": "branch", "source": "y", "tags": "rule-2"})),
+        ];
+        let contexts: Vec<String> = (0..rules.len())
+            .map(|i| context_for_rule(&rules, i))
+            .collect();
         assert_eq!(
-            context_for(&["latest".to_owned(), "1.2".to_owned()]),
-            "slipway/latest,1.2"
+            contexts,
+            [
+                "slipway/latest",
+                "slipway/rule-2",
+                "slipway/release",
+                "slipway/stable,latest",
+                "slipway/rule-5",
+                "slipway/rule-6",
+                "slipway/rule-7",
+            ]
         );
-        let many: Vec<String> = (0..50).map(|i| format!("tag-{i}")).collect();
-        let long = context_for(&many);
+        // Whatever the ref or commit, a rule's context is one: every build of rule 2 (a push
+        // of any branch, a trigger, a retry) reports under slipway/rule-2.
+        assert_eq!(
+            context_for_rule(&rules, 1),
+            context_for_rule(&rules.clone(), 1)
+        );
+        // No rules means the default rule, branch main -> latest.
+        assert_eq!(context_for_rule(&[], 0), "slipway/latest");
+        // A build of a rule since removed keeps a stable name rather than failing.
+        assert_eq!(context_for_rule(&rules, 41), "slipway/rule-42");
+        // Long names are bounded and stay stable.
+        let long_rule = rule(json!({"source_type": "branch", "source": "main",
+            "tags": (0..30).map(|i| format!("tag-{i}")).collect::<Vec<_>>().join(",")}));
+        let long = context_for_rule(std::slice::from_ref(&long_rule), 0);
         assert_eq!(long.len(), MAX_CONTEXT_BYTES);
-        assert_eq!(long, context_for(&many), "stable");
+        assert_eq!(long, context_for_rule(&[long_rule], 0), "stable");
+    }
 
+    #[test]
+    fn contexts_and_keys() {
         assert_eq!(bitbucket_key("slipway/latest"), "slipway/latest");
         let forty = "x".repeat(40);
         assert_eq!(bitbucket_key(&forty), forty);
@@ -748,7 +987,11 @@ mod tests {
     fn long_contexts_become_bounded_bitbucket_keys() {
         let t = target(Provider::Bitbucket, "https://api.bitbucket.org", "a/b", "t");
         let mut u = update(StatusState::Success);
-        u.context = context_for(&["a-very-long-tag-name-for-a-release-candidate".to_owned()]);
+        u.context = context_for_rule(
+            &[rule(json!({"source_type": "branch", "source": "main",
+                "tags": "a-very-long-tag-name-for-a-release-candidate"}))],
+            0,
+        );
         let body = body(&status_request(&t, &u));
         let key = body["key"].as_str().unwrap_or_default();
         assert!(!key.is_empty() && key.len() <= MAX_BITBUCKET_KEY_BYTES);
@@ -792,9 +1035,127 @@ mod tests {
             target(Provider::Github, "https://api.github.com?x=1", "a/b", "t"),
             target(Provider::Github, "not a url", "a/b", "t"),
             target(Provider::Github, "https://api.github.com", "a/b", ""),
+            target(
+                Provider::Github,
+                "https://evil.example\\@api.github.com",
+                "a/b",
+                "t",
+            ),
+            target(Provider::Github, "https://", "a/b", "t"),
+            target(Provider::BitbucketServer, "https://x.example", "PROJ", "t"),
         ];
         for t in bad {
             assert!(t.validate().is_err(), "{t:?}");
+        }
+    }
+
+    fn settings<'a>(provider: Provider, git_url: &'a str) -> StatusSettingsCheck<'a> {
+        StatusSettingsCheck {
+            provider,
+            git_url,
+            name: "acme/web",
+            forge_repository: None,
+            report_status: true,
+            api_url: None,
+            status_repository: None,
+            has_token: true,
+        }
+    }
+
+    #[test]
+    fn settings_are_checked_when_saved() {
+        let github = settings(Provider::Github, "https://github.com/acme/web.git");
+        assert_eq!(check_status_settings(&github), Ok(()));
+        let gitlab = StatusSettingsCheck {
+            name: "acme/web",
+            forge_repository: Some("group/sub/web"),
+            ..settings(
+                Provider::Gitlab,
+                "ssh://git@gitlab.example/group/sub/web.git",
+            )
+        };
+        assert_eq!(check_status_settings(&gitlab), Ok(()));
+        // Nothing is required without report_status, but what is given must be right.
+        let off = StatusSettingsCheck {
+            report_status: false,
+            has_token: false,
+            ..github
+        };
+        assert_eq!(check_status_settings(&off), Ok(()));
+        let refused = [
+            (
+                StatusSettingsCheck {
+                    has_token: false,
+                    ..github
+                },
+                "status_token",
+            ),
+            (
+                StatusSettingsCheck {
+                    api_url: Some("ftp://x.example"),
+                    ..github
+                },
+                "http or https",
+            ),
+            (
+                StatusSettingsCheck {
+                    api_url: Some("https://u:p@x.example"),
+                    ..github
+                },
+                "credentials",
+            ),
+            (
+                StatusSettingsCheck {
+                    api_url: Some("https://x.example?a=1"),
+                    ..github
+                },
+                "query",
+            ),
+            (
+                StatusSettingsCheck {
+                    api_url: Some("https://evil\\@x.example"),
+                    ..github
+                },
+                "backslash",
+            ),
+            (
+                StatusSettingsCheck {
+                    status_repository: Some("a/b/c"),
+                    ..github
+                },
+                "two parts",
+            ),
+            (
+                StatusSettingsCheck {
+                    status_repository: Some("a//b"),
+                    report_status: false,
+                    ..github
+                },
+                "status_repository",
+            ),
+            (
+                StatusSettingsCheck {
+                    api_url: Some("not a url"),
+                    report_status: false,
+                    ..github
+                },
+                "status_api_url",
+            ),
+            (
+                StatusSettingsCheck {
+                    name: "web",
+                    ..settings(
+                        Provider::BitbucketServer,
+                        "https://bb.example/scm/p/web.git",
+                    )
+                },
+                "PROJ/slug",
+            ),
+            (settings(Provider::Gitea, "not a url"), "git_url"),
+        ];
+        for (check, expected) in refused {
+            let error = check_status_settings(&check).expect_err("refused");
+            assert!(error.contains(expected), "{check:?}: {error}");
         }
     }
 }

@@ -58,8 +58,8 @@ pub struct AppState {
     pub worker_health: Option<Arc<slipway_core::health::Health>>,
     /// Login attempts, per client address and per user name.
     pub login_limiter: Arc<RateLimiter>,
-    /// Outgoing webhooks may target loopback, private and link-local addresses.
-    pub allow_private_webhook_targets: bool,
+    /// Which private addresses outgoing webhooks and commit-status APIs may reach.
+    pub target_policy: slipway_notify::ssrf::TargetPolicy,
     /// Wakes this process's notification sender (a redelivery was queued).
     pub notifications_due: Arc<tokio::sync::Notify>,
 }
@@ -82,7 +82,7 @@ impl AppState {
             hook_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HOOKS)),
             worker_health: None,
             login_limiter: Arc::new(RateLimiter::new(LOGIN_BURST, LOGIN_PER_MINUTE)),
-            allow_private_webhook_targets: false,
+            target_policy: slipway_notify::ssrf::TargetPolicy::public_only(),
             notifications_due: Arc::default(),
         }
     }

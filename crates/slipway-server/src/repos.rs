@@ -195,6 +195,7 @@ impl RepositoryInput {
             rule.validate()
                 .map_err(|e| format!("rules[{number}] ({}): {e}", rule.describe()))?;
         }
+        slipway_core::rule::check_rule_names(&self.rules)?;
         let build_timeout_secs = parse_duration_secs(&self.build_timeout).ok_or_else(|| {
             format!(
                 "build_timeout {:?} is not a duration like \"90s\", \"45m\" or \"2h\"",
@@ -233,11 +234,6 @@ impl RepositoryInput {
             git_password: secret("git_password", self.git_password)?,
             status_token: secret("status_token", self.status_token)?,
         };
-        if let Some(url) = &self.status_api_url
-            && !(url.starts_with("https://") || url.starts_with("http://"))
-        {
-            return Err(format!("status_api_url {url:?} must be an http(s) URL"));
-        }
         let spec = RepositorySpec {
             name,
             provider,
@@ -266,9 +262,12 @@ impl RepositoryInput {
 /// Clone URLs through the API may use https, http or ssh, and carry no credentials: those go
 /// in `git_username` and the write-only `git_password`. `file://` is refused here: it would
 /// let an API user read any repository on the workers' disks (the configuration file may
-/// still use it).
+/// still use it). A URL that parsers could read differently is refused too (a backslash, a
+/// control character, a percent-encoded host, user info in an http(s) URL, more than one
+/// `@`), so that the host the stored password's check compares is the host git (libcurl or
+/// libssh2) connects to; only ssh URLs may name a plain user (`ssh://git@host/…`).
 fn check_git_url(url: &str) -> Result<(), String> {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let Some((scheme, _)) = url.split_once("://") else {
         return Err(format!(
             "git_url {url:?} must start with https://, http:// or ssh://"
         ));
@@ -278,28 +277,68 @@ fn check_git_url(url: &str) -> Result<(), String> {
             "git_url scheme {scheme:?} is not allowed through the API; use https, http or ssh"
         ));
     }
-    let authority = rest.split('/').next().unwrap_or_default();
-    if let Some((userinfo, _)) = authority.rsplit_once('@')
-        && userinfo.contains(':')
-    {
+    let parsed = slipway_notify::ssrf::parse_unambiguous(url)
+        .map_err(|e| format!("git_url is refused: {e}"))?;
+    if parsed.password().is_some() {
         return Err(
             "git_url must not contain a password; send it as git_password (write-only)".to_owned(),
         );
     }
-    if url.chars().any(char::is_control) || authority.is_empty() {
-        return Err(format!("git_url {url:?} is not a valid URL"));
+    let user = parsed.username();
+    let plain_user = user
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !user.is_empty() && (scheme != "ssh" || !plain_user) {
+        return Err(
+            "git_url must not contain a user name (other than a plain ssh user); send it as git_username"
+                .to_owned(),
+        );
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("git_url {url:?} has no host"));
     }
     Ok(())
 }
 
-/// The host (and port) of a clone URL, lower-cased, without credentials.
-fn url_host(url: &str) -> Option<String> {
-    let (_, rest) = url.split_once("://")?;
-    let authority = rest.split('/').next()?;
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    Some(host.to_ascii_lowercase())
+/// The origin (scheme, host, port) requests to `url` go to, as the url crate (which reqwest
+/// uses) parses it, or `None` when it has none; see [`slipway_notify::ssrf::origin_of`].
+fn url_origin(url: &str) -> Option<(String, String, u16)> {
+    slipway_notify::ssrf::origin_of(url)
+}
+
+/// Refuses commit-status settings that would fail every status (400): a token is needed with
+/// `report_status`, the API URL and repository path must be ones the forge takes.
+fn check_status(spec: &RepositorySpec, has_token: bool) -> Result<(), ApiError> {
+    let name = spec.name.to_string();
+    slipway_notify::status::check_status_settings(&slipway_notify::status::StatusSettingsCheck {
+        provider: spec.provider,
+        git_url: &spec.git_url,
+        name: &name,
+        forge_repository: spec.forge_repository.as_deref(),
+        report_status: spec.status.report_status,
+        api_url: spec.status.api_url.as_deref(),
+        status_repository: spec.status.repository.as_deref(),
+        has_token,
+    })
+    .map_err(ApiError::bad_request)
+}
+
+/// Refuses a status API on an address the operator does not allow (400), as a webhook target
+/// is refused when added; the sender checks it again at every send, after resolving its name.
+fn check_status_target(state: &AppState, spec: &RepositorySpec) -> Result<(), ApiError> {
+    if !spec.status.report_status {
+        return Ok(());
+    }
+    let api_url =
+        spec.status.api_url.clone().or_else(|| {
+            slipway_notify::deliver::default_status_api_url(spec.provider, &spec.git_url)
+        });
+    if let Some(api_url) = api_url {
+        slipway_notify::ssrf::check_target_url(&api_url, &state.target_policy).map_err(
+            |reason| ApiError::bad_request(format!("the commit-status API is refused: {reason}")),
+        )?;
+    }
+    Ok(())
 }
 
 fn change_error(error: RepositoryChangeError) -> ApiError {
@@ -344,6 +383,8 @@ pub async fn create(
             "webhook_secret is required: no secret, no webhooks (or set allow_unsigned_webhooks, which is unsafe)",
         ));
     }
+    check_status(&spec, matches!(secrets.status_token, SecretChange::Set(_)))?;
+    check_status_target(&state, &spec)?;
     let repository = state
         .store
         .create_repository(&spec, git_username.as_deref(), &secrets)
@@ -407,14 +448,16 @@ pub async fn update(
         serde_json::from_value(merged).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (spec, git_username, secrets, enabled) =
         input.into_spec().map_err(ApiError::bad_request)?;
-    // A stored password goes only to the host it was given for: moving the clone URL to
-    // another host needs the password again (or null), or an admin could send it anywhere.
+    // A stored password goes only to the origin it was given for: moving the clone URL to
+    // another scheme, host or port needs the password again (or null), or an admin could send
+    // it anywhere (or in clear text, over http). Origins are compared as parsed, by the parser
+    // the clients use, never by splitting strings.
     if repository.has_git_password
         && matches!(secrets.git_password, SecretChange::Keep)
-        && url_host(&spec.git_url) != url_host(&repository.git_url)
+        && url_origin(&spec.git_url) != url_origin(&repository.git_url)
     {
         return Err(ApiError::bad_request(
-            "git_url moves to another host: send git_password again (or null to remove it); the stored one is only sent to the host it was given for",
+            "git_url moves to another scheme, host or port: send git_password again (or null to remove it); the stored one is only sent where it was given for",
         ));
     }
     // The same for the commit-status token and the API it is sent to (explicit, or the one
@@ -423,7 +466,7 @@ pub async fn update(
         api_url
             .clone()
             .or_else(|| slipway_notify::deliver::default_status_api_url(provider, git_url))
-            .and_then(|url| url_host(&url))
+            .and_then(|url| url_origin(&url))
     };
     if repository.has_status_token
         && matches!(secrets.status_token, SecretChange::Keep)
@@ -435,9 +478,16 @@ pub async fn update(
             )
     {
         return Err(ApiError::bad_request(
-            "the commit-status API moves to another host: send status_token again (or null to remove it); the stored one is only sent to the host it was given for",
+            "the commit-status API moves to another scheme, host or port: send status_token again (or null to remove it); the stored one is only sent where it was given for",
         ));
     }
+    let keeps_token = match secrets.status_token {
+        SecretChange::Set(_) => true,
+        SecretChange::Keep => repository.has_status_token,
+        SecretChange::Clear => false,
+    };
+    check_status(&spec, keeps_token)?;
+    check_status_target(&state, &spec)?;
     let mut updated = state
         .store
         .update_repository(repository.id, &spec, git_username.as_deref(), &secrets)
@@ -527,26 +577,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hosts_are_compared_without_credentials_or_case() {
+    fn origins_are_compared_as_parsed() {
         assert_eq!(
-            url_host("https://bot@Git.Example:8443/a/b.git"),
-            Some("git.example:8443".to_owned())
+            url_origin("https://bot@Git.Example:8443/a/b.git"),
+            Some(("https".to_owned(), "git.example".to_owned(), 8443))
         );
-        assert_ne!(
-            url_host("https://git.example/a.git"),
-            url_host("https://evil.example/a.git")
+        assert_eq!(
+            url_origin("https://git.example./a.git"),
+            url_origin("https://GIT.example:443/b.git")
         );
+        for other in [
+            "https://evil.example/a.git",
+            "http://git.example/a.git",
+            "https://git.example:8443/a.git",
+            "https://evil.example\\@git.example/a.git",
+            "https://git.example@evil.example/a.git",
+        ] {
+            assert_ne!(
+                url_origin("https://git.example/a.git"),
+                url_origin(other),
+                "{other}"
+            );
+        }
     }
 
     #[test]
-    fn git_urls_carry_no_passwords_and_no_local_paths() {
+    fn git_urls_carry_no_passwords_no_local_paths_and_nothing_ambiguous() {
         assert!(check_git_url("https://git.example/acme/web.git").is_ok());
         assert!(check_git_url("ssh://git@git.example/acme/web.git").is_ok());
-        assert!(check_git_url("https://bot@git.example/acme/web.git").is_ok());
-        assert!(check_git_url("https://bot:hunter2@git.example/acme/web.git").is_err());
-        assert!(check_git_url("file:///srv/git/web.git").is_err());
-        assert!(check_git_url("/srv/git/web.git").is_err());
-        assert!(check_git_url("https://").is_err());
+        assert!(check_git_url("ssh://git.example:2222/acme/web.git").is_ok());
+        for refused in [
+            "https://bot:hunter2@git.example/acme/web.git",
+            "https://bot@git.example/acme/web.git",
+            "file:///srv/git/web.git",
+            "/srv/git/web.git",
+            "https://",
+            "https://evil.example\\@git.example/acme/web.git",
+            "https://git.example\\evil/acme/web.git",
+            "https://git.exa\tmple/acme/web.git",
+            "https://git%2eexample/acme/web.git",
+            "ssh://a@b@git.example/acme/web.git",
+            "ssh://git;evil@git.example/acme/web.git",
+        ] {
+            assert!(check_git_url(refused).is_err(), "{refused}");
+        }
     }
 
     fn input(extra: Value) -> Result<RepositoryInput, serde_json::Error> {

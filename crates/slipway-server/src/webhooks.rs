@@ -3,6 +3,7 @@
 //! against private, loopback and link-local addresses here and again at every send.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -12,7 +13,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use slipway_core::Role;
 use slipway_notify::payload::HookEvent;
-use slipway_store::{HookRecord, NotificationAttempt, NotificationRecord};
+use slipway_notify::ssrf::TargetPolicy;
+use slipway_store::{HookRecord, NotificationAttempt, NotificationRecord, Redelivery};
 use uuid::Uuid;
 
 use crate::api::{JsonBody, rfc3339};
@@ -66,18 +68,27 @@ pub fn notification_json(
     })
 }
 
+/// How long the name lookup of a new hook's target may hold its request.
+const LOOKUP_TIMEOUT: Duration = slipway_notify::deliver::DNS_TIMEOUT;
+
 /// Checks a target URL as configured: its form, a literal address, and (for a name) every
-/// address it resolves to now; sending checks the resolved address again.
-pub async fn check_target(url: &str, allow_private: bool) -> Result<(), String> {
-    let target = slipway_notify::ssrf::check_target_url(url, allow_private)?;
+/// address it resolves to now; sending checks the resolved addresses again.
+pub async fn check_target(url: &str, policy: &TargetPolicy) -> Result<(), String> {
+    let target = slipway_notify::ssrf::check_target_url(url, policy)?;
     if let Some(domain) = target.domain() {
-        let addresses: Vec<IpAddr> = tokio::net::lookup_host((domain, target.port()))
-            .await
-            .map(|found| found.map(|address| address.ip()).collect())
-            .unwrap_or_default();
-        // A name that does not resolve yet is accepted: it is checked again at every send.
+        let lookup = tokio::time::timeout(
+            LOOKUP_TIMEOUT,
+            tokio::net::lookup_host((domain, target.port())),
+        )
+        .await;
+        // A name that does not resolve yet (or not in time) is accepted: it is checked again
+        // at every send, which is the check that counts.
+        let addresses: Vec<IpAddr> = match lookup {
+            Ok(Ok(found)) => found.map(|address| address.ip()).collect(),
+            Ok(Err(_)) | Err(_) => Vec::new(),
+        };
         if !addresses.is_empty() {
-            slipway_notify::ssrf::check_resolved(&target, &addresses, allow_private)?;
+            slipway_notify::ssrf::check_resolved(&target, &addresses, policy)?;
         }
     }
     Ok(())
@@ -132,7 +143,7 @@ pub async fn create(
             "secret must be at least {MIN_SECRET_LENGTH} characters (a random one: openssl rand -hex 32)"
         )));
     }
-    check_target(&input.url, state.allow_private_webhook_targets)
+    check_target(&input.url, &state.target_policy)
         .await
         .map_err(|reason| ApiError::bad_request(format!("url refused: {reason}")))?;
     let hook = state
@@ -197,6 +208,37 @@ pub async fn deliveries(
     })))
 }
 
+/// The new notification's id, or why there is none: a redelivery of something still pending
+/// would send it twice, and one of a status a newer one replaced would put the commit back on an
+/// older state (409 for both, naming what to do instead).
+pub fn redelivery_result(outcome: Redelivery, id: Uuid) -> Result<Uuid, ApiError> {
+    match outcome {
+        Redelivery::Queued(new_id) => Ok(new_id),
+        Redelivery::NotFound => Err(ApiError::not_found(format!("no notification {id}"))),
+        Redelivery::StillPending(pending) if pending == id => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "still_pending",
+            format!(
+                "notification {id} is still pending (waiting for a retry or being sent); redeliver it once it has been delivered or has failed"
+            ),
+        )),
+        Redelivery::StillPending(pending) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "still_pending",
+            format!(
+                "a redelivery of this notification, {pending}, is still pending; wait until it has been delivered or has failed"
+            ),
+        )),
+        Redelivery::Superseded { by, event } => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "superseded",
+            format!(
+                "a newer commit status of the same commit and context ({by}, {event}) replaces this one; sending this again would put the commit back on an older state, so redeliver {by} instead"
+            ),
+        )),
+    }
+}
+
 /// `POST /api/notifications/{id}/redeliver` (admins of its repository): sends a webhook
 /// delivery or a commit status again, as a new notification linked to the first.
 pub async fn redeliver(
@@ -213,11 +255,8 @@ pub async fn redeliver(
         .await?
         .ok_or_else(not_found)?;
     caller.require(&repository, Role::Admin)?;
-    let new_id = state
-        .store
-        .redeliver_notification(id)
-        .await?
-        .ok_or_else(not_found)?;
+    let outcome = state.store.redeliver_notification(id).await?;
+    let new_id = redelivery_result(outcome, id)?;
     state.notifications_due.notify_one();
     Ok((
         StatusCode::ACCEPTED,

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -545,4 +546,443 @@ async fn stored_tokens_stay_with_their_host_and_disabled_repositories_build_noth
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["code"], "disabled", "{body}");
+}
+
+/// The stored status token's value in the store, for checking that a refused edit kept it.
+async fn stored_status_token(h: &Harness) -> Option<String> {
+    let repository = h
+        .state
+        .store
+        .repository_by_name("acme/secret")
+        .await
+        .expect("query")
+        .expect("the repository");
+    h.state
+        .store
+        .status_settings(repository.id)
+        .await
+        .expect("query")
+        .and_then(|settings| settings.stored_token)
+        .map(|token| token.expose().to_owned())
+}
+
+/// A stored token stays with the origin (scheme, host and port) it was given for, as the
+/// sender's URL parser reads it: every trick that makes another host look like the old one to
+/// a string split (a backslash, user info, a fragment), a downgrade to http and a port change
+/// are refused unless the token is sent again, while spellings of the same origin (case, a final
+/// dot, the default port) keep it. The git password is held to the same rule.
+#[tokio::test]
+async fn stored_secrets_stay_with_their_parsed_origin() {
+    let h = harness().await;
+    let root = h.admin_token.clone();
+    let (status, body) = send_checked(
+        &h,
+        json_request("POST", "/api/repositories", &root, &new_repository()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let patch = |body: Value| json_request("PATCH", "/api/repositories/acme/secret", &root, &body);
+
+    // The default API is https://api.github.com.
+    for moved in [
+        "https://evil.example\\@api.github.com",
+        "https://evil.example\\@api.github.com/",
+        "https://api.github.com@evil.example",
+        "https://api.github.com:443@evil.example",
+        "https://evil.example#@api.github.com",
+        "https://evil.example?@api.github.com",
+        "http://api.github.com",
+        "https://api.github.com:8443",
+        "https://api.github.com.evil.example",
+    ] {
+        let (status, body) = send_checked(&h, patch(json!({"status_api_url": moved}))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{moved}: {body}");
+        assert_error_shape(&body, moved);
+        assert_eq!(
+            stored_status_token(&h).await.as_deref(),
+            Some(STATUS_TOKEN),
+            "{moved}: the token stays"
+        );
+        let (_, shown) = send_checked(&h, get("/api/repositories/acme/secret", &root)).await;
+        assert_eq!(
+            shown["status_api_url"],
+            Value::Null,
+            "{moved}: nothing was saved"
+        );
+    }
+    // Even with a new token, a URL that parsers read differently is refused outright.
+    let (status, body) = send_checked(
+        &h,
+        patch(json!({"status_api_url": "https://evil.example\\@api.github.com", "status_token": "a-new-token"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("backslash")),
+        "{body}"
+    );
+    // The same origin, spelled differently, keeps the token.
+    for same in [
+        "https://API.GitHub.com",
+        "https://api.github.com.",
+        "https://api.github.com:443/",
+    ] {
+        let (status, body) = send_checked(&h, patch(json!({"status_api_url": same}))).await;
+        assert_eq!(status, StatusCode::OK, "{same}: {body}");
+        assert_eq!(body["secrets"]["status_token"], "set", "{same}");
+        assert_eq!(stored_status_token(&h).await.as_deref(), Some(STATUS_TOKEN));
+    }
+
+    // The git password, for https://git.example.
+    for moved in [
+        "https://evil.example\\@git.example/acme/secret.git",
+        "https://git.example@evil.example/acme/secret.git",
+        "http://git.example/acme/secret.git",
+        "https://git.example:8443/acme/secret.git",
+        "ssh://git@git.example/acme/secret.git",
+    ] {
+        let (status, body) = send_checked(&h, patch(json!({"git_url": moved}))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{moved}: {body}");
+        assert_error_shape(&body, moved);
+    }
+    let credentials = h
+        .state
+        .store
+        .stored_credentials("acme/secret")
+        .await
+        .expect("query")
+        .expect("API-managed");
+    assert_eq!(
+        credentials.git_password.as_ref().map(|s| s.expose()),
+        Some(GIT_PASSWORD)
+    );
+    let (status, body) = send_checked(
+        &h,
+        patch(json!({"git_url": "https://GIT.example./acme/renamed.git"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "the same origin keeps it: {body}");
+    assert_eq!(body["secrets"]["git_password"], "set");
+}
+
+/// Commit-status settings are checked when saved (400 with the reason), not only when a status
+/// fails to go out: a token with report_status, an API URL the sender accepts (and may reach),
+/// and a repository path the forge's API takes.
+#[tokio::test]
+async fn status_settings_are_refused_when_saved_wrong() {
+    let h = harness().await;
+    let root = h.admin_token.clone();
+    let with = |changes: Value| {
+        let mut body = new_repository();
+        if let (Value::Object(base), Value::Object(changes)) = (&mut body, changes) {
+            base.extend(changes);
+        }
+        body
+    };
+    for (body, expected) in [
+        (with(json!({"status_token": null})), "status_token"),
+        (
+            with(json!({"status_repository": "acme/secret/extra"})),
+            "two parts",
+        ),
+        (
+            with(json!({"status_api_url": "ftp://api.example"})),
+            "http or https",
+        ),
+        (
+            with(json!({"status_api_url": "https://bot:pw@api.example"})),
+            "credentials",
+        ),
+        (
+            with(json!({"status_api_url": "https://api.example?x=1"})),
+            "query",
+        ),
+        (
+            with(json!({"status_api_url": "http://10.1.2.3/api/v3"})),
+            "private",
+        ),
+        (
+            with(json!({"status_api_url": "http://169.254.169.254"})),
+            "metadata",
+        ),
+        (
+            with(json!({"provider": "bitbucket-server", "status_repository": "PROJ"})),
+            "PROJ/slug",
+        ),
+    ] {
+        let (status, answer) =
+            send_checked(&h, json_request("POST", "/api/repositories", &root, &body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(expected), "{expected}: {answer}");
+    }
+    assert!(
+        h.state
+            .store
+            .repository_by_name("acme/secret")
+            .await
+            .expect("query")
+            .is_none(),
+        "nothing refused was stored"
+    );
+
+    let (status, body) = send_checked(
+        &h,
+        json_request("POST", "/api/repositories", &root, &new_repository()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let patch = |body: Value| json_request("PATCH", "/api/repositories/acme/secret", &root, &body);
+    for (change, expected) in [
+        (json!({"status_token": null}), "status_token"),
+        (json!({"status_repository": "/secret"}), "two parts"),
+        (
+            json!({"provider": "gitlab", "status_api_url": "https://api.github.com", "status_repository": "g//p"}),
+            "project path",
+        ),
+    ] {
+        let (status, answer) = send_checked(&h, patch(change.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{change}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(expected), "{change}: {answer}");
+    }
+    // Turning statuses off is fine without a token; turning them on again needs one.
+    let (status, body) = send_checked(
+        &h,
+        patch(json!({"report_status": false, "status_token": null})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = send_checked(&h, patch(json!({"report_status": true}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+/// One request a fake forge received: the path and the credential it carried.
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    authorization: String,
+}
+
+/// A forge API on loopback that records every request and answers 201.
+async fn recording_forge() -> (u16, Arc<Mutex<Vec<Received>>>) {
+    let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let log = received.clone();
+    let app = axum::Router::new().fallback(move |request: Request<Body>| {
+        let log = log.clone();
+        async move {
+            let authorization = request
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            log.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(Received {
+                    path: request.uri().path().to_owned(),
+                    authorization,
+                });
+            (StatusCode::CREATED, "{}")
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a fake forge");
+    let port = listener.local_addr().expect("its address").port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (port, received)
+}
+
+fn requests(log: &Arc<Mutex<Vec<Received>>>) -> Vec<Received> {
+    log.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+/// Runs a notifier (loopback allowed, as for these fakes) until nothing is left to dispatch or
+/// send: every status is then delivered or superseded.
+async fn notify_everything(h: &Harness) {
+    let notifier = slipway_notify::deliver::Notifier::new(
+        h.state.store.clone(),
+        "test-notifier".to_owned(),
+        slipway_notify::deliver::NotifierSettings {
+            policy: slipway_notify::ssrf::TargetPolicy::allow_private(),
+            ..slipway_notify::deliver::NotifierSettings::new("http://slipway.test")
+        },
+        Arc::default(),
+    );
+    for _ in 0..20 {
+        let dispatched = notifier.dispatch_once().await.expect("dispatch");
+        let sent = notifier.send_once().await.expect("send");
+        if dispatched == 0 && sent == 0 {
+            return;
+        }
+    }
+    panic!("the notifier still had work after 20 rounds");
+}
+
+/// End to end through the real notifier: after edits that try to move the status API to
+/// another host, the stored token still goes only to the host it was given for; once the API
+/// really moves (with a token given for the new host), the new host only ever sees that token.
+#[tokio::test]
+async fn the_notifier_never_sends_a_stored_token_to_another_host() {
+    let mut h = harness().await;
+    // The fakes listen on loopback, which the operator must allow.
+    h.state.target_policy = slipway_notify::ssrf::TargetPolicy::allow_private();
+    let root = h.admin_token.clone();
+    let (given_port, given) = recording_forge().await;
+    let (other_port, other) = recording_forge().await;
+    let mut repository = new_repository();
+    repository["status_api_url"] = json!(format!("http://127.0.0.1:{given_port}"));
+    let (status, body) = send_checked(
+        &h,
+        json_request("POST", "/api/repositories", &root, &repository),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let patch = |body: Value| json_request("PATCH", "/api/repositories/acme/secret", &root, &body);
+    for moved in [
+        format!("http://localhost:{other_port}"),
+        format!("http://127.0.0.1:{other_port}\\@127.0.0.1:{given_port}"),
+        format!("http://127.0.0.1:{given_port}@127.0.0.1:{other_port}"),
+    ] {
+        let (status, body) = send_checked(&h, patch(json!({"status_api_url": moved}))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{moved}: {body}");
+    }
+
+    let (status, answer) = push(&h, WEBHOOK_SECRET, "n-1", COMMIT).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    run_to_success(&h, build_id(&answer)).await;
+    notify_everything(&h).await;
+    let to_given = requests(&given);
+    assert!(!to_given.is_empty(), "the status went to the given host");
+    assert!(
+        to_given
+            .iter()
+            .all(|r| r.authorization == format!("Bearer {STATUS_TOKEN}")
+                && r.path == format!("/repos/acme/secret/statuses/{COMMIT}")),
+        "{to_given:?}"
+    );
+    assert!(requests(&other).is_empty(), "{:?}", requests(&other));
+
+    // Moving for real needs a token for the new host, and only that one goes there.
+    let (status, body) = send_checked(
+        &h,
+        patch(json!({"status_api_url": format!("http://localhost:{other_port}"), "status_token": "token-for-the-new-host"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, answer) = push(&h, WEBHOOK_SECRET, "n-2", MAIN_HEAD).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    run_to_success(&h, build_id(&answer)).await;
+    notify_everything(&h).await;
+    let to_other = requests(&other);
+    assert!(
+        !to_other.is_empty(),
+        "the new host gets the new build's statuses"
+    );
+    assert!(
+        to_other
+            .iter()
+            .all(|r| r.authorization == "Bearer token-for-the-new-host"),
+        "{to_other:?}"
+    );
+    assert_eq!(
+        requests(&given).len(),
+        to_given.len(),
+        "nothing more went to the old host"
+    );
+}
+
+/// `POST /api/notifications/{id}/redeliver` of a commit status: refused (409) while it is still
+/// pending, which would send it twice, and for a status a newer one of the same commit and
+/// context replaced, which would put the commit back on an older state (the answer names the
+/// newer one); the newest is sent again.
+#[tokio::test]
+async fn status_redeliveries_never_send_twice_or_go_back_in_time() {
+    let mut h = harness().await;
+    h.state.target_policy = slipway_notify::ssrf::TargetPolicy::allow_private();
+    let root = h.admin_token.clone();
+    let (port, forge) = recording_forge().await;
+    let mut repository = new_repository();
+    repository["status_api_url"] = json!(format!("http://127.0.0.1:{port}"));
+    let (status, body) = send_checked(
+        &h,
+        json_request("POST", "/api/repositories", &root, &repository),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, answer) = push(&h, WEBHOOK_SECRET, "r-1", COMMIT).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let build = build_id(&answer);
+    let redeliver = |id: &str| {
+        json_request(
+            "POST",
+            &format!("/api/notifications/{id}/redeliver"),
+            &root,
+            &json!({}),
+        )
+    };
+    let statuses = |h: &Harness| {
+        let store = h.state.store.clone();
+        async move {
+            store
+                .notifications_for_build(build)
+                .await
+                .expect("notifications")
+                .into_iter()
+                .filter(|n| n.redelivery_of.is_none())
+                .map(|n| (n.event.clone(), n))
+                .collect::<std::collections::HashMap<_, _>>()
+        }
+    };
+
+    // Queued, and not sent yet: a redelivery now would be a second copy of it.
+    let notifier = slipway_notify::deliver::Notifier::new(
+        h.state.store.clone(),
+        "dispatch-only".to_owned(),
+        slipway_notify::deliver::NotifierSettings::new("http://slipway.test"),
+        Arc::default(),
+    );
+    notifier.dispatch_once().await.expect("dispatch");
+    let queued = statuses(&h).await["queued"].id.to_string();
+    let (status, body) = send_checked(&h, redeliver(&queued)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "still_pending", "{body}");
+
+    run_to_success(&h, build).await;
+    notify_everything(&h).await;
+    let finished = statuses(&h).await;
+    assert_eq!(finished["queued"].state, "superseded");
+    assert_eq!(finished["succeeded"].state, "delivered");
+    let succeeded = finished["succeeded"].id.to_string();
+    let (status, body) = send_checked(&h, redeliver(&queued)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "superseded", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&succeeded),
+        "it names the one to redeliver: {body}"
+    );
+
+    let sent_before = requests(&forge).len();
+    let (status, body) = send_checked(&h, redeliver(&succeeded)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = send_checked(&h, redeliver(&succeeded)).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "the copy is still pending: {body}"
+    );
+    notify_everything(&h).await;
+    assert_eq!(
+        requests(&forge).len(),
+        sent_before + 1,
+        "sent once more, once"
+    );
 }

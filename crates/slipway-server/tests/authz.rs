@@ -190,6 +190,7 @@ impl World {
                     event: "build_succeeded".to_owned(),
                     payload_json: "{}".to_owned(),
                     transition_seq: seq,
+                    status_key: None,
                 }],
             )
             .await
@@ -343,6 +344,11 @@ impl World {
 
     /// Asserts that `who` is let through to the answer the route table documents.
     async fn allowed(&self, doc: &RouteDoc, who: Who) {
+        if doc.path == "/api/notifications/{id}/redeliver" {
+            // A notification is redelivered only once it (and any earlier redelivery of it)
+            // is no longer pending, so each caller finds the previous caller's copy delivered.
+            settle_notifications(&self.h.state.store).await;
+        }
         let path = self.fill(doc);
         let (got, _, bytes) = send_raw(&self.h, self.request(doc, who, &path)).await;
         assert_eq!(
@@ -352,6 +358,33 @@ impl World {
             doc.method,
             String::from_utf8_lossy(&bytes)
         );
+    }
+}
+
+/// Records every due notification as delivered, as a sender would after a 2xx answer.
+async fn settle_notifications(store: &slipway_store::Store) {
+    let due = store
+        .claim_notifications("authz-sender", 60_000, 100)
+        .await
+        .expect("claim notifications");
+    for notification in due {
+        let attempt = slipway_store::NotificationAttempt {
+            attempt: notification.attempts + 1,
+            at: slipway_store::now_millis(),
+            status_code: Some(200),
+            duration_ms: 1,
+            error: None,
+            response_excerpt: None,
+        };
+        store
+            .record_notification_attempt(
+                notification.id,
+                "authz-sender",
+                &attempt,
+                slipway_store::AfterAttempt::Delivered,
+            )
+            .await
+            .expect("record");
     }
 }
 

@@ -407,6 +407,7 @@ async fn build_with_notifications(h: &Harness) -> (String, Uuid, Uuid) {
         event: event.to_owned(),
         payload_json: "{}".to_owned(),
         transition_seq: seq,
+        status_key: None,
     };
     store
         .dispatch_transitions(
@@ -538,6 +539,34 @@ async fn redelivering_a_webhook_delivery_needs_the_csrf_token_and_the_admin_role
     let admin = sign_in(&h, "admin", "a+long+password").await;
     let reader = sign_in(&h, "reader", "a+long+password").await;
     let (build, hook, delivery) = build_with_notifications(&h).await;
+    // Only a delivery that is no longer pending is redelivered: deliver it first, as a sender
+    // would.
+    let due = h
+        .state
+        .store
+        .claim_notifications("dashboard-sender", 60_000, 10)
+        .await
+        .expect("claim notifications");
+    for notification in due {
+        let attempt = slipway_store::NotificationAttempt {
+            attempt: 1,
+            at: slipway_store::now_millis(),
+            status_code: Some(200),
+            duration_ms: 1,
+            error: None,
+            response_excerpt: None,
+        };
+        h.state
+            .store
+            .record_notification_attempt(
+                notification.id,
+                "dashboard-sender",
+                &attempt,
+                slipway_store::AfterAttempt::Delivered,
+            )
+            .await
+            .expect("record");
+    }
     let hook_page = format!("/repos/acme/web/webhooks/{hook}");
     let action = format!("/notifications/{delivery}/redeliver");
     let count = || async {
@@ -583,6 +612,15 @@ async fn redelivering_a_webhook_delivery_needs_the_csrf_token_and_the_admin_role
     assert_eq!(newest.redelivery_of, Some(delivery));
     assert_eq!(newest.state, "pending");
     assert_eq!(newest.event, "build_queued");
+    // While that copy is pending, another would send it twice: refused, saying why.
+    let twice = fetch(
+        &h,
+        post_form(&action, &admin, &format!("csrf_token={token}")),
+    )
+    .await;
+    assert_eq!(twice.status, StatusCode::CONFLICT, "{}", twice.text);
+    assert!(twice.text.contains("still pending"), "{}", twice.text);
+    assert_eq!(count().await.len(), 2, "nothing more was queued");
 
     let unknown = fetch(
         &h,

@@ -28,7 +28,7 @@ pub use group_commit::DeliveryTally;
 pub use history::{BuildCursor, BuildEvent, BuildFilter, LogPiece, QueueCounts, Readable};
 pub use notifications::{
     AfterAttempt, HookRecord, NewNotification, NotificationAttempt, NotificationKind,
-    NotificationRecord, StatusSettings, Transition,
+    NotificationRecord, Redelivery, StatusSettings, Transition,
 };
 pub use records::*;
 pub use repositories::{RepositoryChangeError, SecretChange, SecretChanges, StoredCredentials};
@@ -1186,6 +1186,55 @@ impl Store {
     /// Records the end of a running build; false if `owner` no longer holds its lease (the
     /// build was reaped meanwhile), in which case nothing changes.
     pub async fn finish_build(&self, id: Uuid, owner: &str, result: &BuildResult) -> Result<bool> {
+        self.finish_build_with_outcome(id, owner, result, result.status.as_str())
+            .await
+    }
+
+    /// Fails a running build because its infrastructure failed on the last attempt it had:
+    /// like [`Store::finish_build`] with `failed`, but the attempt's outcome is
+    /// [`INFRASTRUCTURE_FAILURE`], which tells it from a failure of the commit itself.
+    pub async fn fail_build_for_infrastructure(
+        &self,
+        id: Uuid,
+        owner: &str,
+        error: &str,
+    ) -> Result<bool> {
+        let result = BuildResult {
+            status: BuildStatus::Failed,
+            error: Some(error.to_owned()),
+            digest: None,
+        };
+        self.finish_build_with_outcome(id, owner, &result, INFRASTRUCTURE_FAILURE)
+            .await
+    }
+
+    /// Whether a failed build failed for infrastructure reasons rather than because of the
+    /// commit: its last attempt ended as [`INFRASTRUCTURE_FAILURE`] (the worker used the last
+    /// attempt on an engine, network or registry failure) or `lost` (its worker stopped
+    /// responding during the last attempt).
+    pub async fn failed_for_infrastructure(&self, id: Uuid) -> Result<bool> {
+        let last: Option<(Option<String>,)> = with_pool!(self, write, |pool| {
+            sqlx::query_as(
+                "SELECT outcome FROM build_attempts WHERE build_id = $1
+                 ORDER BY started_at DESC, id DESC LIMIT 1",
+            )
+            .bind(id.to_string())
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(matches!(
+            last,
+            Some((Some(outcome),)) if outcome == INFRASTRUCTURE_FAILURE || outcome == "lost"
+        ))
+    }
+
+    async fn finish_build_with_outcome(
+        &self,
+        id: Uuid,
+        owner: &str,
+        result: &BuildResult,
+        attempt_outcome: &str,
+    ) -> Result<bool> {
         let now = now_millis();
         let affected = with_pool!(self, write, |pool| {
             let mut tx = pool.begin_write().await?;
@@ -1204,13 +1253,7 @@ impl Store {
             .await?
             .rows_affected();
             if affected == 1 {
-                close_attempt!(
-                    &mut *tx,
-                    id,
-                    result.status.as_str(),
-                    result.error.as_deref(),
-                    now
-                );
+                close_attempt!(&mut *tx, id, attempt_outcome, result.error.as_deref(), now);
             }
             tx.commit().await?;
             affected

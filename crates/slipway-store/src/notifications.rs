@@ -59,6 +59,9 @@ pub struct NewNotification {
     pub event: String,
     pub payload_json: String,
     pub transition_seq: i64,
+    /// A status's slot on the forge (repository, commit and context), which orders it against
+    /// the other statuses of that slot; `None` for webhooks.
+    pub status_key: Option<String>,
 }
 
 /// A notification and how its delivery went so far.
@@ -82,6 +85,9 @@ pub struct NotificationRecord {
     pub created_at: i64,
     pub finished_at: Option<i64>,
     pub redelivery_of: Option<Uuid>,
+    /// See [`NewNotification::status_key`]; `None` for webhooks and for statuses stored before
+    /// keys were kept (those are ordered within their build only).
+    pub status_key: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -102,6 +108,7 @@ struct NotificationRow {
     created_at: i64,
     finished_at: Option<i64>,
     redelivery_of: Option<String>,
+    status_key: Option<String>,
 }
 
 fn parse_id(text: &str) -> Result<Uuid> {
@@ -128,6 +135,7 @@ impl TryFrom<NotificationRow> for NotificationRecord {
             created_at: row.created_at,
             finished_at: row.finished_at,
             redelivery_of: row.redelivery_of.as_deref().map(parse_id).transpose()?,
+            status_key: row.status_key,
         })
     }
 }
@@ -135,7 +143,8 @@ impl TryFrom<NotificationRow> for NotificationRecord {
 macro_rules! notification_select {
     () => {
         "SELECT id, build_id, repository_id, kind, hook_id, event, payload_json, transition_seq, state,
-             attempts, next_attempt_at, last_status_code, last_error, created_at, finished_at, redelivery_of
+             attempts, next_attempt_at, last_status_code, last_error, created_at, finished_at, redelivery_of,
+             status_key
          FROM notifications"
     };
 }
@@ -160,6 +169,21 @@ pub enum AfterAttempt {
     RetryAt(i64),
     /// No attempts left, or a refusal that retrying cannot change.
     Failed,
+}
+
+/// What a manual redelivery did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redelivery {
+    /// A new notification was queued.
+    Queued(Uuid),
+    /// There is no such notification.
+    NotFound,
+    /// This notification, or an earlier redelivery of the same one, is still pending (waiting
+    /// for a retry or being sent): another copy would send it twice.
+    StillPending(Uuid),
+    /// A newer status of the same slot (commit and context) exists; sending this one again
+    /// would leave the commit on an older state. The newer one is named, to redeliver instead.
+    Superseded { by: Uuid, event: String },
 }
 
 /// An outgoing webhook of a repository (never its secret).
@@ -278,8 +302,8 @@ impl Store {
             {
                 sqlx::query(
                     "INSERT INTO notifications (id, build_id, repository_id, kind, hook_id, event, payload_json,
-                         transition_seq, next_attempt_at, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+                         transition_seq, next_attempt_at, created_at, status_key)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
                 )
                 .bind(Uuid::now_v7().to_string())
                 .bind(notification.build_id.to_string())
@@ -290,6 +314,7 @@ impl Store {
                 .bind(&notification.payload_json)
                 .bind(notification.transition_seq)
                 .bind(now)
+                .bind(notification.status_key.as_deref())
                 .execute(&mut *tx)
                 .await?;
             }
@@ -365,20 +390,95 @@ impl Store {
         row.map(NotificationRecord::try_from).transpose()
     }
 
-    /// Whether a later status of the same build is already queued or sent, which makes this
-    /// one stale: a forge must end on the build's last state, never on an older one.
-    pub async fn newer_status_exists(&self, notification: &NotificationRecord) -> Result<bool> {
-        let (count,): (i64,) = with_pool!(self, read, |pool| {
-            sqlx::query_as(
-                "SELECT COUNT(*) FROM notifications WHERE build_id = $1 AND kind = 'status'
-                     AND transition_seq > $2 AND state IN ('pending', 'delivered')",
-            )
+    /// The newest status that makes this one stale, if any: a later status (by transition,
+    /// the order the builds' changes happened in) of the same build or the same slot that is
+    /// queued or sent. A forge must end on the slot's last state, never on an older one.
+    pub async fn newer_status(
+        &self,
+        notification: &NotificationRecord,
+    ) -> Result<Option<NotificationRecord>> {
+        // Read through the writer, so that a sender holding the slot's lease sees what the
+        // previous holder recorded.
+        let row: Option<NotificationRow> = with_pool!(self, write, |pool| {
+            sqlx::query_as(concat!(
+                notification_select!(),
+                " WHERE kind = 'status' AND (build_id = $1 OR (status_key IS NOT NULL AND status_key = $3))
+                     AND transition_seq > $2 AND state IN ('pending', 'delivered')
+                 ORDER BY transition_seq DESC, created_at DESC LIMIT 1"
+            ))
             .bind(notification.build_id.to_string())
             .bind(notification.transition_seq)
-            .fetch_one(pool)
+            .bind(notification.status_key.as_deref())
+            .fetch_optional(pool)
             .await?
         });
-        Ok(count > 0)
+        row.map(NotificationRecord::try_from).transpose()
+    }
+
+    /// Whether [`Store::newer_status`] finds one.
+    pub async fn newer_status_exists(&self, notification: &NotificationRecord) -> Result<bool> {
+        Ok(self.newer_status(notification).await?.is_some())
+    }
+
+    /// Takes (or renews) `owner`'s lease on a status slot for `lease_ms`; false when another
+    /// owner holds an unexpired one. One statement on both databases: PostgreSQL locks the
+    /// conflicting row and judges the condition on its latest version, and SQLite's single
+    /// writer runs one at a time, so two senders can never both hold a slot.
+    pub async fn acquire_status_lease(
+        &self,
+        status_key: &str,
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<bool> {
+        let now = now_millis();
+        let taken: Option<(String,)> = with_pool!(self, write, |pool| {
+            sqlx::query_as(
+                "INSERT INTO status_send_leases (status_key, owner, expires_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (status_key) DO UPDATE SET owner = $2, expires_at = $3
+                     WHERE status_send_leases.owner = $2 OR status_send_leases.expires_at < $4
+                 RETURNING owner",
+            )
+            .bind(status_key)
+            .bind(owner)
+            .bind(now + lease_ms)
+            .bind(now)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(taken.is_some())
+    }
+
+    /// Gives up `owner`'s lease on a status slot (nothing happens if it is another's by now).
+    pub async fn release_status_lease(&self, status_key: &str, owner: &str) -> Result<()> {
+        with_pool!(self, write, |pool| {
+            sqlx::query("DELETE FROM status_send_leases WHERE status_key = $1 AND owner = $2")
+                .bind(status_key)
+                .bind(owner)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Hands a claimed notification back unsent, due again at `not_before` (its slot is busy).
+    pub async fn postpone_notification(
+        &self,
+        id: Uuid,
+        owner: &str,
+        not_before: i64,
+    ) -> Result<()> {
+        with_pool!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE notifications SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = $3
+                 WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
+            )
+            .bind(id.to_string())
+            .bind(owner)
+            .bind(not_before)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
     }
 
     /// Records an attempt and what comes next, if `owner` still holds the notification.
@@ -498,25 +598,72 @@ impl Store {
 
     /// Queues a notification again as a new one (a manual redelivery), linked to the original
     /// (the first of the chain, when a redelivery is redelivered), whose delivery id it reuses.
-    pub async fn redeliver_notification(&self, id: Uuid) -> Result<Option<Uuid>> {
+    /// Refused while a notification of the chain is still pending, and for a status that a
+    /// newer one of its slot supersedes. The checks and the insert are one transaction that
+    /// first writes the chain's first row, which PostgreSQL locks until the commit (SQLite's
+    /// writer is exclusive anyway), so two redeliveries at once cannot both pass.
+    pub async fn redeliver_notification(&self, id: Uuid) -> Result<Redelivery> {
+        let Some(notification) = self.notification(id).await? else {
+            return Ok(Redelivery::NotFound);
+        };
+        let root = notification.redelivery_of.unwrap_or(notification.id);
         let new_id = Uuid::now_v7();
         let now = now_millis();
-        let inserted = with_pool!(self, write, |pool| {
-            sqlx::query(
-                "INSERT INTO notifications (id, build_id, repository_id, kind, hook_id, event, payload_json,
-                     transition_seq, next_attempt_at, created_at, redelivery_of)
-                 SELECT $2, build_id, repository_id, kind, hook_id, event, payload_json, transition_seq, $3, $3,
-                     COALESCE(redelivery_of, id)
-                 FROM notifications WHERE id = $1",
+        let outcome = with_pool!(self, write, |pool| {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query("UPDATE notifications SET redelivery_of = redelivery_of WHERE id = $1")
+                .bind(root.to_string())
+                .execute(&mut *tx)
+                .await?;
+            let pending: Option<(String,)> = sqlx::query_as(
+                "SELECT id FROM notifications WHERE (id = $1 OR redelivery_of = $1) AND state = 'pending'
+                 ORDER BY created_at LIMIT 1",
             )
-            .bind(id.to_string())
-            .bind(new_id.to_string())
-            .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected()
+            .bind(root.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let newer: Option<(String, String)> = if notification.kind == NotificationKind::Status {
+                sqlx::query_as(
+                    "SELECT id, event FROM notifications
+                     WHERE kind = 'status' AND (build_id = $1 OR (status_key IS NOT NULL AND status_key = $3))
+                       AND transition_seq > $2 AND state IN ('pending', 'delivered', 'failed')
+                     ORDER BY transition_seq DESC, created_at LIMIT 1",
+                )
+                .bind(notification.build_id.to_string())
+                .bind(notification.transition_seq)
+                .bind(notification.status_key.as_deref())
+                .fetch_optional(&mut *tx)
+                .await?
+            } else {
+                None
+            };
+            let outcome = match (pending, newer) {
+                (Some((pending,)), _) => Redelivery::StillPending(parse_id(&pending)?),
+                (None, Some((by, event))) => Redelivery::Superseded {
+                    by: parse_id(&by)?,
+                    event,
+                },
+                (None, None) => {
+                    sqlx::query(
+                        "INSERT INTO notifications (id, build_id, repository_id, kind, hook_id, event, payload_json,
+                             transition_seq, next_attempt_at, created_at, redelivery_of, status_key)
+                         SELECT $2, build_id, repository_id, kind, hook_id, event, payload_json, transition_seq, $3, $3,
+                             $4, status_key
+                         FROM notifications WHERE id = $1",
+                    )
+                    .bind(id.to_string())
+                    .bind(new_id.to_string())
+                    .bind(now)
+                    .bind(root.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                    Redelivery::Queued(new_id)
+                }
+            };
+            tx.commit().await?;
+            outcome
         });
-        Ok((inserted == 1).then_some(new_id))
+        Ok(outcome)
     }
 
     pub async fn create_hook(
@@ -667,6 +814,13 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            // Leases are deleted by their holder after each send; one left by a process that
+            // died is only in the way once it has expired, and is forgotten then.
+            purged += sqlx::query("DELETE FROM status_send_leases WHERE expires_at < $1")
+                .bind(now_millis())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             purged +=
                 sqlx::query("DELETE FROM build_transitions WHERE dispatched = TRUE AND at < $1")
                     .bind(before)

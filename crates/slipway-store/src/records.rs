@@ -572,6 +572,9 @@ pub enum CancelOutcome {
     AlreadyFinished(BuildStatus),
 }
 
+/// The outcome of a build's last attempt when its infrastructure (not its commit) failed it.
+pub const INFRASTRUCTURE_FAILURE: &str = "failed_infrastructure";
+
 /// One attempt at a build.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AttemptRecord {
@@ -579,8 +582,10 @@ pub struct AttemptRecord {
     pub worker: String,
     pub started_at: i64,
     pub finished_at: Option<i64>,
-    /// `succeeded`, `failed`, `cancelled`, `skipped`, `retry` (an infrastructure failure, queued
-    /// again) or `lost` (the worker stopped responding); `None` while it runs.
+    /// `succeeded`, `failed` (the commit's fault), `failed_infrastructure` (the engine, network or
+    /// a registry failed on the last attempt: [`INFRASTRUCTURE_FAILURE`]), `cancelled`,
+    /// `skipped`, `retry` (an infrastructure failure, queued again), `lost` (the worker stopped
+    /// responding) or `handed_back` (its worker shut down); `None` while it runs.
     pub outcome: Option<String>,
     pub error: Option<String>,
 }

@@ -13,8 +13,9 @@ use slipway_core::plan::BuildPlan;
 use slipway_core::{BuildRule, BuildStatus, GitRef, Secret};
 use slipway_store::{
     AfterAttempt, BuildResult, CancelOutcome, DeliveryAnswer, NewBuild, NewDelivery,
-    NewNotification, NotificationAttempt, NotificationKind, RecordOutcome, RepositorySpec,
-    SecretChange, SecretChanges, StatusConfig, Store, Supersede, Transition, now_millis,
+    NewNotification, NotificationAttempt, NotificationKind, RecordOutcome, Redelivery,
+    RepositorySpec, SecretChange, SecretChanges, StatusConfig, Store, Supersede, Transition,
+    now_millis,
 };
 use uuid::Uuid;
 
@@ -27,6 +28,9 @@ on_both_backends!(
     status_settings_come_from_the_repository,
     deleting_a_repository_removes_its_notifications,
     redeliveries_link_to_the_first_and_old_history_is_purged,
+    one_sender_at_a_time_holds_a_status_slot,
+    a_newer_status_of_the_same_slot_supersedes_across_builds,
+    infrastructure_failures_are_told_from_the_commits,
 );
 
 /// A long lease, which no test outlives.
@@ -176,6 +180,7 @@ fn notification(
         event: event.to_owned(),
         payload_json: format!("{{\"status\":\"{}\"}}", transition.status),
         transition_seq: transition.seq,
+        status_key: None,
     }
 }
 
@@ -753,18 +758,51 @@ async fn notifications_are_leased_retried_and_kept_with_their_attempts(store: St
     // The running status, waiting for its retry, still makes the queued one stale.
     assert!(store.newer_status_exists(&pending).await.expect("newer"));
 
+    // A notification still pending (here: waiting for its retry) is not redelivered: that would
+    // send it twice. Nor is a status a newer one of its build replaced, whose redelivery would
+    // put the commit back on an older state; the answer names the newer one.
+    assert_eq!(
+        store
+            .redeliver_notification(running.id)
+            .await
+            .expect("redeliver"),
+        Redelivery::StillPending(running.id)
+    );
+    assert_eq!(
+        store
+            .redeliver_notification(pending.id)
+            .await
+            .expect("redeliver"),
+        Redelivery::Superseded {
+            by: running.id,
+            event: "running".to_owned()
+        }
+    );
+
     // A redelivery is a new pending notification linked to the original, which stays as it is.
-    let copy = store
-        .redeliver_notification(running.id)
+    let Redelivery::Queued(copy) = store
+        .redeliver_notification(webhook.id)
         .await
         .expect("redeliver")
-        .expect("the original exists");
+    else {
+        panic!("the failed webhook request is redelivered");
+    };
+    // While it is pending, neither the original nor the copy is redelivered again.
+    for again in [webhook.id, copy] {
+        assert_eq!(
+            store
+                .redeliver_notification(again)
+                .await
+                .expect("redeliver"),
+            Redelivery::StillPending(copy)
+        );
+    }
     let redelivery = store
         .notification(copy)
         .await
         .expect("read")
         .expect("the redelivery");
-    assert_eq!(redelivery.redelivery_of, Some(running.id));
+    assert_eq!(redelivery.redelivery_of, Some(webhook.id));
     assert_eq!(redelivery.state, "pending");
     assert_eq!(redelivery.attempts, 0);
     assert_eq!(
@@ -778,13 +816,13 @@ async fn notifications_are_leased_retried_and_kept_with_their_attempts(store: St
             redelivery.transition_seq,
         ),
         (
-            running.build_id,
-            running.repository_id,
-            running.kind,
-            running.hook_id,
-            running.event.as_str(),
-            running.payload_json.as_str(),
-            running.transition_seq,
+            webhook.build_id,
+            webhook.repository_id,
+            webhook.kind,
+            webhook.hook_id,
+            webhook.event.as_str(),
+            webhook.payload_json.as_str(),
+            webhook.transition_seq,
         )
     );
     assert!(
@@ -796,19 +834,19 @@ async fn notifications_are_leased_retried_and_kept_with_their_attempts(store: St
     );
     assert_eq!(
         store
-            .notification(running.id)
+            .notification(webhook.id)
             .await
             .expect("read")
             .expect("the original")
             .attempts,
-        2
+        1
     );
-    assert!(
+    assert_eq!(
         store
             .redeliver_notification(Uuid::now_v7())
             .await
-            .expect("redeliver")
-            .is_none(),
+            .expect("redeliver"),
+        Redelivery::NotFound,
         "nothing to redeliver"
     );
 
@@ -1374,16 +1412,39 @@ async fn redeliveries_link_to_the_first_and_old_history_is_purged(store: Store) 
             .await
             .expect("record")
     );
-    let again = store
-        .redeliver_notification(original)
+    let queued = |outcome: Redelivery| match outcome {
+        Redelivery::Queued(id) => id,
+        other => panic!("not redelivered: {other:?}"),
+    };
+    let again = queued(
+        store
+            .redeliver_notification(original)
+            .await
+            .expect("redeliver"),
+    );
+    // The first redelivery is delivered before it is redelivered in turn.
+    let claimed = store
+        .claim_notifications("sender", 60_000, 10)
         .await
-        .expect("redeliver")
-        .expect("a redelivery");
-    let again_and_again = store
-        .redeliver_notification(again)
-        .await
-        .expect("redeliver")
-        .expect("a redelivery");
+        .expect("claim notifications");
+    assert_eq!(ids(&claimed), [again]);
+    assert!(
+        store
+            .record_notification_attempt(
+                again,
+                "sender",
+                &attempt(1, Some(201), None, None),
+                AfterAttempt::Delivered
+            )
+            .await
+            .expect("record")
+    );
+    let again_and_again = queued(
+        store
+            .redeliver_notification(again)
+            .await
+            .expect("redeliver"),
+    );
     let chained = store
         .notification(again_and_again)
         .await
@@ -1391,22 +1452,332 @@ async fn redeliveries_link_to_the_first_and_old_history_is_purged(store: Store) 
         .expect("the redelivery");
     assert_eq!(chained.redelivery_of, Some(original));
 
-    // Everything finished before "now + 1 s" goes; the two pending redeliveries stay.
+    // Everything finished before "now + 1 s" goes; the pending redelivery stays.
     let purged = store
         .purge_notifications(now_millis() + 1_000)
         .await
         .expect("purge");
     assert!(
-        purged >= 3,
-        "the delivered notification, its attempt and the transition: {purged}"
+        purged >= 5,
+        "the delivered notifications, their attempts and the transition: {purged}"
     );
     assert!(store.notification(original).await.expect("read").is_none());
-    assert!(store.notification(again).await.expect("read").is_some());
+    assert!(store.notification(again).await.expect("read").is_none());
     assert!(
         store
             .notification(again_and_again)
             .await
             .expect("read")
             .is_some()
+    );
+}
+
+/// A status slot's lease has one holder at a time, whoever races for it; the holder renews it,
+/// a stranger cannot release it, and an expired one passes on.
+async fn one_sender_at_a_time_holds_a_status_slot(store: Store) {
+    let acquire = |slot: &'static str, owner: &'static str, lease_ms: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .acquire_status_lease(slot, owner, lease_ms)
+                .await
+                .expect("acquire")
+        }
+    };
+    assert!(acquire("slot-a", "p1", LONG_LEASE_MS).await);
+    assert!(!acquire("slot-a", "p2", LONG_LEASE_MS).await, "held by p1");
+    assert!(
+        acquire("slot-b", "p2", LONG_LEASE_MS).await,
+        "another slot is free"
+    );
+    assert!(
+        acquire("slot-a", "p1", LONG_LEASE_MS).await,
+        "the holder renews"
+    );
+    store
+        .release_status_lease("slot-a", "p2")
+        .await
+        .expect("a stranger's release");
+    assert!(!acquire("slot-a", "p2", LONG_LEASE_MS).await, "still p1's");
+    store
+        .release_status_lease("slot-a", "p1")
+        .await
+        .expect("release");
+    assert!(
+        acquire("slot-a", "p2", LONG_LEASE_MS).await,
+        "released, so free"
+    );
+    // A lease that has expired (its holder died mid-send) passes to the next sender.
+    assert!(acquire("slot-c", "p1", -1).await);
+    assert!(acquire("slot-c", "p2", LONG_LEASE_MS).await);
+    assert!(!acquire("slot-c", "p1", LONG_LEASE_MS).await);
+
+    // Senders racing for a free slot: exactly one gets it.
+    let mut racers = Vec::new();
+    for owner in 0..8 {
+        let store = store.clone();
+        racers.push(tokio::spawn(async move {
+            store
+                .acquire_status_lease("slot-d", &format!("racer-{owner}"), LONG_LEASE_MS)
+                .await
+                .expect("acquire")
+        }));
+    }
+    let mut winners = 0;
+    for racer in racers {
+        if racer.await.expect("a racer") {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "one holder at a time");
+}
+
+/// Statuses are ordered by their slot on the forge (repository, commit and context), so a
+/// newer status of another build of the same rule and commit (a retry, say) supersedes an older
+/// one still unsent, and its redelivery is refused naming the newer; other slots are left alone.
+/// A notification whose slot is busy is handed back unsent, for later.
+async fn a_newer_status_of_the_same_slot_supersedes_across_builds(store: Store) {
+    let web = repository(&store, "acme/web").await;
+    let (first, retry, elsewhere) = (
+        queued(&store, web, 1).await,
+        queued(&store, web, 2).await,
+        queued(&store, web, 3).await,
+    );
+    let transitions = store
+        .claim_transitions("d", LONG_LEASE_MS, 10)
+        .await
+        .expect("claim transitions");
+    let of = |build: Uuid| {
+        transitions
+            .iter()
+            .find(|t| t.build_id == build)
+            .cloned()
+            .expect("the build's transition")
+    };
+    let keyed = |build: Uuid, key: &str| {
+        let mut made = notification(&of(build), web, NotificationKind::Status, None, "queued");
+        made.status_key = Some(key.to_owned());
+        made
+    };
+    let seqs: Vec<i64> = transitions.iter().map(|t| t.seq).collect();
+    store
+        .dispatch_transitions(
+            "d",
+            &seqs,
+            &[
+                keyed(first, "web:c1:slipway/latest"),
+                keyed(retry, "web:c1:slipway/latest"),
+                keyed(elsewhere, "web:c1:slipway/rule-2"),
+            ],
+        )
+        .await
+        .expect("dispatch");
+    let of_build = |build: Uuid| {
+        let store = store.clone();
+        async move {
+            store
+                .notifications_for_build(build)
+                .await
+                .expect("notifications")
+                .remove(0)
+        }
+    };
+    let (old, new, other) = (
+        of_build(first).await,
+        of_build(retry).await,
+        of_build(elsewhere).await,
+    );
+    assert_eq!(old.status_key.as_deref(), Some("web:c1:slipway/latest"));
+    assert_eq!(
+        store.newer_status(&old).await.expect("newer").map(|n| n.id),
+        Some(new.id)
+    );
+    assert!(store.newer_status(&new).await.expect("newer").is_none());
+    assert!(store.newer_status(&other).await.expect("newer").is_none());
+
+    // Handed back because its slot is busy: unleased, pending, and due only later.
+    let claimed = store
+        .claim_notifications("s1", LONG_LEASE_MS, 10)
+        .await
+        .expect("claim notifications");
+    assert_eq!(claimed.len(), 3);
+    store
+        .postpone_notification(other.id, "s1", now_millis() + 3_600_000)
+        .await
+        .expect("postpone");
+    let postponed = store
+        .notification(other.id)
+        .await
+        .expect("read")
+        .expect("the notification");
+    assert_eq!(postponed.state, "pending");
+    assert_eq!(postponed.attempts, 0);
+    assert!(postponed.next_attempt_at > now_millis());
+    assert!(
+        store
+            .claim_notifications("s2", LONG_LEASE_MS, 10)
+            .await
+            .expect("claim notifications")
+            .is_empty(),
+        "not due yet, and the others are still s1's"
+    );
+
+    // Once delivered, the older status's redelivery is refused in favour of the newer one.
+    for done in [old.id, new.id] {
+        assert!(
+            store
+                .record_notification_attempt(
+                    done,
+                    "s1",
+                    &attempt(1, Some(201), None, None),
+                    AfterAttempt::Delivered
+                )
+                .await
+                .expect("record")
+        );
+    }
+    assert_eq!(
+        store
+            .redeliver_notification(old.id)
+            .await
+            .expect("redeliver"),
+        Redelivery::Superseded {
+            by: new.id,
+            event: "queued".to_owned()
+        }
+    );
+    let Redelivery::Queued(copy) = store
+        .redeliver_notification(new.id)
+        .await
+        .expect("redeliver")
+    else {
+        panic!("the newest status is redelivered");
+    };
+    let copy = store
+        .notification(copy)
+        .await
+        .expect("read")
+        .expect("the redelivery");
+    assert_eq!(
+        copy.status_key, new.status_key,
+        "a redelivery keeps its slot"
+    );
+}
+
+/// A failed build is the infrastructure's doing when its last attempt says so: the worker used
+/// the last attempt on an infrastructure failure, or the worker was lost during it. A failure of
+/// the commit itself, and a success, are not.
+async fn infrastructure_failures_are_told_from_the_commits(store: Store) {
+    let web = repository(&store, "acme/web").await;
+    let claim = |expected: Uuid| {
+        let store = store.clone();
+        async move {
+            let claimed = store
+                .claim_build("w", Duration::from_secs(600))
+                .await
+                .expect("claim")
+                .expect("a queued build");
+            assert_eq!(claimed.id, expected);
+        }
+    };
+    let outcomes = |id: Uuid| {
+        let store = store.clone();
+        async move {
+            let (build, attempts) = store
+                .build_with_attempts(id)
+                .await
+                .expect("read")
+                .expect("the build");
+            let outcomes: Vec<String> = attempts
+                .into_iter()
+                .map(|a| a.outcome.unwrap_or_default())
+                .collect();
+            (build.status, outcomes)
+        }
+    };
+
+    let commit_failure = queued(&store, web, 1).await;
+    claim(commit_failure).await;
+    let failed = BuildResult {
+        status: BuildStatus::Failed,
+        error: Some("Dockerfile:3: RUN exited with 1".to_owned()),
+        digest: None,
+    };
+    assert!(
+        store
+            .finish_build(commit_failure, "w", &failed)
+            .await
+            .expect("finish")
+    );
+    assert!(
+        !store
+            .failed_for_infrastructure(commit_failure)
+            .await
+            .expect("read")
+    );
+
+    let engine_failure = queued(&store, web, 2).await;
+    claim(engine_failure).await;
+    assert!(
+        store
+            .requeue_build(engine_failure, "w", "the engine went away", 0)
+            .await
+            .expect("requeue")
+    );
+    claim(engine_failure).await;
+    assert!(
+        store
+            .fail_build_for_infrastructure(engine_failure, "w", "the engine went away again")
+            .await
+            .expect("fail")
+    );
+    assert_eq!(
+        outcomes(engine_failure).await,
+        (
+            BuildStatus::Failed,
+            vec![
+                "retry".to_owned(),
+                slipway_store::INFRASTRUCTURE_FAILURE.to_owned()
+            ]
+        )
+    );
+    assert!(
+        store
+            .failed_for_infrastructure(engine_failure)
+            .await
+            .expect("read")
+    );
+
+    let lost_worker = queued(&store, web, 3).await;
+    claim(lost_worker).await;
+    store
+        .execute_raw_for_tests("UPDATE builds SET lease_expires_at = 0 WHERE status = 'running'")
+        .await
+        .expect("expire the lease");
+    assert_eq!(store.reap_expired_leases(1).await.expect("reap"), 1);
+    assert_eq!(
+        outcomes(lost_worker).await,
+        (BuildStatus::Failed, vec!["lost".to_owned()])
+    );
+    assert!(
+        store
+            .failed_for_infrastructure(lost_worker)
+            .await
+            .expect("read")
+    );
+
+    let success = queued(&store, web, 4).await;
+    claim(success).await;
+    assert!(
+        store
+            .finish_build(success, "w", &succeeded())
+            .await
+            .expect("finish")
+    );
+    assert!(
+        !store
+            .failed_for_infrastructure(success)
+            .await
+            .expect("read")
     );
 }

@@ -453,7 +453,10 @@ impl Worker {
                         FailureKind::Infrastructure => format!(" (infrastructure, attempt {} of {})", build.attempts, self.settings.max_attempts),
                     };
                     log.line(format!("slipway: build failed{whose}: {}", e.message)).await;
-                    Finish::Done(BuildResult { status: BuildStatus::Failed, error: Some(e.message), digest: None })
+                    match e.kind {
+                        FailureKind::User => Finish::Done(BuildResult { status: BuildStatus::Failed, error: Some(e.message), digest: None }),
+                        FailureKind::Infrastructure => Finish::InfrastructureFailure(e.message),
+                    }
                 }
             };
             drop(log);
@@ -463,8 +466,17 @@ impl Worker {
             // The phases are stored before the end, so a timeline never shows a phase after
             // the build finished.
             let _ = phase_writer.await;
-            let result = match finish {
-                Finish::Done(result) => result,
+            let (result, recorded) = match finish {
+                Finish::Done(result) => {
+                    let recorded = self.store.finish_build(build.id, &claim, &result).await;
+                    (result, recorded)
+                }
+                Finish::InfrastructureFailure(error) => {
+                    // Recorded apart from the commit's own failures, so that a commit status
+                    // can say the commit was not judged.
+                    let recorded = self.store.fail_build_for_infrastructure(build.id, &claim, &error).await;
+                    (BuildResult { status: BuildStatus::Failed, error: Some(error), digest: None }, recorded)
+                }
                 Finish::Retry { error, not_before } => {
                     match self.store.requeue_build(build.id, &claim, &error, not_before).await {
                         Ok(true) => info!(%error, "build queued again after an infrastructure failure"),
@@ -474,7 +486,7 @@ impl Worker {
                     return;
                 }
             };
-            match self.store.finish_build(build.id, &claim, &result).await {
+            match recorded {
                 Ok(true) => {
                     info!(status = %result.status, "build finished");
                     // For /metrics; a failure to count changes nothing about the build.
@@ -703,6 +715,9 @@ impl PushGuard for TagGuard {
 /// How a build's run ends for the store.
 enum Finish {
     Done(BuildResult),
+    /// An infrastructure failure on the last attempt: failed, and recorded as the
+    /// infrastructure's doing.
+    InfrastructureFailure(String),
     /// An infrastructure failure with attempts left: back to the queue after a backoff.
     Retry {
         error: String,

@@ -346,8 +346,9 @@ pub struct SettingsArgs {
         hide_env_values = true
     )]
     pub delivery_retention_days: Option<u32>,
-    /// Let outgoing webhooks go to loopback, private and link-local addresses (off: a build
-    /// service must not become a way into the internal network) [default: false].
+    /// Let outgoing webhooks and commit-status APIs reach loopback, private and link-local
+    /// addresses, but not cloud metadata services (off: a build service must not become a way
+    /// into the internal network) [default: false].
     #[arg(
         long,
         env = "SLIPWAY_ALLOW_PRIVATE_WEBHOOK_TARGETS",
@@ -355,6 +356,17 @@ pub struct SettingsArgs {
         hide_env_values = true
     )]
     pub allow_private_webhook_targets: Option<bool>,
+    /// Private networks or addresses outgoing webhooks and commit-status APIs may reach, as a
+    /// comma-separated list of CIDRs, e.g. "10.20.0.0/16,192.168.7.9"; the only way to allow a
+    /// cloud metadata address [default: none].
+    #[arg(
+        long,
+        env = "SLIPWAY_ALLOWED_PRIVATE_NETWORKS",
+        global = true,
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub allowed_private_networks: Option<Vec<String>>,
     /// Seconds before a failed commit status or webhook request is tried again; each later
     /// wait is six times longer, up to an hour, for 8 attempts in all [default: 5].
     #[arg(
@@ -364,6 +376,23 @@ pub struct SettingsArgs {
         hide_env_values = true
     )]
     pub notification_retry_seconds: Option<u64>,
+    /// Attempts at a commit status or webhook request before it is given up as failed [default: 8].
+    #[arg(
+        long,
+        env = "SLIPWAY_NOTIFICATION_MAX_ATTEMPTS",
+        global = true,
+        hide_env_values = true
+    )]
+    pub notification_max_attempts: Option<u32>,
+    /// Seconds a commit status or webhook request may take before the attempt counts as
+    /// failed and is retried [default: 10].
+    #[arg(
+        long,
+        env = "SLIPWAY_NOTIFICATION_TIMEOUT_SECONDS",
+        global = true,
+        hide_env_values = true
+    )]
+    pub notification_timeout_seconds: Option<u64>,
     /// Log format [default: text].
     #[arg(
         long,
@@ -376,7 +405,7 @@ pub struct SettingsArgs {
 }
 
 /// The ids of the settings above, for looking up where each value came from.
-pub const SETTING_IDS: [&str; 16] = [
+pub const SETTING_IDS: [&str; 19] = [
     "config",
     "listen",
     "public_url",
@@ -387,7 +416,10 @@ pub const SETTING_IDS: [&str; 16] = [
     "log_format",
     "delivery_retention_days",
     "allow_private_webhook_targets",
+    "allowed_private_networks",
     "notification_retry_seconds",
+    "notification_max_attempts",
+    "notification_timeout_seconds",
     "max_attempts",
     "lease_seconds",
     "shutdown_grace_seconds",

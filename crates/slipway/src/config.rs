@@ -56,7 +56,10 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     delivery_retention_days: Option<u32>,
     allow_private_webhook_targets: Option<bool>,
+    allowed_private_networks: Option<Vec<String>>,
     notification_retry_seconds: Option<u64>,
+    notification_max_attempts: Option<u32>,
+    notification_timeout_seconds: Option<u64>,
     max_attempts: Option<u32>,
     lease_seconds: Option<u64>,
     shutdown_grace_seconds: Option<u64>,
@@ -209,7 +212,10 @@ pub struct Config {
     pub log_format: Setting<LogFormat>,
     pub delivery_retention_days: Setting<u32>,
     pub allow_private_webhook_targets: Setting<bool>,
+    pub allowed_private_networks: Setting<Vec<slipway_notify::ssrf::IpNetwork>>,
     pub notification_retry_seconds: Setting<u64>,
+    pub notification_max_attempts: Setting<u32>,
+    pub notification_timeout_seconds: Setting<u64>,
     pub max_attempts: Setting<u32>,
     pub lease_seconds: Setting<u64>,
     pub shutdown_grace_seconds: Setting<u64>,
@@ -386,6 +392,47 @@ impl Config {
         if notification_retry_seconds.value == 0 {
             bail!("notification_retry_seconds must be at least 1");
         }
+        let notification_max_attempts = pick(
+            args.notification_max_attempts,
+            src("notification_max_attempts"),
+            file_config.notification_max_attempts,
+            || u32::try_from(slipway_notify::deliver::DEFAULT_MAX_ATTEMPTS).unwrap_or(8),
+        );
+        if notification_max_attempts.value == 0 {
+            bail!("{shown_file}: notification_max_attempts must be at least 1");
+        }
+        let notification_timeout_seconds = pick(
+            args.notification_timeout_seconds,
+            src("notification_timeout_seconds"),
+            file_config.notification_timeout_seconds,
+            || slipway_notify::deliver::DEFAULT_REQUEST_TIMEOUT.as_secs(),
+        );
+        if !(1..=300).contains(&notification_timeout_seconds.value) {
+            bail!("{shown_file}: notification_timeout_seconds must be between 1 and 300");
+        }
+        let networks = pick(
+            args.allowed_private_networks.clone(),
+            src("allowed_private_networks"),
+            file_config.allowed_private_networks,
+            Vec::new,
+        );
+        let allowed_private_networks = Setting {
+            value: networks
+                .value
+                .iter()
+                .filter(|text| !text.trim().is_empty())
+                .map(|text| {
+                    text.parse::<slipway_notify::ssrf::IpNetwork>()
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "{shown_file}: allowed_private_networks ({}): {e}",
+                                networks.source
+                            )
+                        })
+                })
+                .collect::<Result<Vec<_>>>()?,
+            source: networks.source,
+        };
 
         let mut warnings = Vec::new();
         let mut registries = Vec::new();
@@ -444,6 +491,8 @@ impl Config {
                     anyhow::anyhow!("{at}: rules[{number}] ({}): {e}", rule.describe())
                 })?;
             }
+            slipway_core::rule::check_rule_names(&repository.rules)
+                .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
             if strip_credentials(&repository.git_url) != repository.git_url {
                 bail!(
                     "{at}: git_url must not contain credentials; use git_username with git_password_env or git_password_file"
@@ -472,11 +521,20 @@ impl Config {
                     "{at}: report_status needs status_token_env (or status_token_file): the forge's API wants a token"
                 );
             }
-            if let Some(url) = &repository.status_api_url
-                && !(url.starts_with("https://") || url.starts_with("http://"))
-            {
-                bail!("{at}: status_api_url {url:?} must be an http(s) URL");
-            }
+            let name = repository.name.to_string();
+            slipway_notify::status::check_status_settings(
+                &slipway_notify::status::StatusSettingsCheck {
+                    provider: repository.provider,
+                    git_url: &repository.git_url,
+                    name: &name,
+                    forge_repository: repository.forge_repository.as_deref(),
+                    report_status: repository.report_status,
+                    api_url: repository.status_api_url.as_deref(),
+                    status_repository: repository.status_repository.as_deref(),
+                    has_token: status_token.is_some(),
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
             let git_password = resolve_secret(
                 &at,
                 "git_password",
@@ -554,7 +612,10 @@ impl Config {
             log_format,
             delivery_retention_days,
             allow_private_webhook_targets,
+            allowed_private_networks,
             notification_retry_seconds,
+            notification_max_attempts,
+            notification_timeout_seconds,
             max_attempts,
             lease_seconds,
             shutdown_grace_seconds,
@@ -585,6 +646,14 @@ impl Config {
                 status: r.status.clone(),
             })
             .collect()
+    }
+
+    /// Which private addresses outgoing webhooks and commit-status APIs may reach.
+    pub fn target_policy(&self) -> slipway_notify::ssrf::TargetPolicy {
+        slipway_notify::ssrf::TargetPolicy {
+            allow_private: self.allow_private_webhook_targets.value,
+            allowed_networks: self.allowed_private_networks.value.clone(),
+        }
     }
 
     /// The commit-status tokens of configuration-managed repositories, by name.
@@ -704,10 +773,35 @@ impl Config {
             self.allow_private_webhook_targets.value.to_string(),
             self.allow_private_webhook_targets.source,
         );
+        let networks: Vec<String> = self
+            .allowed_private_networks
+            .value
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        line(
+            "allowed_private_networks",
+            if networks.is_empty() {
+                "(none)".to_owned()
+            } else {
+                networks.join(",")
+            },
+            self.allowed_private_networks.source,
+        );
         line(
             "notification_retry_seconds",
             self.notification_retry_seconds.value.to_string(),
             self.notification_retry_seconds.source,
+        );
+        line(
+            "notification_max_attempts",
+            self.notification_max_attempts.value.to_string(),
+            self.notification_max_attempts.source,
+        );
+        line(
+            "notification_timeout_seconds",
+            self.notification_timeout_seconds.value.to_string(),
+            self.notification_timeout_seconds.source,
         );
         for registry in &self.registries {
             out.push_str(&format!(

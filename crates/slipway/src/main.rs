@@ -255,10 +255,12 @@ async fn run_processes(config: Config, web: bool, workers: bool) -> Result<()> {
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
         let settings = slipway_notify::deliver::NotifierSettings {
-            public_url: config.public_url.value.trim_end_matches('/').to_owned(),
-            allow_private_targets: config.allow_private_webhook_targets.value,
+            policy: config.target_policy(),
             status_tokens: config.status_tokens(),
             first_retry_delay: Duration::from_secs(config.notification_retry_seconds.value),
+            max_attempts: i64::from(config.notification_max_attempts.value),
+            request_timeout: Duration::from_secs(config.notification_timeout_seconds.value),
+            ..slipway_notify::deliver::NotifierSettings::new(&config.public_url.value)
         };
         let notifier = slipway_notify::deliver::Notifier::new(
             store.clone(),
@@ -312,7 +314,7 @@ async fn run_processes(config: Config, web: bool, workers: bool) -> Result<()> {
         let state = AppState {
             webhook_secrets: Arc::new(config.webhook_secrets()),
             worker_health: workers.then(|| worker_health.clone()),
-            allow_private_webhook_targets: config.allow_private_webhook_targets.value,
+            target_policy: config.target_policy(),
             notifications_due: notifications_due.clone(),
             ..AppState::new(
                 store.clone(),

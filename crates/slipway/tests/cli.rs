@@ -63,6 +63,11 @@ fn config_show_reports_each_source_and_redacts_secrets() {
     env.push(("SLIPWAY_WORKERS", "5"));
     env.push(("SLIPWAY_DELIVERY_RETENTION_DAYS", "7"));
     env.push(("SLIPWAY_LISTEN", "127.0.0.1:9200"));
+    env.push((
+        "SLIPWAY_ALLOWED_PRIVATE_NETWORKS",
+        "10.20.0.0/16,192.168.7.9",
+    ));
+    env.push(("SLIPWAY_NOTIFICATION_TIMEOUT_SECONDS", "3"));
     let output = slipway(
         dir.path(),
         &[
@@ -89,6 +94,18 @@ fn config_show_reports_each_source_and_redacts_secrets() {
     );
     assert!(shown.contains("max_attempts   3  (default)"), "{shown}");
     assert!(
+        shown.contains("allowed_private_networks 10.20.0.0/16,192.168.7.9/32  (environment)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("notification_max_attempts 8  (default)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("notification_timeout_seconds 3  (environment)"),
+        "{shown}"
+    );
+    assert!(
         shown.contains("public_url     http://builds.example.test  (config file)"),
         "{shown}"
     );
@@ -113,7 +130,66 @@ fn config_show_reports_each_source_and_redacts_secrets() {
 fn config_errors_name_the_file_and_key_and_exit_non_zero() {
     let dir = tempfile::tempdir().expect("tempdir");
     type Case<'a> = (&'a str, String, &'a [(&'a str, &'a str)], &'a str);
-    let cases: [Case; 7] = [
+    let with_status_token = [
+        SECRETS[0],
+        SECRETS[1],
+        SECRETS[2],
+        ("TEST_STATUS_TOKEN", "st-0"),
+    ];
+    let reporting = |extra: &str| {
+        CONFIG.replace(
+            "image = \"127.0.0.1:5000/acme/web\"\n",
+            &format!(
+                "image = \"127.0.0.1:5000/acme/web\"\nreport_status = true\nstatus_token_env = \"TEST_STATUS_TOKEN\"\n{extra}"
+            ),
+        )
+    };
+    let cases: Vec<Case> = vec![
+        (
+            "status-no-token.toml",
+            CONFIG.replace(
+                "image = \"127.0.0.1:5000/acme/web\"\n",
+                "image = \"127.0.0.1:5000/acme/web\"\nreport_status = true\n",
+            ),
+            &SECRETS,
+            "report_status needs status_token_env",
+        ),
+        (
+            "status-ambiguous-url.toml",
+            reporting("status_api_url = 'https://evil.example\\@api.github.com'\n"),
+            &with_status_token,
+            "backslash",
+        ),
+        (
+            "status-credentials.toml",
+            reporting("status_api_url = 'https://bot:pw@api.example'\n"),
+            &with_status_token,
+            "must not carry credentials",
+        ),
+        (
+            "status-repository.toml",
+            reporting("status_repository = 'acme/web/extra'\n"),
+            &with_status_token,
+            "two parts",
+        ),
+        (
+            "networks.toml",
+            CONFIG.replace(
+                "workers = 3\n",
+                "workers = 3\nallowed_private_networks = [\"10.20.1.0/16\"]\n",
+            ),
+            &SECRETS,
+            "allowed_private_networks (config file): \"10.20.1.0/16\": 10.20.1.0/16 has bits set past its prefix; the network is 10.20.0.0/16",
+        ),
+        (
+            "rule-names.toml",
+            CONFIG.replace(
+                "  source_type = \"tag\"\n",
+                "  name = \"release\"\n  source_type = \"tag\"\n",
+            ) + "\n  [[repositories.rules]]\n  name = \"release\"\n  source_type = \"branch\"\n  source = \"main\"\n",
+            &SECRETS,
+            "the name \"release\" is already another rule's",
+        ),
         (
             "empty-secret.toml",
             CONFIG.replace(

@@ -1383,11 +1383,8 @@ pub async fn redeliver_notification(
         .await?
         .ok_or_else(not_found)?;
     caller.require(&repository, Role::Admin)?;
-    state
-        .store
-        .redeliver_notification(notification_id)
-        .await?
-        .ok_or_else(not_found)?;
+    let outcome = state.store.redeliver_notification(notification_id).await?;
+    crate::webhooks::redelivery_result(outcome, notification_id)?;
     state.notifications_due.notify_one();
     let back = match notification.hook_id {
         Some(hook) => format!("/repos/{}/webhooks/{hook}", repository.name),
