@@ -139,7 +139,7 @@ impl GroupCommitter {
 /// 2. every build of the inserted deliveries; one whose rule, ref and commit already has a
 ///    build inserts nothing, and its delivery's answer is rendered again and updated;
 /// 3. the builds superseded by the new ones (same repository, rule and ref, at the commit each
-///    push replaced);
+///    push replaced): candidates found with one statement, the superseded ones updated;
 /// 4. for a repeated key, the answer stored the first time — read last, so that a repeat of a
 ///    delivery earlier in the same group finds its final answer.
 ///
@@ -282,25 +282,45 @@ macro_rules! write_deliveries {
             .filter(|(_, build)| build.supersedes != Supersede::Nothing)
             .filter_map(|(delivery, build)| build.plan.before.as_ref().map(|before| (*delivery, *build, before)))
             .collect();
+        // The candidates are found for the whole group with one statement, and only builds
+        // that really are superseded (rare) are updated, one by one.
         for chunk in superseding.chunks(ROWS_PER_STATEMENT) {
-            let sql = supersede_sql(chunk.len());
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let sql = supersede_candidates_sql(chunk.len());
+            let mut query = sqlx::query_as::<_, (String, String, i64, String, String, String)>(
+                sqlx::AssertSqlSafe(sql),
+            );
             for (delivery, build, before) in chunk {
                 query = query
                     .bind(delivery.repository_id.map(|id| id.to_string()))
-                    .bind(i64::try_from(build.plan.rule_index).unwrap_or(i64::MAX))
                     .bind(build.plan.git_ref.full())
-                    .bind(build.id.to_string())
-                    .bind(before.as_str())
+                    .bind(before.as_str());
+            }
+            let candidates = query.fetch_all(&mut **$tx).await?;
+            for (id, repository_id, rule_index, git_ref, commit_sha, status) in candidates {
+                let replacing = chunk.iter().find(|(delivery, build, before)| {
+                    delivery.repository_id.map(|id| id.to_string()).as_deref() == Some(repository_id.as_str())
+                        && i64::try_from(build.plan.rule_index).ok() == Some(rule_index)
+                        && build.plan.git_ref.full() == git_ref
+                        && before.as_str() == commit_sha
+                        && build.id.to_string() != id
+                        && (status == "queued"
+                            || (status == "running" && build.supersedes == Supersede::QueuedAndRunning))
+                });
+                let Some((delivery, build, _)) = replacing else {
+                    continue;
+                };
+                sqlx::query(SUPERSEDE_SQL)
+                    .bind(&id)
                     .bind(format!(
                         "superseded by build {} for the newer commit {}",
                         build.id,
                         build.plan.commit.short()
                     ))
                     .bind(delivery.received_at)
-                    .bind(build.supersedes == Supersede::QueuedAndRunning);
+                    .bind(build.supersedes == Supersede::QueuedAndRunning)
+                    .execute(&mut **$tx)
+                    .await?;
             }
-            query.execute(&mut **$tx).await?;
         }
 
         // 4. The outcomes, in arrival order; repeats read the stored answer.
@@ -347,8 +367,8 @@ macro_rules! write_deliveries {
     }};
 }
 
-/// Rows of builds (or superseding pairs) per statement: far below both databases' limits on
-/// bound parameters (32,766 on SQLite, 65,535 on PostgreSQL) at 16 parameters a row.
+/// Rows per statement: far below both databases' limits on bound parameters (32,766 on
+/// SQLite, 65,535 on PostgreSQL, at 16 a build) and SQLite's 500 terms of a compound select.
 const ROWS_PER_STATEMENT: usize = 256;
 
 /// `($1, …, $n), ($n+1, …)`: `rows` rows of `columns` placeholders.
@@ -401,21 +421,31 @@ fn insert_builds_sql(rows: usize) -> String {
 /// at the commit each push replaced (its `before`). Matching on `before` rather than arrival
 /// order means a late or replayed older push can never cancel newer work. Where the repository
 /// asks (`QueuedAndRunning`), running ones are asked to stop as well; their workers see it on
-/// the next heartbeat. A `VALUES` list's columns are `column1`, `column2`, … on both databases.
-fn supersede_sql(rows: usize) -> String {
-    format!(
-        "UPDATE builds SET
-             status = CASE WHEN builds.status = 'queued' THEN 'cancelled' ELSE builds.status END,
-             finished_at = CASE WHEN builds.status = 'queued' THEN pushed.column7 ELSE builds.finished_at END,
-             cancel_requested = CASE WHEN builds.status = 'running' THEN TRUE ELSE builds.cancel_requested END,
-             error = pushed.column6
-         FROM (VALUES {}) AS pushed
-         WHERE builds.repository_id = pushed.column1 AND builds.rule_index = pushed.column2
-           AND builds.git_ref = pushed.column3 AND builds.id <> pushed.column4
-           AND builds.commit_sha = pushed.column5
-           AND (builds.status = 'queued' OR (builds.status = 'running' AND pushed.column8))",
-        placeholders(rows, 8)
-    )
+/// the next heartbeat.
+const SUPERSEDE_SQL: &str = "UPDATE builds SET
+         status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+         finished_at = CASE WHEN status = 'queued' THEN $3 ELSE finished_at END,
+         cancel_requested = CASE WHEN status = 'running' THEN TRUE ELSE cancel_requested END,
+         error = $2
+     WHERE id = $1 AND (status = 'queued' OR (status = 'running' AND $4))";
+
+/// The unfinished builds at any of `rows` (repository, ref, commit) triples: one indexed
+/// lookup per triple, joined with `UNION ALL` so that no planner can turn them into a scan (an
+/// `OR` of the same lookups, a `VALUES` join and a row-value `IN` all were, by SQLite).
+fn supersede_candidates_sql(rows: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            format!(
+                "SELECT id, repository_id, rule_index, git_ref, commit_sha, status FROM builds
+                 WHERE repository_id = ${} AND git_ref = ${} AND commit_sha = ${}
+                   AND status IN ('queued', 'running')",
+                row * 3 + 1,
+                row * 3 + 2,
+                row * 3 + 3
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
 }
 
 /// Adds the group's delivery counts to `/metrics`' counters, one row per label set, in a
