@@ -282,19 +282,29 @@ impl Store {
         let now = now_millis();
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin_write().await?;
-            let mut kept = Vec::new();
-            for seq in seqs {
-                let marked = sqlx::query(
-                    "UPDATE build_transitions SET dispatched = TRUE WHERE seq = $1 AND lease_owner = $2 AND dispatched = FALSE",
-                )
-                .bind(seq)
-                .bind(owner)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if marked == 1 {
-                    kept.push(*seq);
+            // One statement marks the whole batch; only placeholders are formatted into it.
+            let mut kept: Vec<i64> = Vec::with_capacity(seqs.len());
+            for chunk in seqs.chunks(500) {
+                let placeholders = (0..chunk.len())
+                    .map(|i| format!("${}", i + 2))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "UPDATE build_transitions SET dispatched = TRUE
+                     WHERE lease_owner = $1 AND dispatched = FALSE AND seq IN ({placeholders})
+                     RETURNING seq"
+                );
+                let mut query = sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(sql)).bind(owner);
+                for seq in chunk {
+                    query = query.bind(*seq);
                 }
+                kept.extend(
+                    query
+                        .fetch_all(&mut *tx)
+                        .await?
+                        .into_iter()
+                        .map(|(seq,)| seq),
+                );
             }
             for notification in notifications
                 .iter()
@@ -835,6 +845,31 @@ impl Store {
 
     /// A build read through the writer pool, for the dispatcher, which must see what the
     /// transaction that recorded the transition wrote.
+    /// The builds of `ids` (those that still exist), in one statement: what a dispatch pass
+    /// reads for its batch of transitions, on the write pool like [`Store::build_for_dispatch`].
+    pub async fn builds_for_dispatch(&self, ids: &[Uuid]) -> Result<Vec<BuildRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders = (1..=ids.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // Only placeholders are formatted into the statement; every id is bound.
+        let sql = format!(
+            concat!(build_select!(), " WHERE b.id IN ({})"),
+            placeholders
+        );
+        let rows: Vec<BuildRow> = with_pool!(self, write, |pool| {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+            for id in ids {
+                query = query.bind(id.to_string());
+            }
+            query.fetch_all(pool).await?
+        });
+        rows.into_iter().map(BuildRecord::try_from).collect()
+    }
+
     pub async fn build_for_dispatch(&self, id: Uuid) -> Result<Option<BuildRecord>> {
         let row: Option<BuildRow> = with_pool!(self, write, |pool| {
             sqlx::query_as(concat!(build_select!(), " WHERE b.id = $1"))
