@@ -63,6 +63,32 @@ rig_die() {
 # The directory must be world-traversable because postgres runs as its own
 # user underneath it, so the mode is set explicitly instead of trusting the
 # caller's umask.
+# rig_track_started remembers which of the rig's processes run now, so that
+# rig_stop_started (in an exit trap) stops only the ones started after it: a
+# rig that was up before a command ran stays up after it.
+rig_track_started() {
+  local file
+  declare -gA RIG_PREEXISTING=()
+  for file in "$RIG_DIR"/pids/*; do
+    [[ -f $file ]] && RIG_PREEXISTING[${file##*/}]=1
+  done
+  return 0
+}
+
+rig_stop_started() {
+  local file name here
+  local -a ours=()
+  here=$(dirname -- "${BASH_SOURCE[0]}")
+  for file in "$RIG_DIR"/pids/*; do
+    [[ -f $file ]] || continue
+    name=${file##*/}
+    [[ -n ${RIG_PREEXISTING[$name]:-} ]] || ours+=("$name")
+  done
+  if ((${#ours[@]} > 0)); then
+    bash "$here/down" "${ours[@]}" || true
+  fi
+}
+
 rig_init() {
   RIG_DIR=$(realpath -m -- "${SLIPWAY_RIG_DIR:-/tmp/slipway-rig}")
   mkdir -p -- "$RIG_DIR/pids"

@@ -88,7 +88,6 @@ fn measure_slipway(context: &Context, backend: Backend, samples: usize) -> Vec<f
     .to_toml();
     let builder = || {
         Slipway::builder(&config)
-            .binary(&context.binary)
             .env(SECRET_ENV, &secret)
             .env(GIT_PASSWORD_ENV, git.password())
     };

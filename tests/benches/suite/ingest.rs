@@ -40,10 +40,8 @@ pub fn config() -> String {
 }
 
 /// A Slipway process of `command` (`serve` or `web`) for the ingest configuration.
-pub fn start(context: &Context, database_url: Option<&str>, secret: &str, web: bool) -> Slipway {
-    let mut builder = Slipway::builder(&config())
-        .binary(&context.binary)
-        .env(SECRET_ENV, secret);
+pub fn start(database_url: Option<&str>, secret: &str, web: bool) -> Slipway {
+    let mut builder = Slipway::builder(&config()).env(SECRET_ENV, secret);
     if let Some(url) = database_url {
         builder = builder.database_url(url);
     }
@@ -71,12 +69,7 @@ pub fn run(context: &Context, report: &mut Report) {
         let secret = format!("bench-{}", uuid::Uuid::new_v4().simple());
         let database = (backend == Backend::Postgres)
             .then(|| TestDatabase::create(&context.postgres_url(), "bench_ingest"));
-        let slipway = start(
-            context,
-            database.as_ref().map(TestDatabase::url),
-            &secret,
-            true,
-        );
+        let slipway = start(database.as_ref().map(TestDatabase::url), &secret, true);
         let database_url = database.as_ref().map_or_else(
             || {
                 format!(

@@ -37,14 +37,14 @@ pub fn run(context: &Context, report: &mut Report) {
     let secret = format!("bench-{}", uuid::Uuid::new_v4().simple());
 
     let idle = {
-        let slipway = ingest::start(context, None, &secret, false);
+        let slipway = ingest::start(None, &secret, false);
         std::thread::sleep(Duration::from_secs(3));
         peak_rss(slipway.pid())
     };
     report.row(Row::new("idle", mebibytes(idle)).baseline(mebibytes(idle), 1.0));
 
     let (under_load, rate) = {
-        let slipway = ingest::start(context, None, &secret, false);
+        let slipway = ingest::start(None, &secret, false);
         let target = Target {
             base_url: slipway.url(""),
             repository: REPOSITORY.to_owned(),
@@ -154,7 +154,6 @@ fn stream_big_log(context: &Context, secret: &str, log_bytes: u64) -> Streamed {
     }
     .to_toml();
     let slipway = Slipway::builder(&config)
-        .binary(&context.binary)
         .env(SECRET_ENV, secret)
         .env(GIT_PASSWORD_ENV, git.password())
         .start();

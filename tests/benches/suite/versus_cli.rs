@@ -70,8 +70,10 @@ pub fn run(context: &Context, report: &mut Report) {
     let mut cli_warm = Vec::new();
     let mut first = Vec::new();
     let mut second = Vec::new();
+    let mut timelines = Vec::new();
     for _ in 0..rounds {
         let round = measure_round(context);
+        timelines.push((round.first_phases.clone(), round.second_phases.clone()));
         cli_cold.push(round.cli_cold);
         cli_warm.push(round.cli_warm);
         first.push(round.slipway_first);
@@ -99,6 +101,12 @@ pub fn run(context: &Context, report: &mut Report) {
         )
         .baseline(millis(cli_warm), second / cli_warm),
     );
+    for (round, (first, second)) in timelines.iter().enumerate() {
+        report.note(format!(
+            "Round {}: the first build's timeline: {first}; the second's: {second}.",
+            round + 1
+        ));
+    }
 }
 
 struct Round {
@@ -106,6 +114,9 @@ struct Round {
     cli_warm: f64,
     slipway_first: f64,
     slipway_second: f64,
+    /// The builds' timelines, for the report.
+    first_phases: String,
+    second_phases: String,
 }
 
 fn measure_round(context: &Context) -> Round {
@@ -138,18 +149,19 @@ fn measure_round(context: &Context) -> Round {
     }
     .to_toml();
     let slipway = Slipway::builder(&config)
-        .binary(&context.binary)
         .env(SECRET_ENV, &secret)
         .env(GIT_PASSWORD_ENV, git.password())
         .start();
     let first_commit = repo.ref_target("refs/heads/main").expect("main exists");
-    let slipway_first = push_through_slipway(&slipway, &repo, slipway_e2e::ZERO_ID, &secret);
+    let (slipway_first, first_phases) =
+        push_through_slipway(&slipway, &repo, slipway_e2e::ZERO_ID, &secret);
 
     repo.commit(
         "Bump the version",
         &[RepoFile::text("app/version", &format!("{round} 2\n"))],
     );
-    let slipway_second = push_through_slipway(&slipway, &repo, &first_commit, &secret);
+    let (slipway_second, second_phases) =
+        push_through_slipway(&slipway, &repo, &first_commit, &secret);
     drop(slipway);
 
     // The CLI again on the second commit with its layer cache warm: its cold build's layers
@@ -170,12 +182,19 @@ fn measure_round(context: &Context) -> Round {
         cli_warm,
         slipway_first,
         slipway_second,
+        first_phases,
+        second_phases,
     }
 }
 
 /// Sends the push of `main` (from `before`) and waits for its build; returns milliseconds from
 /// sending the webhook to the build's end as the server recorded it.
-fn push_through_slipway(slipway: &Slipway, repo: &RepoHandle, before: &str, secret: &str) -> f64 {
+fn push_through_slipway(
+    slipway: &Slipway,
+    repo: &RepoHandle,
+    before: &str,
+    secret: &str,
+) -> (f64, String) {
     let after = repo.ref_target("refs/heads/main").expect("main exists");
     let info = repo.commit_info(&after);
     let body = slipway_e2e::github_push_payload(
@@ -198,10 +217,29 @@ fn push_through_slipway(slipway: &Slipway, repo: &RepoHandle, before: &str, secr
         })
         .map(|at| at.unix_timestamp_nanos() as f64 / 1e6);
     // The server's own end time, not when the poll noticed it; the poll's time otherwise.
-    finished.map_or_else(
+    let total = finished.map_or_else(
         || started.elapsed().as_secs_f64() * 1000.0,
         |finished| finished - sent,
-    )
+    );
+    (total, phases(&build))
+}
+
+/// How long the build spent in each state of its timeline: `queued 12 ms, cloning 80 ms, …`.
+fn phases(build: &serde_json::Value) -> String {
+    build["timeline"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .filter_map(|entry| {
+                    let state = entry["state"].as_str()?;
+                    let ms = entry["duration_ms"].as_i64()?;
+                    Some(format!("{state} {ms} ms"))
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
 }
 
 fn wall_clock_millis() -> f64 {
