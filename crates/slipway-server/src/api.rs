@@ -360,12 +360,7 @@ pub async fn build(
             notifications.push(crate::webhooks::notification_json(&notification, &attempts));
         } else {
             let mut summary = crate::webhooks::notification_json(&notification, &[]);
-            summary["last_error"] = json!(
-                notification
-                    .last_error
-                    .as_ref()
-                    .map(|_| "failed; an admin can see why")
-            );
+            summary["last_error"] = json!(crate::webhooks::visible_error(&notification, false));
             if let Value::Object(fields) = &mut summary {
                 fields.remove("history");
             }

@@ -37,6 +37,20 @@ fn hook_json(hook: &HookRecord, repository: &str, public_url: &str) -> Value {
     })
 }
 
+/// What a caller without the admin role is told in place of a notification's error.
+const ERROR_FOR_READERS: &str = "failed; an admin can see why";
+
+/// A notification's last error as a caller may see it. The text can name a receiver's host
+/// and the addresses it resolved to, which only the repository's admins may learn (as on the
+/// hooks' own pages); everyone else learns only that there was an error. The API and the
+/// dashboard both answer through this, so they cannot disagree.
+pub fn visible_error(notification: &NotificationRecord, admin: bool) -> Option<&str> {
+    notification
+        .last_error
+        .as_deref()
+        .map(|error| if admin { error } else { ERROR_FOR_READERS })
+}
+
 /// A notification and its attempts, as the history shows it.
 pub fn notification_json(
     notification: &NotificationRecord,

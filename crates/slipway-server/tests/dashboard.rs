@@ -8,7 +8,6 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use common::*;
 use slipway_core::Role;
-use slipway_store::{NewNotification, NotificationKind};
 use tower::ServiceExt;
 use uuid::Uuid;
 
@@ -366,69 +365,6 @@ async fn a_wrong_method_is_answered_in_the_error_shape() {
     assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
 }
 
-/// The secret of the outgoing webhook the notification tests add; no page may show it.
-const HOOK_SECRET: &str = "hook-secret-never-on-a-page-0123";
-
-/// A queued build with an outgoing webhook on `acme/web` and, dispatched from the build's
-/// `queued` transition as the notifier would, a webhook delivery and a commit status.
-/// Returns the build id, the hook id and the webhook delivery's notification id.
-async fn build_with_notifications(h: &Harness) -> (String, Uuid, Uuid) {
-    let store = &h.state.store;
-    let build = queued_build(h).await;
-    let build_id = Uuid::parse_str(&build).expect("a build id");
-    let repository = store
-        .repository_by_name("acme/web")
-        .await
-        .expect("query")
-        .expect("acme/web");
-    let hook = store
-        .create_hook(
-            repository.id,
-            "https://hooks.example.com/deploy/capability-path?token=query-secret",
-            &["build_queued".to_owned(), "image_pushed".to_owned()],
-            HOOK_SECRET,
-        )
-        .await
-        .expect("hook");
-    let transitions = store
-        .claim_transitions("dashboard-test", 60_000, 100)
-        .await
-        .expect("transitions");
-    let seq = transitions
-        .iter()
-        .find(|t| t.build_id == build_id)
-        .expect("the build's transition")
-        .seq;
-    let notification = |kind, hook_id, event: &str| NewNotification {
-        build_id,
-        repository_id: repository.id,
-        kind,
-        hook_id,
-        event: event.to_owned(),
-        payload_json: "{}".to_owned(),
-        transition_seq: seq,
-    };
-    store
-        .dispatch_transitions(
-            "dashboard-test",
-            &[seq],
-            &[
-                notification(NotificationKind::Webhook, Some(hook.id), "build_queued"),
-                notification(NotificationKind::Status, None, "queued"),
-            ],
-        )
-        .await
-        .expect("dispatch");
-    let delivery = store
-        .hook_deliveries(hook.id, 10)
-        .await
-        .expect("deliveries")
-        .first()
-        .expect("a delivery")
-        .id;
-    (build, hook.id, delivery)
-}
-
 #[tokio::test]
 async fn the_build_page_lists_its_notifications_to_readers_without_secrets() {
     let h = harness().await;
@@ -473,6 +409,38 @@ async fn the_build_page_lists_its_notifications_to_readers_without_secrets() {
         "{}",
         page.text
     );
+}
+
+/// An error text as the sender records it: it names the receiver's host and address, which
+/// only the repository's admins may learn.
+const RECEIVER_ERROR: &str = "connecting to hooks.internal.example (10.20.30.40:443) was refused";
+
+#[tokio::test]
+async fn a_notifications_error_text_is_shown_to_admins_and_withheld_from_readers() {
+    let h = harness().await;
+    add_user(&h, "reader", "a long password", Some(Role::Read)).await;
+    add_user(&h, "boss", "another long password", Some(Role::Admin)).await;
+    let (build, _, _) = build_with_notifications(&h).await;
+    fail_due_notifications(&h, RECEIVER_ERROR).await;
+
+    let reader = sign_in(&h, "reader", "a+long+password").await;
+    let page = fetch(&h, get_with(&format!("/builds/{build}"), &reader)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("status-failed"), "{}", page.text);
+    assert!(
+        page.text.contains("failed; an admin can see why"),
+        "{}",
+        page.text
+    );
+    for leak in ["10.20.30.40", "hooks.internal.example"] {
+        assert!(!page.text.contains(leak), "{leak} shown to a reader");
+    }
+
+    let admin = sign_in(&h, "boss", "another+long+password").await;
+    let page = fetch(&h, get_with(&format!("/builds/{build}"), &admin)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains(RECEIVER_ERROR), "{}", page.text);
+    assert!(!page.text.contains("an admin can see why"), "{}", page.text);
 }
 
 #[tokio::test]

@@ -818,7 +818,8 @@ fn or_dash<T: std::fmt::Display>(value: Option<T>) -> Markup {
     }
 }
 
-/// The build page's list of commit statuses and webhook requests, with how each went.
+/// The build page's list of commit statuses and webhook requests, with how each went. Error
+/// texts are shown to the repository's admins only (`admin_of`), as in the API's answer.
 fn notifications_panel(
     notifications: &[(NotificationRecord, Vec<NotificationAttempt>)],
     hooks: &HashMap<Uuid, HookRecord>,
@@ -858,7 +859,7 @@ fn notifications_panel(
                                         }
                                     }
                                     td.num { (or_dash(notification.last_status_code)) }
-                                    td.wrap { (or_dash(notification.last_error.as_deref())) }
+                                    td.wrap { (or_dash(crate::webhooks::visible_error(notification, admin_of.is_some()))) }
                                 }
                             }
                         }
