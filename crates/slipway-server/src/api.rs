@@ -368,7 +368,12 @@ pub async fn build(
         }
     }
     value["notifications"] = Value::Array(notifications);
-    if build.status == BuildStatus::Queued && repository.max_concurrent_builds > 0 {
+    // The claim statement passes over a disabled repository's builds, so that is what a queued
+    // one waits for, before any limit or worker.
+    if build.status == BuildStatus::Queued && !repository.enabled {
+        value["waiting"] =
+            json!("the repository is disabled; its queued builds start once it is enabled again");
+    } else if build.status == BuildStatus::Queued && repository.max_concurrent_builds > 0 {
         let running = state.store.running_builds(repository.id).await?;
         if running >= repository.max_concurrent_builds {
             value["waiting"] = json!(format!(

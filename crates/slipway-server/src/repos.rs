@@ -376,7 +376,8 @@ pub async fn show(
 }
 
 /// `PATCH /api/repositories/{owner}/{name}`: changes the given keys (admins). `enabled: false`
-/// disables the repository: its webhooks and triggers are refused, its history is kept.
+/// disables the repository: its webhooks and triggers are refused, its history is kept, and its
+/// queued builds wait (the claim passes over them) until it is enabled again.
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,

@@ -216,7 +216,9 @@ impl Store {
     }
 
     /// Enables or disables an API-managed repository. A disabled repository refuses webhooks
-    /// and triggers (404) and keeps its history; its queued builds still run.
+    /// and triggers (404) and keeps its history; its queued builds stay queued, unclaimable,
+    /// until it is enabled again (builds already running finish). Enabling wakes the workers,
+    /// since its queued builds have just become claimable.
     pub async fn set_repository_enabled(
         &self,
         id: Uuid,
@@ -235,6 +237,9 @@ impl Store {
         });
         if changed == 0 {
             return Err(RepositoryChangeError::ManagedByConfig(id.to_string()));
+        }
+        if enabled {
+            self.wake().await;
         }
         Ok(())
     }
