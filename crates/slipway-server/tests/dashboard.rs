@@ -351,6 +351,65 @@ async fn badges_follow_the_repositorys_anonymous_reading() {
     );
 }
 
+/// A badge's message, read from its accessible name (`aria-label="label: message"`).
+fn badge_message(svg: &str) -> String {
+    let marker = "aria-label=\"";
+    let start = svg.find(marker).expect("an aria-label") + marker.len();
+    let label = svg[start..].split('"').next().expect("a label");
+    label
+        .rsplit_once(": ")
+        .map(|(_, message)| message.to_owned())
+        .unwrap_or_else(|| panic!("no message in {label:?}"))
+}
+
+#[tokio::test]
+async fn a_tags_badge_shows_its_newest_finished_build_however_many_builds_came_since() {
+    let h = harness().await;
+    h.state
+        .store
+        .execute_raw_for_tests("UPDATE repositories SET anonymous_read = TRUE")
+        .await
+        .expect("open the repository");
+    // The oldest build, the only one to carry v1, succeeded; 150 newer builds carry latest:
+    // the newest is still queued, the one before it was skipped, the one before that failed,
+    // and every older one succeeded.
+    h.state
+        .store
+        .execute_raw_for_tests(
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 150)
+             INSERT INTO builds (id, repository_id, git_ref, commit_sha, image, tags_json,
+                 dockerfile, context, status, queued_at)
+             SELECT printf('%08x-0000-7000-8000-%012x', i, i),
+                 (SELECT id FROM repositories WHERE name = 'acme/web'),
+                 'refs/heads/main', printf('%040x', i + 1), '127.0.0.1:5000/acme/web',
+                 CASE WHEN i = 0 THEN '[\"v1\",\"1\"]' ELSE '[\"latest\"]' END, 'Dockerfile', '/',
+                 CASE i WHEN 150 THEN 'queued' WHEN 149 THEN 'skipped' WHEN 148 THEN 'failed'
+                     ELSE 'succeeded' END,
+                 1700000000000 + i * 1000
+             FROM n",
+        )
+        .await
+        .expect("builds");
+    let badge = |query: &'static str| {
+        let h = &h;
+        async move {
+            let page = fetch(
+                h,
+                Request::get(format!("/badge/acme/web.svg{query}"))
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await;
+            assert_eq!(page.status, StatusCode::OK, "{query}: {}", page.text);
+            badge_message(&page.text)
+        }
+    };
+    assert_eq!(badge("?tag=v1").await, "passing");
+    assert_eq!(badge("?tag=latest").await, "failing");
+    assert_eq!(badge("").await, "failing");
+    assert_eq!(badge("?tag=v2").await, "unknown");
+}
+
 #[tokio::test]
 async fn a_wrong_method_is_answered_in_the_error_shape() {
     let h = harness().await;

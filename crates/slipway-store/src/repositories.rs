@@ -274,6 +274,7 @@ impl Store {
                         "DELETE FROM build_attempts WHERE build_id IN (SELECT id FROM builds WHERE repository_id = $1)",
                         "DELETE FROM build_events WHERE build_id IN (SELECT id FROM builds WHERE repository_id = $1)",
                         "DELETE FROM pushed_tags WHERE build_id IN (SELECT id FROM builds WHERE repository_id = $1)",
+                        "DELETE FROM build_tags WHERE build_id IN (SELECT id FROM builds WHERE repository_id = $1)",
                         "DELETE FROM builds WHERE repository_id = $1",
                         "DELETE FROM deliveries WHERE repository_id = $1",
                         "DELETE FROM trigger_requests WHERE trigger_id IN (SELECT id FROM triggers WHERE repository_id = $1)",

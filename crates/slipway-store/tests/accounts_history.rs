@@ -28,6 +28,7 @@ on_both_backends!(
     log_offsets_follow_the_stored_chunks,
     build_events_are_kept_in_order_per_build,
     build_lists_are_read_along_their_indexes,
+    the_newest_finished_build_of_a_tag_is_found_however_old,
 );
 
 fn spec(name: &str) -> RepositorySpec {
@@ -1190,4 +1191,78 @@ async fn build_lists_are_read_along_their_indexes(store: Store) {
             }
         }
     }
+}
+
+/// What a badge shows: the newest finished build (skipped ones aside) of a repository, or of
+/// those carrying one tag, found through `build_tags`, which the database keeps for every way a
+/// build is written (queued, retried, its queue time changed).
+async fn the_newest_finished_build_of_a_tag_is_found_however_old(store: Store) {
+    let web = api_repository(&store, "acme/web").await;
+    let other = api_repository(&store, "acme/other").await;
+    let mut at = 1_700_000_000_000_i64;
+    let mut add = |repository: Uuid, number: usize, tags: &[&str], status: &'static str| {
+        at += 1_000;
+        let mut build = new_build(number, "refs/heads/main", "127.0.0.1:5000/acme/any");
+        build.plan.tags = tags.iter().map(|tag| (*tag).to_owned()).collect();
+        (repository, build, status, at)
+    };
+    let planned = [
+        add(web, 1, &["v1", "1.0"], "succeeded"),
+        add(web, 2, &["latest"], "succeeded"),
+        add(web, 3, &["latest"], "failed"),
+        add(web, 4, &["latest"], "skipped"),
+        add(web, 5, &["latest"], "queued"),
+        add(other, 6, &["v1"], "failed"),
+    ];
+    for (repository, build, status, at) in &planned {
+        store
+            .queue_builds(*repository, std::slice::from_ref(build))
+            .await
+            .expect("queue");
+        // Statuses and queue times are set directly, so the order does not hang on the clock.
+        store
+            .execute_raw_for_tests(&format!(
+                "UPDATE builds SET status = '{status}', queued_at = {at} WHERE id = '{}'",
+                build.id
+            ))
+            .await
+            .expect("update");
+    }
+    let newest = |tag: Option<&'static str>| {
+        let store = store.clone();
+        async move { store.newest_finished_status(web, tag).await.expect("query") }
+    };
+    assert_eq!(newest(Some("v1")).await, Some(BuildStatus::Succeeded));
+    assert_eq!(newest(Some("1.0")).await, Some(BuildStatus::Succeeded));
+    // The queued and the skipped build are newer, but not finished (or built at all).
+    assert_eq!(newest(Some("latest")).await, Some(BuildStatus::Failed));
+    assert_eq!(newest(None).await, Some(BuildStatus::Failed));
+    assert_eq!(newest(Some("v2")).await, None, "no build carries v2");
+    assert_eq!(
+        store
+            .newest_finished_status(other, Some("latest"))
+            .await
+            .expect("query"),
+        None,
+        "another repository's tags are its own"
+    );
+
+    // A retry copies its build's tags, and is the newest of them once it finishes.
+    let retry = store
+        .retry_build(planned[0].1.id)
+        .await
+        .expect("retry")
+        .expect("a finished build is retried");
+    assert_eq!(
+        newest(Some("v1")).await,
+        Some(BuildStatus::Succeeded),
+        "the retry is still queued"
+    );
+    store
+        .execute_raw_for_tests(&format!(
+            "UPDATE builds SET status = 'cancelled' WHERE id = '{retry}'"
+        ))
+        .await
+        .expect("update");
+    assert_eq!(newest(Some("v1")).await, Some(BuildStatus::Cancelled));
 }

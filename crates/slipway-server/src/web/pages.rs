@@ -1402,8 +1402,8 @@ pub struct BadgeQuery {
     tag: Option<String>,
 }
 
-/// `GET /badge/{owner}/{name}.svg?tag=latest`: the latest finished build's result (of the
-/// builds that pushed `tag`, when given). Repositories closed to anonymous readers show their
+/// `GET /badge/{owner}/{name}.svg?tag=latest`: the newest finished build's result (of the
+/// builds planned to push `tag`, when given; skipped builds do not count). Repositories closed to anonymous readers show their
 /// badge only to signed-in users allowed to read them.
 pub async fn badge(
     State(state): State<AppState>,
@@ -1417,21 +1417,13 @@ pub async fn badge(
     let repository = crate::repos::find(&state, &caller, &owner, name, Role::Read)
         .await
         .map_err(|_| ApiError::not_found(format!("no repository {owner}/{name}")))?;
-    let (builds, _) = list_builds_for(
-        &state,
-        &caller,
-        BuildListQuery {
-            repository: Some(repository.name.to_string()),
-            limit: Some(100),
-            ..BuildListQuery::default()
-        },
-    )
-    .await?;
-    let latest = builds
-        .iter()
-        .filter(|b| b.status.is_finished() && b.status != BuildStatus::Skipped)
-        .find(|b| query.tag.as_ref().is_none_or(|tag| b.tags.contains(tag)));
-    let (message, colour) = badge::badge_for_status(latest.map(|b| b.status.as_str()));
+    // However far back that build is: the store reads the newest end of an index and stops at
+    // the first finished build, with or without a tag.
+    let latest = state
+        .store
+        .newest_finished_status(repository.id, query.tag.as_deref())
+        .await?;
+    let (message, colour) = badge::badge_for_status(latest.map(BuildStatus::as_str));
     let label = match &query.tag {
         Some(tag) => format!("build {tag}"),
         None => "build".to_owned(),
