@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use slipway_core::Role;
 use slipway_notify::payload::HookEvent;
-use slipway_store::{HookRecord, NotificationAttempt, NotificationRecord};
+use slipway_store::{HookRecord, NotificationAttempt, NotificationRecord, RepositoryRecord};
 use uuid::Uuid;
 
 use crate::api::{JsonBody, rfc3339};
@@ -77,6 +77,31 @@ pub fn notification_json(
             "error": a.error,
             "response_excerpt": a.response_excerpt,
         })).collect::<Vec<_>>(),
+    })
+}
+
+/// The notification `id` and its repository, if the caller holds `needed` on that repository;
+/// one the caller may not read is answered like a missing one (401 anonymous, 404 signed in).
+pub async fn find_notification(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    needed: Role,
+) -> Result<(NotificationRecord, RepositoryRecord), ApiError> {
+    let notification = match Uuid::parse_str(id) {
+        Ok(id) => state.store.notification(id).await?,
+        Err(_) => None,
+    };
+    let found = match notification {
+        Some(notification) => state
+            .store
+            .repository(notification.repository_id)
+            .await?
+            .map(|repository| (notification, repository)),
+        None => None,
+    };
+    caller.require_found(found, needed, || {
+        ApiError::not_found(format!("no notification {id:?}"))
     })
 }
 
@@ -218,15 +243,9 @@ pub async fn redeliver(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let not_found = || ApiError::not_found(format!("no notification {id:?}"));
-    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let notification = state.store.notification(id).await?.ok_or_else(not_found)?;
-    let repository = state
-        .store
-        .repository(notification.repository_id)
-        .await?
-        .ok_or_else(not_found)?;
-    caller.require(&repository, Role::Admin)?;
+    let (notification, _) = find_notification(&state, &caller, &id, Role::Admin).await?;
+    let id = notification.id;
+    let not_found = || ApiError::not_found(format!("no notification {id}"));
     let new_id = state
         .store
         .redeliver_notification(id)

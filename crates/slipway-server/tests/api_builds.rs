@@ -326,7 +326,8 @@ async fn callers_see_only_the_builds_of_repositories_they_may_read() {
     );
     let (status, body) =
         send_as_is(&h, get("/api/builds?repository=acme/web", Some(&granted))).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // Answered as if acme/web did not exist: the user may not learn that it does.
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_error_shape(&body, "a filter naming a repository the user may not read");
 
     // A token limited to acme/api of a global reader: only acme/api.

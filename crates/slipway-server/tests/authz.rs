@@ -4,8 +4,10 @@
 //! access level, a path parameter or a request body the test does not know) fails it. For each
 //! route a fresh world is built (a repository with a finished build, a queued build, a
 //! delivery, a trigger and users holding each role), the callers who must be refused are
-//! checked first, each answer in the one error shape, and then one caller who is allowed,
-//! whose answer must carry the status the table documents. Refusals change nothing, so the
+//! checked first (401 for the anonymous, 404 for signed-in callers who may not read the
+//! repository, 403 for those who may read it but lack the role), each answer in the one error
+//! shape, and then one caller who is allowed, whose answer must carry the status the table
+//! documents. Refusals change nothing, so the
 //! allowed call always finds the world as it was built.
 
 mod common;
@@ -467,10 +469,13 @@ async fn check_route(doc: &RouteDoc, anonymous_read: bool) {
                 // the closed world checks them.
                 return;
             }
-            w.refused(doc, Who::User("stranger"), StatusCode::FORBIDDEN)
+            // Signed-in callers with no role on the repository are told nothing about it: the
+            // same 404 as for a repository (or build, delivery, notification) that is missing.
+            w.refused(doc, Who::User("stranger"), StatusCode::NOT_FOUND)
                 .await;
-            w.refused(doc, Who::User("only-api"), StatusCode::FORBIDDEN)
+            w.refused(doc, Who::User("only-api"), StatusCode::NOT_FOUND)
                 .await;
+            // Those who may read it learn what they lack.
             for (name, role) in GRANTED {
                 if role < needed {
                     w.refused(doc, Who::User(name), StatusCode::FORBIDDEN).await;
@@ -773,4 +778,91 @@ async fn grants_give_owner_only_from_owners_and_tokens_cannot_reach_further_than
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["scope"], "write");
     assert_eq!(body["repository"], "acme/web");
+}
+
+/// Whether a repository exists is not something a caller who may not read it can learn: the
+/// anonymous get 401 for a missing repository and for a closed one alike, signed-in callers
+/// with no role 404 for both, and the same holds for builds, deliveries and notifications
+/// reached by id.
+#[tokio::test]
+async fn callers_who_may_not_read_a_repository_cannot_tell_whether_it_exists() {
+    let w = World::new(false).await;
+    let missing_id = Uuid::now_v7();
+    let pairs: [(String, String); 6] = [
+        (
+            "/api/repositories/acme/web".to_owned(),
+            "/api/repositories/acme/missing".to_owned(),
+        ),
+        (
+            "/api/repositories/acme/web/deliveries".to_owned(),
+            "/api/repositories/acme/missing/deliveries".to_owned(),
+        ),
+        (
+            "/api/builds?repository=acme/web".to_owned(),
+            "/api/builds?repository=acme/missing".to_owned(),
+        ),
+        (
+            format!("/api/builds/{}", w.finished_build),
+            format!("/api/builds/{missing_id}"),
+        ),
+        (
+            format!("/api/builds/{}/log", w.finished_build),
+            "/api/builds/not-an-id/log".to_owned(),
+        ),
+        (
+            format!("/api/deliveries/{}", w.delivery),
+            format!("/api/deliveries/{missing_id}"),
+        ),
+    ];
+    let answer = |who: Option<&'static str>, path: String| {
+        let w = &w;
+        async move {
+            let mut builder = Request::get(&path);
+            if let Some(name) = who {
+                builder = builder.header("authorization", format!("Bearer {}", w.tokens[name]));
+            }
+            let request = builder.body(Body::empty()).expect("request");
+            let (status, _, bytes) = send_raw(&w.h, request).await;
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            assert_error_shape(&body, &path);
+            (status, body["error"]["code"].clone())
+        }
+    };
+    for (existing, missing) in pairs {
+        for (who, status) in [
+            (None, StatusCode::UNAUTHORIZED),
+            (Some("stranger"), StatusCode::NOT_FOUND),
+            (Some("only-api"), StatusCode::NOT_FOUND),
+        ] {
+            let seen = answer(who, existing.clone()).await;
+            let unseen = answer(who, missing.clone()).await;
+            assert_eq!(seen.0, status, "{existing} as {who:?}");
+            assert_eq!(
+                seen, unseen,
+                "{existing} and {missing} answer {who:?} alike"
+            );
+        }
+    }
+
+    // The notification redelivery (a change) says the same to callers who may not read.
+    for who in [None, Some("stranger")] {
+        let mut statuses = Vec::new();
+        for id in [w.notification, missing_id] {
+            let mut builder = Request::post(format!("/api/notifications/{id}/redeliver"));
+            if let Some(name) = who {
+                builder = builder.header("authorization", format!("Bearer {}", w.tokens[name]));
+            }
+            let (status, _, _) =
+                send_raw(&w.h, builder.body(Body::empty()).expect("request")).await;
+            statuses.push(status);
+        }
+        assert_eq!(statuses[0], statuses[1], "{who:?}");
+    }
+    // A reader of the repository learns that it exists and what they lack.
+    let request = Request::post(format!("/api/notifications/{}/redeliver", w.notification))
+        .header("authorization", format!("Bearer {}", w.tokens["reader"]))
+        .body(Body::empty())
+        .expect("request");
+    let (status, _, _) = send_raw(&w.h, request).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }

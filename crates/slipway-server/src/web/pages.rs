@@ -1371,24 +1371,13 @@ pub async fn redeliver_notification(
     Form(form): Form<ActionForm>,
 ) -> Result<Response, PageError> {
     caller.check_form_csrf(form.csrf_token.as_deref())?;
-    let not_found = || PageError(ApiError::not_found(format!("no notification {id:?}")));
-    let notification_id = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let notification = state
-        .store
-        .notification(notification_id)
-        .await?
-        .ok_or_else(not_found)?;
-    let repository = state
-        .store
-        .repository(notification.repository_id)
-        .await?
-        .ok_or_else(not_found)?;
-    caller.require(&repository, Role::Admin)?;
+    let (notification, repository) =
+        crate::webhooks::find_notification(&state, &caller, &id, Role::Admin).await?;
     state
         .store
-        .redeliver_notification(notification_id)
+        .redeliver_notification(notification.id)
         .await?
-        .ok_or_else(not_found)?;
+        .ok_or_else(|| ApiError::not_found(format!("no notification {id:?}")))?;
     state.notifications_due.notify_one();
     let back = match notification.hook_id {
         Some(hook) => format!("/repos/{}/webhooks/{hook}", repository.name),
