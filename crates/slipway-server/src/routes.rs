@@ -315,7 +315,7 @@ fn schemas() -> Value {
         "User": object(json!({"name": string, "global_role": {"type": ["string", "null"]}, "disabled": {"type": "boolean"}, "created_at": time}), &["name"]),
         "UserList": list_of("users", "User"),
         "NewUser": object(json!({"name": string, "password": {"type": "string", "writeOnly": true, "minLength": users::MIN_PASSWORD_LENGTH}, "global_role": role}), &["name", "password"]),
-        "UserChange": object(json!({"password": {"type": "string", "writeOnly": true}, "global_role": {"type": ["string", "null"]}, "disabled": {"type": "boolean"}}), &[]),
+        "UserChange": object(json!({"password": {"type": "string", "writeOnly": true}, "current_password": {"type": "string", "writeOnly": true, "description": "needed to change your own password"}, "global_role": {"type": ["string", "null"]}, "disabled": {"type": "boolean"}}), &[]),
         "Token": object(json!({"id": string, "name": string, "scope": role, "repository": nullable_string, "token": {"type": "string", "description": "only in the answer to its creation"}, "created_at": time, "last_used_at": time, "expires_at": time, "revoked_at": time}), &["id", "name", "scope"]),
         "TokenList": list_of("tokens", "Token"),
         "NewToken": object(json!({"name": string, "scope": role, "repository": nullable_string, "expires_in_days": {"type": ["integer", "null"]}}), &["name"]),

@@ -65,6 +65,13 @@ async fn add_user(h: &Harness, name: &str, password: &str, role: Option<Role>) {
 
 /// Signs in through the form and returns the session cookie.
 async fn sign_in(h: &Harness, name: &str, password: &str) -> String {
+    let (session, _) = sign_in_with_headers(h, name, password).await;
+    session
+}
+
+/// Signs in through the form; returns the session cookie and the `Set-Cookie` lines of the
+/// login form's answer and of the sign-in's.
+async fn sign_in_with_headers(h: &Harness, name: &str, password: &str) -> (String, Vec<String>) {
     let form = fetch(
         h,
         Request::get("/login").body(Body::empty()).expect("request"),
@@ -98,7 +105,57 @@ async fn sign_in(h: &Harness, name: &str, password: &str) -> String {
         set.contains("HttpOnly") && set.contains("SameSite=Lax"),
         "{set}"
     );
-    cookie_value(&answer, "slipway_session").expect("session")
+    let set_cookies = [&form, &answer]
+        .iter()
+        .flat_map(|page| page.headers.get_all(header::SET_COOKIE).iter())
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .collect();
+    (
+        cookie_value(&answer, "slipway_session").expect("session"),
+        set_cookies,
+    )
+}
+
+/// A `Set-Cookie` line's attributes, lower-cased, without their values (`max-age`, `secure`…).
+fn cookie_attributes(line: &str) -> Vec<String> {
+    line.split(';')
+        .skip(1)
+        .map(|part| {
+            part.trim()
+                .split('=')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn session_cookies_are_http_only_same_site_and_secure_exactly_over_https() {
+    for (public_url, secure) in [
+        ("https://builds.example.com", true),
+        ("http://slipway.test", false),
+    ] {
+        let mut h = harness().await;
+        h.state.public_url = public_url.to_owned();
+        add_user(&h, "alice", "correct horse battery", None).await;
+        let (_, lines) = sign_in_with_headers(&h, "alice", "correct+horse+battery").await;
+        for name in ["slipway_session=", "slipway_login_csrf="] {
+            let line = lines
+                .iter()
+                .find(|line| line.starts_with(name) && !line.contains("Max-Age=0"))
+                .unwrap_or_else(|| panic!("no {name} cookie set in {lines:?}"));
+            let attributes = cookie_attributes(line);
+            assert!(attributes.contains(&"httponly".to_owned()), "{line}");
+            assert!(line.contains("SameSite=Lax"), "{line}");
+            assert_eq!(
+                attributes.contains(&"secure".to_owned()),
+                secure,
+                "{public_url}: {line}"
+            );
+        }
+    }
 }
 
 fn get_with(path: &str, session: &str) -> Request<Body> {
