@@ -23,6 +23,21 @@ pub fn check_user_name(name: &str) -> Result<(), String> {
     crate::tokens::check_plain_name("user name", name)
 }
 
+/// The longest token name, in characters.
+pub const MAX_TOKEN_NAME: usize = 100;
+
+/// Token names: 1 to [`MAX_TOKEN_NAME`] characters once surrounding spaces are trimmed; returns
+/// the trimmed name, which is the one stored. The API and the command line's database path both
+/// check names here, so a token cannot be named on one path what the other refuses.
+pub fn check_token_name(name: &str) -> Result<&str, String> {
+    let name = name.trim();
+    if (1..=MAX_TOKEN_NAME).contains(&name.chars().count()) {
+        Ok(name)
+    } else {
+        Err(format!("name must be 1 to {MAX_TOKEN_NAME} characters"))
+    }
+}
+
 pub fn check_password(password: &str) -> Result<(), String> {
     if password.chars().count() < MIN_PASSWORD_LENGTH {
         return Err(format!(
@@ -297,9 +312,7 @@ pub async fn create_token(
 ) -> Result<Response, ApiError> {
     let principal = caller.require_user()?;
     let input = body?.0;
-    if input.name.trim().is_empty() || input.name.len() > 100 {
-        return Err(ApiError::bad_request("name must be 1 to 100 characters"));
-    }
+    let name = check_token_name(&input.name).map_err(ApiError::bad_request)?;
     let mut scope = input.scope.unwrap_or(Role::Read);
     // A token cannot mint a token that reaches further than itself.
     let mut repository = input.repository;
@@ -336,7 +349,7 @@ pub async fn create_token(
         .store
         .create_token(&NewToken {
             user_id: principal.user.id,
-            name: input.name.trim(),
+            name,
             token_hash: &hash,
             scope,
             repository_id,
