@@ -159,7 +159,7 @@ fn call<'a>(
     uri: &'a str,
     body: Option<Value>,
     token: Option<&'a str>,
-) -> impl std::future::Future<Output = (StatusCode, Value)> + 'a {
+) -> impl Future<Output = (StatusCode, Value)> + 'a {
     if let Some(body) = &body {
         checker.request(method, path, body);
     }

@@ -5,8 +5,6 @@
 #[macro_use]
 mod support;
 
-use support::*;
-
 use std::time::Duration;
 
 use slipway_core::plan::BuildPlan;
