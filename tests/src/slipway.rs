@@ -665,13 +665,18 @@ impl Slipway {
 
     /// [`Slipway::cli_output`] with `input` on standard input (a password, say).
     pub fn cli_with_input(&self, args: &[&str], input: &str) -> Output {
-        use std::io::Write as _;
         let mut command = Self::command(&self.options, self.process.dir.path(), args);
+        self.with_admin_token(&mut command);
+        Self::run_with_input(command, args, input)
+    }
+
+    /// Runs a prepared command to the end with `input` on standard input.
+    fn run_with_input(mut command: Command, args: &[&str], input: &str) -> Output {
+        use std::io::Write as _;
         command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        self.with_admin_token(&mut command);
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start slipway {args:?}: {e}"));
@@ -689,6 +694,15 @@ impl Slipway {
     /// returns the standard output.
     pub fn cli(&self, args: &[&str]) -> String {
         command::expect_success(&format!("slipway {args:?}"), &self.cli_output(args))
+    }
+
+    /// `slipway <args>` on this instance's configuration and database as the server's operator
+    /// runs it, with no API token in the environment, so that the account commands work on the
+    /// database rather than through the API; whatever the outcome, with `input` on standard
+    /// input.
+    pub fn cli_on_database(&self, args: &[&str], input: &str) -> Output {
+        let command = Self::command(&self.options, self.process.dir.path(), args);
+        Self::run_with_input(command, args, input)
     }
 
     /// `slipway trigger <args> --server <this instance> --token <administrator's>`: the CLI as

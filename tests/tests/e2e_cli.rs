@@ -1,14 +1,15 @@
 //! The CLI as a client of the API, against a real `slipway serve`: a repository added with
 //! `slipway repo add`, built from a signed webhook, listed, followed live, shown with its
 //! timeline, retried, built on demand and cancelled; secrets never shown; a wrong token refused
-//! with a clear message.
+//! with a clear message. And the account commands: through the API when given a server or a
+//! token, on the database only when run on the server.
 
 use std::cell::RefCell;
 use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
-use slipway_e2e::{Fixture, GIT_USER, RepoFile, Slipway};
+use slipway_e2e::{Fixture, GIT_USER, RepoFile, Rule, Slipway, binary_path};
 
 /// How long a build may take to be claimed by the only worker.
 const RUNNING_TIMEOUT: Duration = Duration::from_secs(60);
@@ -385,4 +386,159 @@ fn the_cli_manages_repositories_and_builds_through_the_api() {
             "the CLI printed {what}:\n{everything}"
         );
     }
+}
+
+/// Standard output of a run that must succeed, trimmed.
+#[track_caller]
+fn succeeded(what: &str, output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// Standard error of a run that must fail.
+#[track_caller]
+fn failed(what: &str, output: &Output) -> String {
+    assert!(
+        !output.status.success(),
+        "{what} succeeded:\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn account_commands_go_through_the_api_with_a_token_and_to_the_database_only_on_the_server() {
+    let fx = Fixture::new("cli-accounts");
+    fx.repo.commit("Add the app", &fx.sample_app().files);
+    let slipway = fx.start_slipway(vec![Rule::branch("main", "latest")]);
+
+    // Through the API: a token made with a read-scoped token is capped at read, whatever it
+    // asks for, because the API decides (the database path would have made an owner token).
+    let read_only = succeeded(
+        "token create through the API",
+        &slipway.client_output(&["token", "create", "--name", "read-only", "--scope", "read"]),
+    );
+    assert!(read_only.starts_with("slwa_"), "{read_only}");
+    let child: Value = serde_json::from_str(&succeeded(
+        "token create with a read-scoped token",
+        &slipway
+            .client_command(
+                Some(&read_only),
+                &[
+                    "token", "create", "--name", "child", "--scope", "owner", "--json",
+                ],
+            )
+            .output()
+            .expect("slipway runs"),
+    ))
+    .expect("JSON");
+    assert_eq!(child["scope"], "read", "{child:#}");
+    assert_eq!(child["name"], "child", "{child:#}");
+    let tokens = slipway.get("/api/tokens");
+    assert_eq!(tokens.status, 200, "{}", tokens.text);
+    assert!(
+        tokens.text.contains("\"read-only\"") && tokens.text.contains("\"child\""),
+        "both were made for the administrator: {}",
+        tokens.text
+    );
+    // Through the API a token is its own user's.
+    let message = failed(
+        "token create for another user through the API",
+        &slipway.client_output(&["token", "create", "--user", "someone-else"]),
+    );
+    assert!(message.contains("its own user"), "{message}");
+    let listed = succeeded(
+        "user list through the API",
+        &slipway.client_output(&["user", "list"]),
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|line| line.starts_with(&format!("{}\towner\t", Slipway::ADMIN))),
+        "{listed}"
+    );
+
+    // One name rule on both paths: at most 100 characters (not bytes), at least one.
+    let too_long = "n".repeat(101);
+    let hundred = "é".repeat(100);
+    for name in [too_long.as_str(), "   "] {
+        for (path, output) in [
+            (
+                "through the API",
+                slipway.client_output(&["token", "create", "--name", name]),
+            ),
+            (
+                "on the database",
+                slipway.cli_on_database(
+                    &["token", "create", "--user", Slipway::ADMIN, "--name", name],
+                    "",
+                ),
+            ),
+        ] {
+            let message = failed(&format!("a token named {name:?} {path}"), &output);
+            assert!(
+                message.contains("name must be 1 to 100 characters"),
+                "{path}: {message}"
+            );
+        }
+    }
+    let through_api = succeeded(
+        "a 100-character name through the API",
+        &slipway.client_output(&["token", "create", "--name", &hundred]),
+    );
+    let on_database = succeeded(
+        "a 100-character name on the database",
+        &slipway.cli_on_database(
+            &[
+                "token",
+                "create",
+                "--user",
+                Slipway::ADMIN,
+                "--name",
+                &hundred,
+            ],
+            "",
+        ),
+    );
+    for token in [&through_api, &on_database] {
+        assert!(token.starts_with("slwa_"), "{token}");
+    }
+    let tokens = slipway.get("/api/tokens");
+    assert_eq!(
+        tokens.text.matches(&hundred).count(),
+        2,
+        "both paths stored the name: {}",
+        tokens.text
+    );
+
+    // With neither a server nor the server's database named, nothing is guessed.
+    let nowhere = tempfile::tempdir().expect("a temporary directory");
+    let mut command = std::process::Command::new(binary_path());
+    command
+        .args(["token", "create", "--user", Slipway::ADMIN])
+        .current_dir(nowhere.path())
+        .stdin(std::process::Stdio::null());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SLIPWAY_") {
+            command.env_remove(name);
+        }
+    }
+    let message = failed(
+        "token create with nothing named",
+        &command.output().expect("slipway runs"),
+    );
+    assert!(
+        message.contains("--server") && message.contains("--config"),
+        "{message}"
+    );
+    assert!(
+        !nowhere.path().join("slipway-data").exists(),
+        "no database was made where the command ran"
+    );
 }

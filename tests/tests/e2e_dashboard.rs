@@ -184,10 +184,17 @@ fn a_reader_sees_a_huge_log_but_no_buttons_and_gets_403_from_the_api() -> anyhow
         "{}",
         String::from_utf8_lossy(&added.stderr)
     );
-    let token = slipway
-        .cli(&["token", "create", "--user", "reader", "--scope", "owner"])
-        .trim()
-        .to_owned();
+    // On the database: through the API (the administrator's token) it would be theirs.
+    let created = slipway.cli_on_database(
+        &["token", "create", "--user", "reader", "--scope", "owner"],
+        "",
+    );
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let token = String::from_utf8_lossy(&created.stdout).trim().to_owned();
 
     // The API refuses the reader's writes with 403 (the token's scope does not lift the role).
     for action in ["cancel", "retry"] {

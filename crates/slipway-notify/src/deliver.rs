@@ -881,7 +881,7 @@ mod tests {
 
     #[test]
     fn status_slots_are_per_repository_commit_and_context() {
-        let repository = uuid::Uuid::nil();
+        let repository = Uuid::nil();
         assert_ne!(
             status_key(repository, "a", "slipway/latest"),
             status_key(repository, "b", "slipway/latest")

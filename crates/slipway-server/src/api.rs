@@ -23,7 +23,8 @@ use crate::{ApiError, AppState};
 /// A JSON request body whose every rejection (no JSON content type, malformed, wrong shape,
 /// too large) is answered in the API's one error shape. Handlers take it as
 /// `Result<JsonBody<T>, ApiError>` and look at it only after checking the caller, so that an
-/// unauthorised caller learns nothing about what a valid body looks like (401/403 come first).
+/// unauthorised caller learns nothing about what a valid body looks like (401, 403 or 404 come
+/// first).
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
@@ -110,30 +111,30 @@ pub async fn method_not_allowed() -> ApiError {
     )
 }
 
-fn parse_build_id(id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id).map_err(|_| ApiError::not_found(format!("no build {id:?}")))
-}
-
-/// The build and its repository, if the caller holds `needed` on the repository.
+/// The build and its repository, if the caller holds `needed` on the repository; a build the
+/// caller may not read is answered like a missing one (401 anonymous, 404 signed in).
 pub async fn authorized_build(
     state: &AppState,
     caller: &Caller,
     id: &str,
     needed: Role,
 ) -> Result<(BuildRecord, RepositoryRecord), ApiError> {
-    let id = parse_build_id(id)?;
-    let build = state
-        .store
-        .build(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no build {id}")))?;
-    let repository = state
-        .store
-        .repository_by_name(&build.repository.to_string())
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no build {id}")))?;
-    caller.require(&repository, needed)?;
-    Ok((build, repository))
+    // A malformed id, a missing build and a build the caller may not read are one answer.
+    let build = match Uuid::parse_str(id) {
+        Ok(id) => state.store.build(id).await?,
+        Err(_) => None,
+    };
+    let found = match build {
+        Some(build) => state
+            .store
+            .repository_by_name(&build.repository.to_string())
+            .await?
+            .map(|repository| (build, repository)),
+        None => None,
+    };
+    caller.require_found(found, needed, || {
+        ApiError::not_found(format!("no build {id:?}"))
+    })
 }
 
 /// Query parameters of `GET /api/builds`.
@@ -331,8 +332,8 @@ pub async fn build(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, repository) = authorized_build(&state, &caller, &id, Role::Read).await?;
-    let id = parse_build_id(&id)?;
+    let (authorized, repository) = authorized_build(&state, &caller, &id, Role::Read).await?;
+    let id = authorized.id;
     // One snapshot: an attempt's outcome and the build's state change together, and two
     // separate reads could straddle that change.
     let (build, attempts) = state
@@ -360,12 +361,7 @@ pub async fn build(
             notifications.push(crate::webhooks::notification_json(&notification, &attempts));
         } else {
             let mut summary = crate::webhooks::notification_json(&notification, &[]);
-            summary["last_error"] = json!(
-                notification
-                    .last_error
-                    .as_ref()
-                    .map(|_| "failed; an admin can see why")
-            );
+            summary["last_error"] = json!(crate::webhooks::visible_error(&notification, false));
             if let Value::Object(fields) = &mut summary {
                 fields.remove("history");
             }
@@ -373,7 +369,12 @@ pub async fn build(
         }
     }
     value["notifications"] = Value::Array(notifications);
-    if build.status == BuildStatus::Queued && repository.max_concurrent_builds > 0 {
+    // The claim statement passes over a disabled repository's builds, so that is what a queued
+    // one waits for, before any limit or worker.
+    if build.status == BuildStatus::Queued && !repository.enabled {
+        value["waiting"] =
+            json!("the repository is disabled; its queued builds start once it is enabled again");
+    } else if build.status == BuildStatus::Queued && repository.max_concurrent_builds > 0 {
         let running = state.store.running_builds(repository.id).await?;
         if running >= repository.max_concurrent_builds {
             value["waiting"] = json!(format!(

@@ -156,6 +156,38 @@ impl Caller {
         )))
     }
 
+    /// Checks `needed` on something found through its repository (the repository itself, or a
+    /// build, delivery or notification in it) without telling a caller who may not read that
+    /// repository whether it exists. `found` is `None` when nothing has that name or id.
+    ///
+    /// A missing thing and one the caller may not read get the same answer: 401 for the
+    /// anonymous (who may have a role once signed in), `not_found` (404) for signed-in
+    /// callers. Only a caller who may read the repository learns that they lack `needed`
+    /// (403, or 401 for an anonymous reader of an open repository).
+    pub fn require_found<T>(
+        &self,
+        found: Option<(T, RepositoryRecord)>,
+        needed: Role,
+        not_found: impl FnOnce() -> ApiError,
+    ) -> Result<(T, RepositoryRecord), ApiError> {
+        match found {
+            Some((thing, repository)) if self.may(&repository, Role::Read) => {
+                self.require(&repository, needed)?;
+                Ok((thing, repository))
+            }
+            _ => Err(self.unseen(not_found)),
+        }
+    }
+
+    /// What a caller is told about something that is missing or that they may not read, so
+    /// that the two cannot be told apart: 401 for the anonymous, `not_found` for the rest.
+    pub fn unseen(&self, not_found: impl FnOnce() -> ApiError) -> ApiError {
+        match self {
+            Caller::Anonymous => self.refusal("this needs a role on its repository"),
+            Caller::User(_) => not_found(),
+        }
+    }
+
     /// The caller's role on everything (a global role, within a token's reach).
     pub fn global_role(&self) -> Option<Role> {
         let principal = self.principal()?;

@@ -99,21 +99,31 @@ pub async fn find(
     needed: Role,
 ) -> Result<DeliveryRecord, ApiError> {
     let not_found = || ApiError::not_found(format!("no delivery {id:?}"));
-    let id = Uuid::parse_str(id).map_err(|_| not_found())?;
-    let delivery = state.store.delivery(id).await?.ok_or_else(not_found)?;
-    let repository = match delivery.repository_id {
-        Some(_) => {
-            state
-                .store
-                .repository_by_name(&delivery.repository_name)
-                .await?
-        }
-        None => None,
+    let delivery = match Uuid::parse_str(id) {
+        Ok(id) => state.store.delivery(id).await?,
+        Err(_) => None,
     };
-    match repository {
-        Some(repository) => caller.require(&repository, needed)?,
-        None => caller.require_global(needed)?,
+    let Some(delivery) = delivery else {
+        return Err(caller.unseen(not_found));
+    };
+    if delivery.repository_id.is_none() {
+        // A request refused before it named a known repository belongs to no repository:
+        // global readers see it, and to everyone else it does not exist.
+        if !caller
+            .global_role()
+            .is_some_and(|role| role.allows(Role::Read))
+        {
+            return Err(caller.unseen(not_found));
+        }
+        caller.require_global(needed)?;
+        return Ok(delivery);
     }
+    let found = state
+        .store
+        .repository_by_name(&delivery.repository_name)
+        .await?
+        .map(|repository| (delivery, repository));
+    let (delivery, _) = caller.require_found(found, needed, not_found)?;
     Ok(delivery)
 }
 

@@ -39,7 +39,9 @@ pub use tokens::{RateLimiter, hash_token, new_token};
 pub use triggers::{
     RefResolver, RemoteRefs, TRIGGER_BURST, TRIGGER_PER_MINUTE, check_trigger_name,
 };
-pub use users::{MIN_PASSWORD_LENGTH, check_password, check_user_name};
+pub use users::{
+    MAX_TOKEN_NAME, MIN_PASSWORD_LENGTH, check_password, check_token_name, check_user_name,
+};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]

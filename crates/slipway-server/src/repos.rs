@@ -19,8 +19,9 @@ use crate::auth::Caller;
 use crate::{ApiError, AppState};
 
 /// The repository `owner/name`, if the caller holds `needed` on it. A repository the caller
-/// may not even read is answered like a missing one only for anonymous callers (401); signed-in
-/// callers learn it exists (403), as the role matrix says.
+/// may not even read is answered exactly like a missing one: 401 for anonymous callers, 404 for
+/// signed-in ones ([`Caller::require_found`]); a caller who may read it but lacks `needed` gets
+/// 403.
 pub async fn find(
     state: &AppState,
     caller: &Caller,
@@ -29,12 +30,10 @@ pub async fn find(
     needed: Role,
 ) -> Result<RepositoryRecord, ApiError> {
     let full = format!("{owner}/{name}");
-    let repository = state
-        .store
-        .repository_by_name(&full)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no repository {full}")))?;
-    caller.require(&repository, needed)?;
+    let found = state.store.repository_by_name(&full).await?;
+    let ((), repository) = caller.require_found(found.map(|r| ((), r)), needed, || {
+        ApiError::not_found(format!("no repository {full}"))
+    })?;
     Ok(repository)
 }
 
@@ -417,7 +416,8 @@ pub async fn show(
 }
 
 /// `PATCH /api/repositories/{owner}/{name}`: changes the given keys (admins). `enabled: false`
-/// disables the repository: its webhooks and triggers are refused, its history is kept.
+/// disables the repository: its webhooks and triggers are refused, its history is kept, and its
+/// queued builds wait (the claim passes over them) until it is enabled again.
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,

@@ -25,6 +25,8 @@ pub struct RouteDoc {
     pub request: Option<&'static str>,
     /// The success status and its body's schema, by component name (None: no body, or text).
     pub success: (u16, Option<&'static str>),
+    /// Other success statuses the endpoint answers, each with its body's schema.
+    pub also: &'static [(u16, Option<&'static str>)],
 }
 
 struct Route {
@@ -35,7 +37,8 @@ struct Route {
 macro_rules! route {
     ($method:ident $path:literal, $tag:literal, $summary:literal, access = $access:literal,
      $(query = [$(($q:literal, $qd:literal)),*],)? $(request = $request:literal,)?
-     success = ($status:literal $(, $schema:literal)?), $handler:expr) => {
+     success = ($status:literal $(, $schema:literal)? $(; $($also:literal => $also_schema:literal),*)?),
+     $handler:expr) => {
         Route {
             doc: RouteDoc {
                 method: stringify!($method),
@@ -46,6 +49,7 @@ macro_rules! route {
                 query: &[$($(($q, $qd)),*)?],
                 request: None $(.or(Some($request)))?,
                 success: ($status, None $(.or(Some($schema)))?),
+                also: &[$($(($also, Some($also_schema))),*)?],
             },
             handler: $method($handler),
         }
@@ -61,7 +65,7 @@ fn table() -> Vec<Route> {
         route!(get "/api/workers", "operations", "Worker processes heard from recently", access = "signed in",
             success = (200, "Workers"), api::workers),
         route!(post "/hooks/{owner}/{name}", "webhooks", "Receive a forge's webhook (GitHub, Bitbucket, GitLab, Gitea/Forgejo)",
-            access = "signature", success = (202, "DeliveryAnswer"), hooks::receive),
+            access = "signature", success = (202, "DeliveryAnswer"; 200 => "DeliveryAnswer"), hooks::receive),
         route!(get "/api/builds", "builds", "List builds, newest first", access = "read",
             query = [("repository", "owner/name"), ("status", "queued, running, succeeded, failed, cancelled or skipped"),
                      ("ref", "a full ref, e.g. refs/heads/main"), ("since", "RFC 3339 time: builds queued at or after it"),
@@ -73,8 +77,8 @@ fn table() -> Vec<Route> {
             access = "read", query = [("offset", "the first byte to send")], success = (200), api::build_log),
         route!(get "/api/builds/{id}/log/stream", "builds", "The build log live, as Server-Sent Events (log, status, end)",
             access = "read", query = [("offset", "the first byte to send (Last-Event-ID wins)")], success = (200), logstream::stream),
-        route!(post "/api/builds/{id}/cancel", "builds", "Cancel a queued or running build", access = "write",
-            success = (200, "BuildStatusChange"), api::cancel),
+        route!(post "/api/builds/{id}/cancel", "builds", "Cancel a queued build (200) or ask a running one to stop (202)", access = "write",
+            success = (200, "BuildStatusChange"; 202 => "BuildStatusChange"), api::cancel),
         route!(post "/api/builds/{id}/retry", "builds", "Queue a new build repeating a finished one", access = "write",
             success = (202, "Build"), api::retry),
         route!(get "/api/repositories", "repositories", "Repositories the caller may read", access = "read",
@@ -84,20 +88,20 @@ fn table() -> Vec<Route> {
         route!(get "/api/repositories/{owner}/{name}", "repositories", "A repository's settings (secrets only as set or not)",
             access = "read", success = (200, "Repository"), repos::show),
         route!(patch "/api/repositories/{owner}/{name}", "repositories", "Change settings or secrets; enabled: false disables",
-            access = "admin", request = "RepositoryInput", success = (200, "Repository"), repos::update),
+            access = "admin", request = "RepositoryChange", success = (200, "Repository"), repos::update),
         route!(delete "/api/repositories/{owner}/{name}", "repositories", "Delete a repository and its history",
             access = "owner", success = (204), repos::delete),
         route!(put "/api/repositories/{owner}/{name}/grants/{user}", "repositories", "Give a user a role on the repository (null removes it)",
-            access = "admin", request = "Grant", success = (200, "Grant"), repos::grant),
+            access = "admin", request = "Grant", success = (200, "RepositoryGrant"), repos::grant),
         route!(post "/api/repositories/{owner}/{name}/builds", "builds", "Build a ref now (a trigger's body)",
             access = "write", request = "TriggerBody", success = (202, "TriggerAnswer"), triggers::build_now),
         route!(get "/api/repositories/{owner}/{name}/deliveries", "webhooks", "The repository's webhook deliveries, newest first",
             access = "read", query = [("limit", "1 to 100"), ("before", "a delivery id: the page after it")],
             success = (200, "DeliveryList"), deliveries::list),
         route!(get "/api/deliveries/{id}", "webhooks", "A delivery: verification, per-rule decisions, the builds it created",
-            access = "read", success = (200, "Delivery"), deliveries::detail),
-        route!(post "/api/deliveries/{id}/redeliver", "webhooks", "Plan a stored delivery again", access = "write",
-            success = (202, "Delivery"), deliveries::redeliver),
+            access = "read", success = (200, "DeliveryDetail"), deliveries::detail),
+        route!(post "/api/deliveries/{id}/redeliver", "webhooks", "Plan a stored delivery again (a replayed ping answers 200)", access = "write",
+            success = (202, "DeliveryAnswer"; 200 => "DeliveryAnswer"), deliveries::redeliver),
         route!(get "/api/repositories/{owner}/{name}/triggers", "triggers", "Trigger URLs (never their tokens) and their recent requests",
             access = "admin", success = (200, "TriggerList"), triggers::list),
         route!(post "/api/repositories/{owner}/{name}/triggers", "triggers", "Create a trigger URL (shown once)",
@@ -163,25 +167,30 @@ pub fn openapi(public_url: &str) -> Value {
         parameters.extend(doc.query.iter().map(|(name, description)| {
             json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}})
         }));
-        let success_body = match (
-            doc.success.1,
-            doc.path.ends_with("/log"),
-            doc.path.ends_with("/stream"),
-        ) {
-            (Some(schema), ..) => {
-                json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}})
+        let success = |schema: Option<&str>| {
+            let body = match (
+                schema,
+                doc.path.ends_with("/log"),
+                doc.path.ends_with("/stream"),
+            ) {
+                (Some(schema), ..) => {
+                    json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}})
+                }
+                (None, true, _) => json!({"text/plain": {"schema": {"type": "string"}}}),
+                (None, _, true) => json!({"text/event-stream": {"schema": {"type": "string"}}}),
+                (None, false, false) => Value::Null,
+            };
+            let mut success = json!({"description": "success"});
+            if !body.is_null() {
+                success["content"] = body;
             }
-            (None, true, _) => json!({"text/plain": {"schema": {"type": "string"}}}),
-            (None, _, true) => json!({"text/event-stream": {"schema": {"type": "string"}}}),
-            (None, false, false) => Value::Null,
+            success
         };
-        let mut success = json!({"description": "success"});
-        if !success_body.is_null() {
-            success["content"] = success_body;
-        }
         let error = json!({"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
         let mut responses = Map::new();
-        responses.insert(doc.success.0.to_string(), success);
+        for (status, schema) in std::iter::once(&doc.success).chain(doc.also) {
+            responses.insert(status.to_string(), success(*schema));
+        }
         responses.insert("default".to_owned(), error);
         let mut operation = json!({
             "tags": [doc.tag],
@@ -193,7 +202,8 @@ pub fn openapi(public_url: &str) -> Value {
         });
         if let Some(schema) = doc.request {
             operation["requestBody"] = json!({
-                "required": true,
+                // A trigger's body may be empty (build every rule), as on Docker Hub.
+                "required": schema != "TriggerBody",
                 "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}},
             });
         }
@@ -237,89 +247,417 @@ fn operation_id(method: &str, path: &str) -> String {
     format!("{method}_{}{slash}", words.join("_"))
 }
 
-/// The shapes of request and answer bodies.
+/// The shapes of request and answer bodies. Objects whose keys are fixed say so with
+/// `additionalProperties: false`, and answers require every key they always carry (perhaps as
+/// `null`), so that the router tests, which validate real answers against these schemas, fail
+/// when an answer gains, loses or retypes a key the document does not say.
 fn schemas() -> Value {
     let string = json!({"type": "string"});
     let nullable_string = json!({"type": ["string", "null"]});
-    let time = json!({"type": ["string", "null"], "format": "date-time"});
+    let strings = json!({"type": "array", "items": {"type": "string"}});
+    let string_map = json!({"type": "object", "additionalProperties": {"type": "string"}});
+    let integer = json!({"type": "integer"});
+    let nullable_integer = json!({"type": ["integer", "null"]});
+    let boolean = json!({"type": "boolean"});
+    let time = json!({"type": "string", "format": "date-time"});
+    let nullable_time = json!({"type": ["string", "null"], "format": "date-time"});
     let role = json!({"type": "string", "enum": ["read", "write", "admin", "owner"]});
+    let nullable_role =
+        json!({"type": ["string", "null"], "enum": ["read", "write", "admin", "owner", null]});
     let status = json!({"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled", "skipped"]});
-    let object = |properties: Value, required: &[&str]| json!({"type": "object", "properties": properties, "required": required});
-    let list_of = |key: &str, item: &str| json!({"type": "object", "properties": {key: {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}}}});
-    let build = object(
-        json!({
-            "id": string, "repository": string, "ref": string, "commit": string, "image": string,
-            "tags": {"type": "array", "items": string}, "dockerfile": string, "context": string,
-            "status": status, "error": nullable_string, "digest": nullable_string,
-            "attempts": {"type": "integer"}, "waiting": nullable_string,
-            "trigger": {"type": "string", "enum": ["push", "redelivery", "trigger", "retry", "manual", "reconciler"]},
-            "retry_of": nullable_string, "delivery": nullable_string,
-            "queued_at": time, "started_at": time, "finished_at": time, "links": {"type": "object"},
-        }),
-        &["id", "repository", "ref", "commit", "status", "queued_at"],
-    );
-    let mut detail = build.clone();
-    detail["properties"]["timeline"] = json!({"type": "array", "items": object(
-        json!({"state": string, "at": time, "duration_ms": {"type": ["integer", "null"]}, "attempt": {"type": ["integer", "null"]}, "detail": nullable_string}),
-        &["state", "at"],
-    )});
-    detail["properties"]["attempt_history"] = json!({"type": "array", "items": {"type": "object"}});
-    let repository_settings = json!({
-        "name": string, "provider": {"type": "string", "enum": ["github", "bitbucket", "bitbucket-server", "gitlab", "gitea"]},
-        "git_url": string, "image": string, "rules": {"type": "array", "items": {"type": "object"}},
-        "anonymous_read": {"type": "boolean"}, "allow_unsigned_webhooks": {"type": "boolean"},
-        "allow_legacy_sha1": {"type": "boolean"}, "supersede_running_builds": {"type": "boolean"},
-        "build_timeout": string, "max_concurrent_builds": {"type": "integer"},
-        "memory_limit": nullable_string, "cpu_limit": {"type": ["number", "null"]}, "max_context_size": string,
-        "forge_repository": nullable_string, "git_username": nullable_string, "enabled": {"type": "boolean"},
+    let provider = json!({"type": "string", "enum": ["github", "bitbucket", "bitbucket-server", "gitlab", "gitea"]});
+    let hook_event = json!({"type": "string", "enum": ["build_queued", "build_started", "build_succeeded", "build_failed", "build_cancelled", "image_pushed"]});
+    let write_only = |description: &str| json!({"type": ["string", "null"], "writeOnly": true, "description": description});
+    let reference = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
+    let array_of = |name: &str| json!({"type": "array", "items": reference(name)});
+    // A closed object: only these keys. `required` names the keys it always has.
+    let object = |properties: Value, required: &[&str]| json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false});
+    // A closed object that always has all of its keys (an answer).
+    let answer = |properties: Value| {
+        let required: Vec<String> = properties
+            .as_object()
+            .map(|keys| keys.keys().cloned().collect())
+            .unwrap_or_default();
+        json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
+    };
+
+    let build_properties = json!({
+        "id": string, "repository": string, "ref": string, "commit": string, "image": string,
+        "tags": strings, "dockerfile": string, "context": string,
+        "status": status, "error": nullable_string, "digest": nullable_string,
+        "attempts": integer,
+        "waiting": {"type": ["string", "null"], "description": "why a queued build has not started"},
+        "trigger": {"type": "string", "enum": ["push", "redelivery", "trigger", "retry", "manual", "reconciler"]},
+        "retry_of": nullable_string, "delivery": nullable_string,
+        "queued_at": time, "started_at": nullable_time, "finished_at": nullable_time,
+        "links": answer(json!({"self": string, "log": string, "log_stream": string, "dashboard": string})),
     });
-    let mut input = repository_settings.clone();
-    input["webhook_secret"] =
-        json!({"type": ["string", "null"], "writeOnly": true, "minLength": 16});
-    input["git_password"] = json!({"type": ["string", "null"], "writeOnly": true});
-    let mut repository = repository_settings;
+    let mut detail_properties = build_properties.clone();
+    detail_properties["timeline"] = json!({"type": "array", "items": answer(json!({
+        "state": string, "at": time, "duration_ms": nullable_integer, "attempt": nullable_integer,
+        "detail": nullable_string,
+    }))});
+    detail_properties["attempt_history"] = json!({"type": "array", "items": answer(json!({
+        "attempt": integer, "worker": string, "started_at": time, "finished_at": nullable_time,
+        "outcome": nullable_string, "error": nullable_string,
+    }))});
+    detail_properties["notifications"] = json!({
+        "type": "array", "items": reference("Notification"),
+        "description": "commit statuses and webhook requests; error texts and history for admins only",
+    });
+    detail_properties["your_role"] = nullable_role.clone();
+
+    let settings = json!({
+        "name": string, "provider": provider, "git_url": string, "image": string,
+        "rules": array_of("BuildRule"),
+        "anonymous_read": boolean, "allow_unsigned_webhooks": boolean,
+        "allow_legacy_sha1": boolean, "supersede_running_builds": boolean,
+        "build_timeout": string, "max_concurrent_builds": integer,
+        "memory_limit": nullable_string, "cpu_limit": {"type": ["number", "null"]},
+        "max_context_size": string, "forge_repository": nullable_string,
+        "git_username": nullable_string, "enabled": boolean,
+        "report_status": boolean, "status_api_url": nullable_string,
+        "status_repository": nullable_string,
+    });
+    let mut input = settings.clone();
+    input["webhook_secret"] = json!({"type": ["string", "null"], "writeOnly": true, "minLength": 16, "description": "null removes it; absent keeps it"});
+    input["git_password"] = write_only("null removes it; absent keeps it");
+    input["status_token"] =
+        write_only("the forge token commit statuses are posted with; null removes it");
+    // What a client read may be sent back as it is: these keys are accepted and ignored.
+    for key in [
+        "managed_by",
+        "secrets",
+        "webhook_url",
+        "your_role",
+        "created_at",
+        "updated_at",
+        "links",
+        "grants",
+    ] {
+        input[key] = json!({"description": "read-only: accepted and ignored"});
+    }
+    let secret_state =
+        json!({"type": "string", "enum": ["set", "not set", "in the configuration file"]});
+    let mut repository = settings;
     repository["managed_by"] = json!({"type": "string", "enum": ["config", "api"]});
-    repository["secrets"] =
-        json!({"type": "object", "description": "whether each secret is set; never its value"});
+    repository["secrets"] = answer(json!({
+        "webhook_secret": secret_state, "git_password": secret_state, "status_token": secret_state,
+    }));
     repository["webhook_url"] = string.clone();
-    repository["your_role"] = json!({"type": ["string", "null"]});
-    json!({
-        "Error": object(json!({"error": object(json!({"code": string, "message": string}), &["code", "message"])}), &["error"]),
-        "Health": {"type": "object"},
-        "Workers": {"type": "object"},
-        "Build": build,
-        "BuildDetail": detail,
-        "BuildList": {"type": "object", "properties": {
-            "builds": {"type": "array", "items": {"$ref": "#/components/schemas/Build"}},
-            "next_cursor": nullable_string,
-        }},
-        "BuildStatusChange": object(json!({"id": string, "status": string}), &["id", "status"]),
-        "Repository": object(repository, &["name", "provider", "git_url", "image"]),
-        "RepositoryInput": object(input, &["name", "provider", "git_url", "image"]),
-        "RepositoryList": list_of("repositories", "Repository"),
-        "Grant": object(json!({"role": {"type": ["string", "null"], "enum": ["read", "write", "admin", "owner", null]}}), &["role"]),
-        "Delivery": {"type": "object"},
-        "DeliveryAnswer": {"type": "object"},
-        "DeliveryList": {"type": "object"},
-        "TriggerBody": {"type": "object", "description": "Docker Hub's trigger bodies: {\"build\": true}, {\"docker_tag\": \"latest\"}, {\"source_type\": \"Branch\", \"source_name\": \"main\", \"commit\": \"…\"}"},
-        "TriggerAnswer": {"type": "array", "items": {"type": "object"}},
-        "TriggerList": {"type": "object"},
-        "NewTrigger": object(json!({"name": string}), &["name"]),
-        "TriggerUrl": object(json!({"name": string, "url": string}), &["name", "url"]),
-        "Me": {"type": "object"},
-        "Hook": object(json!({"id": string, "url": string, "events": {"type": "array", "items": string}, "secret": {"type": "string", "description": "always \"set\""}, "created_at": time}), &["id", "url", "events"]),
-        "HookList": list_of("webhooks", "Hook"),
-        "NewHook": object(json!({"url": string, "events": {"type": "array", "items": {"type": "string", "enum": ["build_queued", "build_started", "build_succeeded", "build_failed", "build_cancelled", "image_pushed"]}}, "secret": {"type": "string", "writeOnly": true, "minLength": 16}}), &["url", "events", "secret"]),
-        "HookDeliveries": {"type": "object"},
-        "Redelivery": object(json!({"id": string, "redelivery_of": string, "state": string}), &["id"]),
-        "User": object(json!({"name": string, "global_role": {"type": ["string", "null"]}, "disabled": {"type": "boolean"}, "created_at": time}), &["name"]),
-        "UserList": list_of("users", "User"),
-        "NewUser": object(json!({"name": string, "password": {"type": "string", "writeOnly": true, "minLength": users::MIN_PASSWORD_LENGTH}, "global_role": role}), &["name", "password"]),
-        "UserChange": object(json!({"password": {"type": "string", "writeOnly": true}, "global_role": {"type": ["string", "null"]}, "disabled": {"type": "boolean"}}), &[]),
-        "Token": object(json!({"id": string, "name": string, "scope": role, "repository": nullable_string, "token": {"type": "string", "description": "only in the answer to its creation"}, "created_at": time, "last_used_at": time, "expires_at": time, "revoked_at": time}), &["id", "name", "scope"]),
-        "TokenList": list_of("tokens", "Token"),
-        "NewToken": object(json!({"name": string, "scope": role, "repository": nullable_string, "expires_in_days": {"type": ["integer", "null"]}}), &["name"]),
-    })
+    repository["your_role"] = nullable_role.clone();
+    repository["created_at"] = time.clone();
+    repository["updated_at"] = time.clone();
+    repository["links"] = answer(json!({
+        "self": string, "builds": string, "deliveries": string, "dashboard": string, "badge": string,
+    }));
+    let mut repository = answer(repository);
+    // Only admins of the repository see who holds which role on it.
+    repository["properties"]["grants"] =
+        json!({"type": "array", "items": answer(json!({"user": string, "role": role}))});
+
+    let delivery_properties = json!({
+        "id": string, "repository": string, "provider": string, "event": string,
+        "forge_delivery_id": nullable_string, "source_address": string, "received_at": time,
+        "status_code": integer, "verification": string, "outcome": string,
+        "builds": array_of("DeliveryBuild"), "body_kept": boolean, "redelivery_of": nullable_string,
+        "links": answer(json!({"self": string, "redeliver": string})),
+    });
+    let mut delivery_detail = delivery_properties.clone();
+    delivery_detail["builds_created"] = array_of("Build");
+    delivery_detail["decisions"] =
+        json!({"type": ["array", "null"], "items": reference("RuleDecision")});
+    delivery_detail["headers"] = json!({"type": ["object", "null"], "additionalProperties": {"type": "string"}, "description": "the event and delivery headers kept for a redelivery"});
+
+    let user = answer(
+        json!({"name": string, "global_role": nullable_role, "disabled": boolean, "created_at": time}),
+    );
+    let token_properties = json!({
+        "id": string, "name": string, "scope": role, "repository": nullable_string,
+        "created_at": time, "last_used_at": nullable_time, "expires_at": nullable_time,
+        "revoked_at": nullable_time,
+    });
+    let mut token = answer(token_properties);
+    token["properties"]["token"] =
+        json!({"type": "string", "description": "only in the answer to its creation"});
+    token["properties"]["note"] =
+        json!({"type": "string", "description": "only in the answer to its creation"});
+
+    // One `json!` per schema: a single one for the whole table would exceed the macro's
+    // recursion limit.
+    let table: Vec<(&str, Value)> = vec![
+        (
+            "Error",
+            answer(json!({"error": answer(json!({"code": string, "message": string}))})),
+        ),
+        (
+            "Health",
+            answer(json!({
+                "status": {"type": "string", "enum": ["ok", "degraded"]},
+                "database": {"type": "string", "enum": ["sqlite", "postgres"]},
+                "worker": {
+                    "description": "this process's own worker (slipway serve); null without one",
+                    "anyOf": [object(json!({"healthy": boolean, "problem": string}), &["healthy"]), {"type": "null"}],
+                },
+                "workers": answer(json!({"seen": integer, "unhealthy": integer})),
+            })),
+        ),
+        (
+            "Workers",
+            answer(json!({"workers": {"type": "array", "items": answer(json!({
+                "id": string, "hostname": string, "slots": integer, "started_at": time,
+                "last_seen_at": time, "healthy": boolean, "problem": nullable_string,
+            }))}})),
+        ),
+        ("Build", answer(build_properties)),
+        ("BuildDetail", answer(detail_properties)),
+        (
+            "BuildList",
+            answer(json!({"builds": array_of("Build"), "next_cursor": nullable_string})),
+        ),
+        (
+            "BuildStatusChange",
+            answer(json!({
+                "id": string,
+                "status": {"type": "string", "enum": ["cancelled", "cancelling"], "description": "cancelled (200), or asked to stop while it runs (202)"},
+            })),
+        ),
+        (
+            "Notification",
+            object(
+                json!({
+                    "id": string, "kind": {"type": "string", "enum": ["status", "webhook"]},
+                    "event": string, "build": string,
+                    "state": {"type": "string", "enum": ["pending", "delivered", "failed", "superseded"]},
+                    "attempts": integer, "next_attempt_at": nullable_time,
+                    "last_status_code": nullable_integer, "last_error": nullable_string,
+                    "created_at": time, "finished_at": nullable_time, "redelivery_of": nullable_string,
+                    "history": {"type": "array", "items": answer(json!({
+                        "attempt": integer, "at": time, "status_code": nullable_integer,
+                        "duration_ms": integer, "error": nullable_string, "response_excerpt": nullable_string,
+                    }))},
+                }),
+                &[
+                    "id",
+                    "kind",
+                    "event",
+                    "build",
+                    "state",
+                    "attempts",
+                    "next_attempt_at",
+                    "last_status_code",
+                    "last_error",
+                    "created_at",
+                    "finished_at",
+                    "redelivery_of",
+                ],
+            ),
+        ),
+        (
+            "BuildRule",
+            object(
+                json!({
+                    "source_type": {"type": "string", "enum": ["branch", "tag"]},
+                    "source": {"type": "string", "description": "a name, or /regex/ matched against the whole name"},
+                    "tags": string, "dockerfile": string, "context": string, "autobuild": boolean,
+                    "cache": boolean, "build_args": string_map, "target": nullable_string,
+                    "labels": string_map, "paths": strings, "ignore_paths": strings,
+                    "skip_message": strings, "sanitize_tags": boolean,
+                }),
+                &["source_type", "source"],
+            ),
+        ),
+        ("Repository", repository),
+        (
+            "RepositoryInput",
+            object(input.clone(), &["name", "provider", "git_url", "image"]),
+        ),
+        ("RepositoryChange", object(input, &[])),
+        (
+            "RepositoryList",
+            answer(json!({"repositories": array_of("Repository")})),
+        ),
+        ("Grant", object(json!({"role": nullable_role}), &["role"])),
+        (
+            "RepositoryGrant",
+            answer(json!({"repository": string, "user": string, "role": nullable_role})),
+        ),
+        (
+            "DeliveryBuild",
+            object(
+                json!({
+                    "id": string, "tags": strings, "ref": string, "commit": string,
+                    "existing": {"type": "boolean", "description": "present (true) when the build existed already"},
+                }),
+                &["id", "tags", "ref", "commit"],
+            ),
+        ),
+        (
+            "DeliveryAnswer",
+            object(
+                json!({
+                    "delivery": string, "builds": array_of("DeliveryBuild"),
+                    "ignored": {"type": "string", "description": "why nothing was built"},
+                    "pong": {"type": "boolean", "description": "the answer to a ping (200)"},
+                }),
+                &["delivery"],
+            ),
+        ),
+        ("Delivery", answer(delivery_properties)),
+        ("DeliveryDetail", answer(delivery_detail)),
+        (
+            "DeliveryList",
+            answer(json!({
+                "repository": answer(json!({
+                    "name": string, "provider": provider, "enabled": boolean, "webhook_url": string,
+                    "warnings": strings,
+                })),
+                "deliveries": array_of("Delivery"),
+                "next": {"type": ["string", "null"], "description": "pass as before= for the next page"},
+            })),
+        ),
+        (
+            "RuleDecision",
+            object(
+                json!({
+                    "outcome": {"type": "string", "enum": ["build", "skipped", "no_match", "error"]},
+                    "rule": string, "plan": reference("BuildPlan"), "note": string, "reason": string,
+                    "build_id": string, "created": boolean,
+                }),
+                &["outcome", "rule"],
+            ),
+        ),
+        (
+            "BuildPlan",
+            answer(json!({
+                "rule_index": integer,
+            "git_ref": answer(json!({"kind": {"type": "string", "enum": ["branch", "tag"]}, "name": string})),
+            "commit": string, "tags": strings,
+                "dockerfile": string, "context": string, "before": nullable_string,
+                "message_checked": boolean,
+                "options": answer(json!({
+                    "cache": boolean, "build_args": string_map, "target": nullable_string,
+                    "labels": string_map, "paths": strings, "ignore_paths": strings,
+                    "skip_message": strings, "commit_on_ref": boolean,
+                })),
+            })),
+        ),
+        (
+            "TriggerBody",
+            object(
+                json!({
+                    "build": {"type": ["boolean", "string"], "enum": [true, "true"]},
+                    "docker_tag": string,
+                    "source_type": {"type": "string", "description": "Branch or Tag (any case)"},
+                    "source_name": string,
+                    "commit": string,
+                }),
+                &[],
+            ),
+        ),
+        (
+            "TriggerAnswer",
+            json!({"type": "array", "items": answer(json!({
+                "source_type": {"type": "string", "enum": ["Branch", "Tag"]},
+                "source_name": string, "evaluated_tag_name": string, "build_id": nullable_string,
+                "msg": string,
+            }))}),
+        ),
+        (
+            "TriggerList",
+            answer(json!({
+                "repository": string,
+                "triggers": {"type": "array", "items": answer(json!({
+                    "name": string, "created_at": time, "revoked_at": nullable_time,
+                    "last_used_at": nullable_time,
+                    "requests": {"type": "array", "items": answer(json!({
+                        "received_at": time, "source_address": string, "status_code": integer,
+                        "body": string, "response": {"description": "the JSON answered"},
+                    }))},
+                }))},
+            })),
+        ),
+        ("NewTrigger", object(json!({"name": string}), &["name"])),
+        (
+            "TriggerUrl",
+            answer(json!({"name": string, "url": string, "note": string})),
+        ),
+        (
+            "Me",
+            answer(json!({
+                "user": reference("User"),
+                "authenticated_by": {"type": "string", "enum": ["token", "session"]},
+                "token": {"anyOf": [reference("Token"), {"type": "null"}]},
+                "repositories": {"type": "array", "items": answer(json!({"name": string, "role": role}))},
+            })),
+        ),
+        (
+            "Hook",
+            answer(json!({
+                "id": string, "url": string, "events": {"type": "array", "items": hook_event},
+                "secret": {"const": "set", "description": "always \"set\": secrets are write-only"},
+                "created_at": time, "links": answer(json!({"deliveries": string})),
+            })),
+        ),
+        (
+            "HookList",
+            answer(json!({"repository": string, "webhooks": array_of("Hook")})),
+        ),
+        (
+            "NewHook",
+            object(
+                json!({"url": string, "events": {"type": "array", "items": hook_event}, "secret": {"type": "string", "writeOnly": true, "minLength": 16}}),
+                &["url", "events", "secret"],
+            ),
+        ),
+        (
+            "HookDeliveries",
+            answer(json!({"webhook": reference("Hook"), "deliveries": array_of("Notification")})),
+        ),
+        (
+            "Redelivery",
+            answer(json!({"id": string, "redelivery_of": string, "state": {"const": "pending"}})),
+        ),
+        ("User", user),
+        ("UserList", answer(json!({"users": array_of("User")}))),
+        (
+            "NewUser",
+            object(
+                json!({"name": string, "password": {"type": "string", "writeOnly": true, "minLength": users::MIN_PASSWORD_LENGTH}, "global_role": nullable_role}),
+                &["name", "password"],
+            ),
+        ),
+        (
+            "UserChange",
+            object(
+                json!({
+                    "password": {"type": "string", "writeOnly": true, "minLength": users::MIN_PASSWORD_LENGTH},
+                    "current_password": {"type": "string", "writeOnly": true, "description": "needed to change your own password"},
+                    "global_role": nullable_role, "disabled": boolean,
+                }),
+                &[],
+            ),
+        ),
+        ("Token", token),
+        ("TokenList", answer(json!({"tokens": array_of("Token")}))),
+        (
+            "NewToken",
+            object(
+                json!({
+                    "name": {"type": "string", "minLength": 1, "maxLength": users::MAX_TOKEN_NAME},
+                    "scope": role, "repository": nullable_string,
+                    "expires_in_days": {"type": ["integer", "null"], "minimum": 0},
+                }),
+                &["name"],
+            ),
+        ),
+    ];
+    Value::Object(
+        table
+            .into_iter()
+            .map(|(name, schema)| (name.to_owned(), schema))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -332,7 +670,12 @@ mod tests {
         let schemas = &document["components"]["schemas"];
         let mut ids = std::collections::HashSet::new();
         for doc in docs() {
-            for name in doc.request.into_iter().chain(doc.success.1) {
+            let answers = std::iter::once(&doc.success).chain(doc.also);
+            for name in doc
+                .request
+                .into_iter()
+                .chain(answers.filter_map(|(_, s)| *s))
+            {
                 assert!(
                     schemas.get(name).is_some(),
                     "{} {} names schema {name}",

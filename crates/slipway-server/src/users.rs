@@ -11,7 +11,7 @@ use slipway_store::{NewToken, TokenRecord, UserRecord};
 use uuid::Uuid;
 
 use crate::api::{JsonBody, rfc3339};
-use crate::auth::{Caller, hash_password};
+use crate::auth::{Caller, Principal, hash_password, verify_password};
 use crate::tokens::{hash_token, new_token};
 use crate::{ApiError, AppState};
 
@@ -21,6 +21,21 @@ pub const MIN_PASSWORD_LENGTH: usize = 10;
 /// User names: 1 to 64 letters, digits, '.', '_' or '-', so they read well in logs and URLs.
 pub fn check_user_name(name: &str) -> Result<(), String> {
     crate::tokens::check_plain_name("user name", name)
+}
+
+/// The longest token name, in characters.
+pub const MAX_TOKEN_NAME: usize = 100;
+
+/// Token names: 1 to [`MAX_TOKEN_NAME`] characters once surrounding spaces are trimmed; returns
+/// the trimmed name, which is the one stored. The API and the command line's database path both
+/// check names here, so a token cannot be named on one path what the other refuses.
+pub fn check_token_name(name: &str) -> Result<&str, String> {
+    let name = name.trim();
+    if (1..=MAX_TOKEN_NAME).contains(&name.chars().count()) {
+        Ok(name)
+    } else {
+        Err(format!("name must be 1 to {MAX_TOKEN_NAME} characters"))
+    }
 }
 
 pub fn check_password(password: &str) -> Result<(), String> {
@@ -139,6 +154,9 @@ pub async fn create(
 #[serde(deny_unknown_fields)]
 pub struct UserChange {
     password: Option<String>,
+    /// The caller's present password, needed to change their own: a stolen session or token
+    /// must not be enough to take the account over for good.
+    current_password: Option<String>,
     /// A disabled user can neither sign in nor use their tokens; their sessions end.
     disabled: Option<bool>,
     #[serde(default, deserialize_with = "present_role")]
@@ -151,8 +169,9 @@ fn present_role<'de, D: serde::Deserializer<'de>>(
     Option::<Role>::deserialize(deserializer).map(Some)
 }
 
-/// `PATCH /api/users/{name}`: a new password (the user themself, or a global admin) or global
-/// role (global admins). A new password ends the user's sessions.
+/// `PATCH /api/users/{name}`: a new password (the user themself, with `current_password`, or a
+/// global admin for someone else) or global role (global admins). A new password ends the
+/// user's sessions.
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -196,6 +215,11 @@ pub async fn update(
     let hash = match change.password {
         Some(password) => {
             check_password(&password).map_err(ApiError::bad_request)?;
+            // Changing one's own password proves the old one, whether the change comes with a
+            // session or a token; an administrator resetting someone else's does not.
+            if principal.user.name == name {
+                check_current_password(&state, principal, change.current_password).await?;
+            }
             Some(hash_password_blocking(password).await?)
         }
         None => None,
@@ -217,6 +241,44 @@ pub async fn update(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no user {name:?}")))?;
     Ok(Json(user_json(&user)))
+}
+
+/// Checks the password a user gave as their current one. Guesses share the sign-in form's
+/// limit for the user's name, so a stolen session cannot try passwords any faster than a
+/// stranger at the form.
+async fn check_current_password(
+    state: &AppState,
+    principal: &Principal,
+    current: Option<String>,
+) -> Result<(), ApiError> {
+    let Some(current) = current else {
+        return Err(ApiError::bad_request(
+            "changing your own password needs current_password",
+        ));
+    };
+    if let Err(retry_after) = state
+        .login_limiter
+        .take(&format!("user:{}", principal.user.name))
+    {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many password attempts; try again in {retry_after} s"),
+        ));
+    }
+    let hash = principal.user.password_hash.clone();
+    let matches = tokio::task::spawn_blocking(move || verify_password(&current, &hash))
+        .await
+        .map_err(ApiError::internal)?;
+    if matches {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_password",
+            "current_password is not your password",
+        ))
+    }
 }
 
 /// `GET /api/tokens`: the caller's tokens (never their values).
@@ -250,9 +312,7 @@ pub async fn create_token(
 ) -> Result<Response, ApiError> {
     let principal = caller.require_user()?;
     let input = body?.0;
-    if input.name.trim().is_empty() || input.name.len() > 100 {
-        return Err(ApiError::bad_request("name must be 1 to 100 characters"));
-    }
+    let name = check_token_name(&input.name).map_err(ApiError::bad_request)?;
     let mut scope = input.scope.unwrap_or(Role::Read);
     // A token cannot mint a token that reaches further than itself.
     let mut repository = input.repository;
@@ -289,7 +349,7 @@ pub async fn create_token(
         .store
         .create_token(&NewToken {
             user_id: principal.user.id,
-            name: input.name.trim(),
+            name,
             token_hash: &hash,
             scope,
             repository_id,

@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 use slipway_core::Role;
 use slipway_notify::payload::HookEvent;
 use slipway_notify::ssrf::TargetPolicy;
-use slipway_store::{HookRecord, NotificationAttempt, NotificationRecord, Redelivery};
+use slipway_store::{
+    HookRecord, NotificationAttempt, NotificationRecord, Redelivery, RepositoryRecord,
+};
 use uuid::Uuid;
 
 use crate::api::{JsonBody, rfc3339};
@@ -37,6 +39,20 @@ fn hook_json(hook: &HookRecord, repository: &str, public_url: &str) -> Value {
             "deliveries": format!("{public_url}/api/repositories/{repository}/webhooks/{}/deliveries", hook.id),
         },
     })
+}
+
+/// What a caller without the admin role is told in place of a notification's error.
+const ERROR_FOR_READERS: &str = "failed; an admin can see why";
+
+/// A notification's last error as a caller may see it. The text can name a receiver's host
+/// and the addresses it resolved to, which only the repository's admins may learn (as on the
+/// hooks' own pages); everyone else learns only that there was an error. The API and the
+/// dashboard both answer through this, so they cannot disagree.
+pub fn visible_error(notification: &NotificationRecord, admin: bool) -> Option<&str> {
+    notification
+        .last_error
+        .as_deref()
+        .map(|error| if admin { error } else { ERROR_FOR_READERS })
 }
 
 /// A notification and its attempts, as the history shows it.
@@ -70,6 +86,31 @@ pub fn notification_json(
 
 /// How long the name lookup of a new hook's target may hold its request.
 const LOOKUP_TIMEOUT: Duration = slipway_notify::deliver::DNS_TIMEOUT;
+
+/// The notification `id` and its repository, if the caller holds `needed` on that repository;
+/// one the caller may not read is answered like a missing one (401 anonymous, 404 signed in).
+pub async fn find_notification(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    needed: Role,
+) -> Result<(NotificationRecord, RepositoryRecord), ApiError> {
+    let notification = match Uuid::parse_str(id) {
+        Ok(id) => state.store.notification(id).await?,
+        Err(_) => None,
+    };
+    let found = match notification {
+        Some(notification) => state
+            .store
+            .repository(notification.repository_id)
+            .await?
+            .map(|repository| (notification, repository)),
+        None => None,
+    };
+    caller.require_found(found, needed, || {
+        ApiError::not_found(format!("no notification {id:?}"))
+    })
+}
 
 /// Checks a target URL as configured: its form, a literal address, and (for a name) every
 /// address it resolves to now; sending checks the resolved addresses again.
@@ -246,15 +287,8 @@ pub async fn redeliver(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let not_found = || ApiError::not_found(format!("no notification {id:?}"));
-    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let notification = state.store.notification(id).await?.ok_or_else(not_found)?;
-    let repository = state
-        .store
-        .repository(notification.repository_id)
-        .await?
-        .ok_or_else(not_found)?;
-    caller.require(&repository, Role::Admin)?;
+    let (notification, _) = find_notification(&state, &caller, &id, Role::Admin).await?;
+    let id = notification.id;
     let outcome = state.store.redeliver_notification(id).await?;
     let new_id = redelivery_result(outcome, id)?;
     state.notifications_due.notify_one();

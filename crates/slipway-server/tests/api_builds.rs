@@ -326,7 +326,8 @@ async fn callers_see_only_the_builds_of_repositories_they_may_read() {
     );
     let (status, body) =
         send_as_is(&h, get("/api/builds?repository=acme/web", Some(&granted))).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // Answered as if acme/web did not exist: the user may not learn that it does.
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_error_shape(&body, "a filter naming a repository the user may not read");
 
     // A token limited to acme/api of a global reader: only acme/api.
@@ -683,4 +684,53 @@ async fn the_detail_has_a_timeline_of_every_state() {
         "{detail}"
     );
     assert_eq!(detail["attempt_history"][0]["worker"], "test-worker");
+}
+
+#[tokio::test]
+async fn a_notifications_error_text_is_answered_to_admins_only() {
+    let h = harness().await;
+    let error = "connecting to hooks.internal.example (10.20.30.40:443) was refused";
+    let (build, _, _) = build_with_notifications(&h).await;
+    fail_due_notifications(&h, error).await;
+    let repository = h
+        .state
+        .store
+        .repository_by_name("acme/web")
+        .await
+        .expect("query")
+        .expect("acme/web");
+    let reader = token_for(&h.state.store, "reader", None, Role::Read, None).await;
+    let user = h
+        .state
+        .store
+        .user_by_name("reader")
+        .await
+        .expect("query")
+        .expect("reader");
+    h.state
+        .store
+        .set_grant(repository.id, user.id, Some(Role::Read))
+        .await
+        .expect("grant");
+
+    let (status, answer) = send(&h, get(&format!("/api/builds/{build}"), Some(&reader))).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let notifications = answer["notifications"].as_array().expect("notifications");
+    assert_eq!(notifications.len(), 2, "{answer}");
+    for notification in notifications {
+        assert_eq!(notification["state"], "failed", "{answer}");
+        assert_eq!(
+            notification["last_error"], "failed; an admin can see why",
+            "{answer}"
+        );
+        assert!(notification.get("history").is_none(), "{answer}");
+    }
+    assert!(!answer.to_string().contains("10.20.30.40"), "{answer}");
+
+    let (status, answer) = send(&h, get(&format!("/api/builds/{build}"), None)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    for notification in answer["notifications"].as_array().expect("notifications") {
+        assert_eq!(notification["last_error"], error, "{answer}");
+        assert_eq!(notification["history"][0]["error"], error, "{answer}");
+    }
 }

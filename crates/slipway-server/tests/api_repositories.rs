@@ -986,3 +986,49 @@ async fn status_redeliveries_never_send_twice_or_go_back_in_time() {
         "sent once more, once"
     );
 }
+
+/// Disabling a repository holds its queued builds: no worker claims them, the build says why it
+/// waits, and enabling the repository again lets them run.
+#[tokio::test]
+async fn a_disabled_repositorys_queued_builds_wait_until_it_is_enabled() {
+    let h = harness().await;
+    let root = h.admin_token.clone();
+    let (status, body) = send_checked(
+        &h,
+        json_request("POST", "/api/repositories", &root, &new_repository()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, answer) = push(&h, WEBHOOK_SECRET, "d-held", &"4".repeat(40)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let id = build_id(&answer);
+    let patch = |body: Value| json_request("PATCH", "/api/repositories/acme/secret", &root, &body);
+
+    let (status, body) = send_checked(&h, patch(json!({"enabled": false}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let lease = Duration::from_secs(600);
+    assert!(
+        h.state
+            .store
+            .claim_build("test-worker", lease)
+            .await
+            .expect("claim")
+            .is_none(),
+        "a disabled repository's build is not claimed"
+    );
+    let (status, build) = send_checked(&h, get(&format!("/api/builds/{id}"), &root)).await;
+    assert_eq!(status, StatusCode::OK, "{build}");
+    assert_eq!(build["status"], "queued", "{build}");
+    assert!(
+        build["waiting"]
+            .as_str()
+            .is_some_and(|why| why.contains("disabled")),
+        "{build}"
+    );
+
+    let (status, body) = send_checked(&h, patch(json!({"enabled": true}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, build) = send_checked(&h, get(&format!("/api/builds/{id}"), &root)).await;
+    assert_eq!(build["waiting"], "waiting for a free worker", "{build}");
+    run_to_success(&h, id).await;
+}

@@ -4,8 +4,10 @@
 //! access level, a path parameter or a request body the test does not know) fails it. For each
 //! route a fresh world is built (a repository with a finished build, a queued build, a
 //! delivery, a trigger and users holding each role), the callers who must be refused are
-//! checked first, each answer in the one error shape, and then one caller who is allowed,
-//! whose answer must carry the status the table documents. Refusals change nothing, so the
+//! checked first (401 for the anonymous, 404 for signed-in callers who may not read the
+//! repository, 403 for those who may read it but lack the role), each answer in the one error
+//! shape, and then one caller who is allowed, whose answer must carry the status the table
+//! documents. Refusals change nothing, so the
 //! allowed call always finds the world as it was built.
 
 mod common;
@@ -30,6 +32,9 @@ const GRANTED: [(&str, Role); 4] = [
     ("admin", Role::Admin),
     ("owner", Role::Owner),
 ];
+
+/// The world's reader's password, which changing it needs (their own user's route).
+const READER_PASSWORD: &str = "the reader's own password";
 
 /// Who calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,6 +255,11 @@ impl World {
             )
             .await,
         );
+        let hash = slipway_server::auth::hash_password(READER_PASSWORD).expect("hash");
+        store
+            .update_user("reader", Some(&hash), None)
+            .await
+            .expect("the reader's password");
         let reader = store
             .user_by_name("reader")
             .await
@@ -408,7 +418,9 @@ fn body_for(doc: &RouteDoc) -> Option<Value> {
         ("post", "/api/users") => {
             json!({"name": "newcomer", "password": "a long enough password"})
         }
-        ("patch", "/api/users/{name}") => json!({"password": "another long password"}),
+        ("patch", "/api/users/{name}") => {
+            json!({"password": "another long password", "current_password": READER_PASSWORD})
+        }
         ("post", "/api/tokens") => json!({"name": "laptop"}),
         ("post", "/api/repositories/{owner}/{name}/webhooks") => json!({
             "url": "https://8.8.8.8/deploy",
@@ -500,10 +512,13 @@ async fn check_route(doc: &RouteDoc, anonymous_read: bool) {
                 // the closed world checks them.
                 return;
             }
-            w.refused(doc, Who::User("stranger"), StatusCode::FORBIDDEN)
+            // Signed-in callers with no role on the repository are told nothing about it: the
+            // same 404 as for a repository (or build, delivery, notification) that is missing.
+            w.refused(doc, Who::User("stranger"), StatusCode::NOT_FOUND)
                 .await;
-            w.refused(doc, Who::User("only-api"), StatusCode::FORBIDDEN)
+            w.refused(doc, Who::User("only-api"), StatusCode::NOT_FOUND)
                 .await;
+            // Those who may read it learn what they lack.
             for (name, role) in GRANTED {
                 if role < needed {
                     w.refused(doc, Who::User(name), StatusCode::FORBIDDEN).await;
@@ -704,8 +719,7 @@ async fn users_change_only_their_own_password_and_only_owners_make_owners() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
         assert_error_shape(&body, "a narrow token changing its user's password");
     }
-    let (status, body) = send_as_is(&h, patch(&carol, "carol", password.clone())).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    // (A full token may, with carol's current password: see the test after this one.)
 
     let create = Request::post("/api/users")
         .header("authorization", format!("Bearer {admin}"))
@@ -806,4 +820,220 @@ async fn grants_give_owner_only_from_owners_and_tokens_cannot_reach_further_than
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["scope"], "write");
     assert_eq!(body["repository"], "acme/web");
+}
+
+/// Whether a repository exists is not something a caller who may not read it can learn: the
+/// anonymous get 401 for a missing repository and for a closed one alike, signed-in callers
+/// with no role 404 for both, and the same holds for builds, deliveries and notifications
+/// reached by id.
+#[tokio::test]
+async fn callers_who_may_not_read_a_repository_cannot_tell_whether_it_exists() {
+    let w = World::new(false).await;
+    let missing_id = Uuid::now_v7();
+    let pairs: [(String, String); 6] = [
+        (
+            "/api/repositories/acme/web".to_owned(),
+            "/api/repositories/acme/missing".to_owned(),
+        ),
+        (
+            "/api/repositories/acme/web/deliveries".to_owned(),
+            "/api/repositories/acme/missing/deliveries".to_owned(),
+        ),
+        (
+            "/api/builds?repository=acme/web".to_owned(),
+            "/api/builds?repository=acme/missing".to_owned(),
+        ),
+        (
+            format!("/api/builds/{}", w.finished_build),
+            format!("/api/builds/{missing_id}"),
+        ),
+        (
+            format!("/api/builds/{}/log", w.finished_build),
+            "/api/builds/not-an-id/log".to_owned(),
+        ),
+        (
+            format!("/api/deliveries/{}", w.delivery),
+            format!("/api/deliveries/{missing_id}"),
+        ),
+    ];
+    let answer = |who: Option<&'static str>, path: String| {
+        let w = &w;
+        async move {
+            let mut builder = Request::get(&path);
+            if let Some(name) = who {
+                builder = builder.header("authorization", format!("Bearer {}", w.tokens[name]));
+            }
+            let request = builder.body(Body::empty()).expect("request");
+            let (status, _, bytes) = send_raw(&w.h, request).await;
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            assert_error_shape(&body, &path);
+            (status, body["error"]["code"].clone())
+        }
+    };
+    for (existing, missing) in pairs {
+        for (who, status) in [
+            (None, StatusCode::UNAUTHORIZED),
+            (Some("stranger"), StatusCode::NOT_FOUND),
+            (Some("only-api"), StatusCode::NOT_FOUND),
+        ] {
+            let seen = answer(who, existing.clone()).await;
+            let unseen = answer(who, missing.clone()).await;
+            assert_eq!(seen.0, status, "{existing} as {who:?}");
+            assert_eq!(
+                seen, unseen,
+                "{existing} and {missing} answer {who:?} alike"
+            );
+        }
+    }
+
+    // The notification redelivery (a change) says the same to callers who may not read.
+    for who in [None, Some("stranger")] {
+        let mut statuses = Vec::new();
+        for id in [w.notification, missing_id] {
+            let mut builder = Request::post(format!("/api/notifications/{id}/redeliver"));
+            if let Some(name) = who {
+                builder = builder.header("authorization", format!("Bearer {}", w.tokens[name]));
+            }
+            let (status, _, _) =
+                send_raw(&w.h, builder.body(Body::empty()).expect("request")).await;
+            statuses.push(status);
+        }
+        assert_eq!(statuses[0], statuses[1], "{who:?}");
+    }
+    // A reader of the repository learns that it exists and what they lack.
+    let request = Request::post(format!("/api/notifications/{}/redeliver", w.notification))
+        .header("authorization", format!("Bearer {}", w.tokens["reader"]))
+        .body(Body::empty())
+        .expect("request");
+    let (status, _, _) = send_raw(&w.h, request).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+/// Changing one's own password needs the current one, with a token and with a session alike,
+/// so a stolen credential cannot lock the owner out; an administrator resetting another user's
+/// password needs no password of theirs.
+#[tokio::test]
+async fn changing_ones_own_password_needs_the_current_one() {
+    let h = harness().await;
+    let store = h.state.store.clone();
+    let carol = token_for(&store, "carol", None, Role::Owner, None).await;
+    let admin = token_for(&store, "eve", Some(Role::Admin), Role::Owner, None).await;
+    for (name, password) in [
+        ("carol", "carol's first password"),
+        ("eve", "eve's own password"),
+    ] {
+        let hash = slipway_server::auth::hash_password(password).expect("hash");
+        store
+            .update_user(name, Some(&hash), None)
+            .await
+            .expect("password");
+    }
+    let patch = |token: &str, user: &str, body: Value| {
+        Request::patch(format!("/api/users/{user}"))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request")
+    };
+    let signs_in_with = |name: &'static str, password: &'static str| {
+        let store = store.clone();
+        async move {
+            let user = store
+                .user_by_name(name)
+                .await
+                .expect("query")
+                .expect("user");
+            slipway_server::auth::verify_password(password, &user.password_hash)
+        }
+    };
+
+    // With a token: no current password, a wrong one, then the right one.
+    let (status, body) = send_as_is(
+        &h,
+        patch(
+            &carol,
+            "carol",
+            json!({"password": "carol's second password"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error_shape(&body, "no current password");
+    let (status, body) = send_as_is(
+        &h,
+        patch(
+            &carol,
+            "carol",
+            json!({"password": "carol's second password", "current_password": "a guess at it"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "wrong_password", "{body}");
+    assert!(signs_in_with("carol", "carol's first password").await);
+    let (status, body) = send_as_is(
+        &h,
+        patch(
+            &carol,
+            "carol",
+            json!({"password": "carol's second password", "current_password": "carol's first password"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(signs_in_with("carol", "carol's second password").await);
+
+    // With a session: the same rule.
+    let (cookie, csrf) = session_for(&h, "carol", 3_600_000).await;
+    let with_session = |body: Value| {
+        Request::patch("/api/users/carol")
+            .header("cookie", format!("slipway_session={cookie}"))
+            .header("x-csrf-token", &csrf)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request")
+    };
+    let (status, body) = send_as_is(
+        &h,
+        with_session(json!({"password": "carol's third password"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = send_as_is(
+        &h,
+        with_session(json!({"password": "carol's third password", "current_password": "carol's first password"})),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "the old password is no longer it: {body}"
+    );
+    let (status, body) = send_as_is(
+        &h,
+        with_session(json!({"password": "carol's third password", "current_password": "carol's second password"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(signs_in_with("carol", "carol's third password").await);
+
+    // An administrator needs their own current password for their own account too ...
+    let (status, body) = send_as_is(
+        &h,
+        patch(&admin, "eve", json!({"password": "eve's second password"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // ... but resets another user's without knowing it.
+    let (status, body) = send_as_is(
+        &h,
+        patch(
+            &admin,
+            "carol",
+            json!({"password": "reset by an administrator"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(signs_in_with("carol", "reset by an administrator").await);
 }

@@ -8,7 +8,6 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use common::*;
 use slipway_core::Role;
-use slipway_store::{NewNotification, NotificationKind};
 use tower::ServiceExt;
 use uuid::Uuid;
 
@@ -66,6 +65,13 @@ async fn add_user(h: &Harness, name: &str, password: &str, role: Option<Role>) {
 
 /// Signs in through the form and returns the session cookie.
 async fn sign_in(h: &Harness, name: &str, password: &str) -> String {
+    let (session, _) = sign_in_with_headers(h, name, password).await;
+    session
+}
+
+/// Signs in through the form; returns the session cookie and the `Set-Cookie` lines of the
+/// login form's answer and of the sign-in's.
+async fn sign_in_with_headers(h: &Harness, name: &str, password: &str) -> (String, Vec<String>) {
     let form = fetch(
         h,
         Request::get("/login").body(Body::empty()).expect("request"),
@@ -99,7 +105,57 @@ async fn sign_in(h: &Harness, name: &str, password: &str) -> String {
         set.contains("HttpOnly") && set.contains("SameSite=Lax"),
         "{set}"
     );
-    cookie_value(&answer, "slipway_session").expect("session")
+    let set_cookies = [&form, &answer]
+        .iter()
+        .flat_map(|page| page.headers.get_all(header::SET_COOKIE).iter())
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .collect();
+    (
+        cookie_value(&answer, "slipway_session").expect("session"),
+        set_cookies,
+    )
+}
+
+/// A `Set-Cookie` line's attributes, lower-cased, without their values (`max-age`, `secure`…).
+fn cookie_attributes(line: &str) -> Vec<String> {
+    line.split(';')
+        .skip(1)
+        .map(|part| {
+            part.trim()
+                .split('=')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn session_cookies_are_http_only_same_site_and_secure_exactly_over_https() {
+    for (public_url, secure) in [
+        ("https://builds.example.com", true),
+        ("http://slipway.test", false),
+    ] {
+        let mut h = harness().await;
+        h.state.public_url = public_url.to_owned();
+        add_user(&h, "alice", "correct horse battery", None).await;
+        let (_, lines) = sign_in_with_headers(&h, "alice", "correct+horse+battery").await;
+        for name in ["slipway_session=", "slipway_login_csrf="] {
+            let line = lines
+                .iter()
+                .find(|line| line.starts_with(name) && !line.contains("Max-Age=0"))
+                .unwrap_or_else(|| panic!("no {name} cookie set in {lines:?}"));
+            let attributes = cookie_attributes(line);
+            assert!(attributes.contains(&"httponly".to_owned()), "{line}");
+            assert!(line.contains("SameSite=Lax"), "{line}");
+            assert_eq!(
+                attributes.contains(&"secure".to_owned()),
+                secure,
+                "{public_url}: {line}"
+            );
+        }
+    }
 }
 
 fn get_with(path: &str, session: &str) -> Request<Body> {
@@ -352,6 +408,65 @@ async fn badges_follow_the_repositorys_anonymous_reading() {
     );
 }
 
+/// A badge's message, read from its accessible name (`aria-label="label: message"`).
+fn badge_message(svg: &str) -> String {
+    let marker = "aria-label=\"";
+    let start = svg.find(marker).expect("an aria-label") + marker.len();
+    let label = svg[start..].split('"').next().expect("a label");
+    label
+        .rsplit_once(": ")
+        .map(|(_, message)| message.to_owned())
+        .unwrap_or_else(|| panic!("no message in {label:?}"))
+}
+
+#[tokio::test]
+async fn a_tags_badge_shows_its_newest_finished_build_however_many_builds_came_since() {
+    let h = harness().await;
+    h.state
+        .store
+        .execute_raw_for_tests("UPDATE repositories SET anonymous_read = TRUE")
+        .await
+        .expect("open the repository");
+    // The oldest build, the only one to carry v1, succeeded; 150 newer builds carry latest:
+    // the newest is still queued, the one before it was skipped, the one before that failed,
+    // and every older one succeeded.
+    h.state
+        .store
+        .execute_raw_for_tests(
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 150)
+             INSERT INTO builds (id, repository_id, git_ref, commit_sha, image, tags_json,
+                 dockerfile, context, status, queued_at)
+             SELECT printf('%08x-0000-7000-8000-%012x', i, i),
+                 (SELECT id FROM repositories WHERE name = 'acme/web'),
+                 'refs/heads/main', printf('%040x', i + 1), '127.0.0.1:5000/acme/web',
+                 CASE WHEN i = 0 THEN '[\"v1\",\"1\"]' ELSE '[\"latest\"]' END, 'Dockerfile', '/',
+                 CASE i WHEN 150 THEN 'queued' WHEN 149 THEN 'skipped' WHEN 148 THEN 'failed'
+                     ELSE 'succeeded' END,
+                 1700000000000 + i * 1000
+             FROM n",
+        )
+        .await
+        .expect("builds");
+    let badge = |query: &'static str| {
+        let h = &h;
+        async move {
+            let page = fetch(
+                h,
+                Request::get(format!("/badge/acme/web.svg{query}"))
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await;
+            assert_eq!(page.status, StatusCode::OK, "{query}: {}", page.text);
+            badge_message(&page.text)
+        }
+    };
+    assert_eq!(badge("?tag=v1").await, "passing");
+    assert_eq!(badge("?tag=latest").await, "failing");
+    assert_eq!(badge("").await, "failing");
+    assert_eq!(badge("?tag=v2").await, "unknown");
+}
+
 #[tokio::test]
 async fn a_wrong_method_is_answered_in_the_error_shape() {
     let h = harness().await;
@@ -364,70 +479,6 @@ async fn a_wrong_method_is_answered_in_the_error_shape() {
     .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
-}
-
-/// The secret of the outgoing webhook the notification tests add; no page may show it.
-const HOOK_SECRET: &str = "hook-secret-never-on-a-page-0123";
-
-/// A queued build with an outgoing webhook on `acme/web` and, dispatched from the build's
-/// `queued` transition as the notifier would, a webhook delivery and a commit status.
-/// Returns the build id, the hook id and the webhook delivery's notification id.
-async fn build_with_notifications(h: &Harness) -> (String, Uuid, Uuid) {
-    let store = &h.state.store;
-    let build = queued_build(h).await;
-    let build_id = Uuid::parse_str(&build).expect("a build id");
-    let repository = store
-        .repository_by_name("acme/web")
-        .await
-        .expect("query")
-        .expect("acme/web");
-    let hook = store
-        .create_hook(
-            repository.id,
-            "https://hooks.example.com/deploy/capability-path?token=query-secret",
-            &["build_queued".to_owned(), "image_pushed".to_owned()],
-            HOOK_SECRET,
-        )
-        .await
-        .expect("hook");
-    let transitions = store
-        .claim_transitions("dashboard-test", 60_000, 100)
-        .await
-        .expect("transitions");
-    let seq = transitions
-        .iter()
-        .find(|t| t.build_id == build_id)
-        .expect("the build's transition")
-        .seq;
-    let notification = |kind, hook_id, event: &str| NewNotification {
-        build_id,
-        repository_id: repository.id,
-        kind,
-        hook_id,
-        event: event.to_owned(),
-        payload_json: "{}".to_owned(),
-        transition_seq: seq,
-        status_key: None,
-    };
-    store
-        .dispatch_transitions(
-            "dashboard-test",
-            &[seq],
-            &[
-                notification(NotificationKind::Webhook, Some(hook.id), "build_queued"),
-                notification(NotificationKind::Status, None, "queued"),
-            ],
-        )
-        .await
-        .expect("dispatch");
-    let delivery = store
-        .hook_deliveries(hook.id, 10)
-        .await
-        .expect("deliveries")
-        .first()
-        .expect("a delivery")
-        .id;
-    (build, hook.id, delivery)
 }
 
 #[tokio::test]
@@ -474,6 +525,38 @@ async fn the_build_page_lists_its_notifications_to_readers_without_secrets() {
         "{}",
         page.text
     );
+}
+
+/// An error text as the sender records it: it names the receiver's host and address, which
+/// only the repository's admins may learn.
+const RECEIVER_ERROR: &str = "connecting to hooks.internal.example (10.20.30.40:443) was refused";
+
+#[tokio::test]
+async fn a_notifications_error_text_is_shown_to_admins_and_withheld_from_readers() {
+    let h = harness().await;
+    add_user(&h, "reader", "a long password", Some(Role::Read)).await;
+    add_user(&h, "boss", "another long password", Some(Role::Admin)).await;
+    let (build, _, _) = build_with_notifications(&h).await;
+    fail_due_notifications(&h, RECEIVER_ERROR).await;
+
+    let reader = sign_in(&h, "reader", "a+long+password").await;
+    let page = fetch(&h, get_with(&format!("/builds/{build}"), &reader)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("status-failed"), "{}", page.text);
+    assert!(
+        page.text.contains("failed; an admin can see why"),
+        "{}",
+        page.text
+    );
+    for leak in ["10.20.30.40", "hooks.internal.example"] {
+        assert!(!page.text.contains(leak), "{leak} shown to a reader");
+    }
+
+    let admin = sign_in(&h, "boss", "another+long+password").await;
+    let page = fetch(&h, get_with(&format!("/builds/{build}"), &admin)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains(RECEIVER_ERROR), "{}", page.text);
+    assert!(!page.text.contains("an admin can see why"), "{}", page.text);
 }
 
 #[tokio::test]

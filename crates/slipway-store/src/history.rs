@@ -216,6 +216,49 @@ impl Store {
         Ok(lines)
     }
 
+    /// The status of a repository's newest finished build (skipped ones aside), or of the
+    /// newest finished one that carries `tag`: what its badge shows. Either is one index read
+    /// from the newest end, which stops at the first finished build: `builds_by_repository_time`,
+    /// or `build_tags_by_repository_tag_time` for a tag (`build_tags` is kept by triggers).
+    /// The status is excluded with `NOT IN`, which no index can serve, so that neither
+    /// database is tempted to read every finished build by status and sort them.
+    pub async fn newest_finished_status(
+        &self,
+        repository_id: Uuid,
+        tag: Option<&str>,
+    ) -> Result<Option<BuildStatus>> {
+        let row: Option<(String,)> = with_pool!(self, read, |pool| {
+            match tag {
+                None => {
+                    sqlx::query_as(
+                        "SELECT status FROM builds
+                         WHERE repository_id = $1 AND status NOT IN ('queued', 'running', 'skipped')
+                         ORDER BY queued_at DESC, id DESC LIMIT 1",
+                    )
+                    .bind(repository_id.to_string())
+                    .fetch_optional(pool)
+                    .await?
+                }
+                // `CROSS JOIN` makes SQLite read the tag's index first, in order, as in
+                // `list_sql`; PostgreSQL plans it as the inner join it is.
+                Some(tag) => {
+                    sqlx::query_as(
+                        "SELECT b.status FROM build_tags t CROSS JOIN builds b
+                         WHERE b.id = t.build_id AND t.repository_id = $1 AND t.tag = $2
+                           AND b.status NOT IN ('queued', 'running', 'skipped')
+                         ORDER BY t.queued_at DESC, t.build_id DESC LIMIT 1",
+                    )
+                    .bind(repository_id.to_string())
+                    .bind(tag)
+                    .fetch_optional(pool)
+                    .await?
+                }
+            }
+        });
+        row.map(|(status,)| status.parse().map_err(StoreError::Corrupt))
+            .transpose()
+    }
+
     /// Notes that a build's attempt entered a phase (cloning, building, pushing).
     pub async fn record_build_event(
         &self,

@@ -445,6 +445,8 @@ impl Store {
             }
             tx.commit().await?;
         });
+        // A repository enabled again by the configuration may have queued builds waiting.
+        self.wake().await;
         Ok(())
     }
 
@@ -1560,7 +1562,9 @@ macro_rules! delivery_select {
 }
 use delivery_select;
 
-/// Claims the oldest runnable queued build. On SQLite the single write connection serialises
+/// Claims the oldest runnable queued build: not backing off, of an enabled repository, and
+/// within its repository's concurrency limit. The repository's settings are read by correlated
+/// subqueries rather than a join, so PostgreSQL's `FOR UPDATE` locks the build row only. On SQLite the single write connection serialises
 /// claims, so the sub-select cannot hand one build to two workers; PostgreSQL's variant adds
 /// `FOR UPDATE SKIP LOCKED`, so concurrent claims neither wait on nor collide with each other.
 macro_rules! claim_sql {
@@ -1570,6 +1574,9 @@ macro_rules! claim_sql {
                  started_at = $3, attempts = attempts + 1
              WHERE id = (SELECT b.id FROM builds b
                          WHERE b.status = 'queued' AND (b.not_before IS NULL OR b.not_before <= $3)
+                           -- The repository is enabled: a disabled one's builds wait, queued,
+                           -- until it is enabled again.
+                           AND (SELECT r.enabled FROM repositories r WHERE r.id = b.repository_id)
                            -- The repository's concurrency limit (0: none) is not reached.
                            AND ((SELECT r.max_concurrent_builds FROM repositories r WHERE r.id = b.repository_id) = 0
                                 OR (SELECT COUNT(*) FROM builds x WHERE x.repository_id = b.repository_id AND x.status = 'running')

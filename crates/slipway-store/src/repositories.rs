@@ -216,7 +216,9 @@ impl Store {
     }
 
     /// Enables or disables an API-managed repository. A disabled repository refuses webhooks
-    /// and triggers (404) and keeps its history; its queued builds still run.
+    /// and triggers (404) and keeps its history; its queued builds stay queued, unclaimable,
+    /// until it is enabled again (builds already running finish). Enabling wakes the workers,
+    /// since its queued builds have just become claimable.
     pub async fn set_repository_enabled(
         &self,
         id: Uuid,
@@ -235,6 +237,9 @@ impl Store {
         });
         if changed == 0 {
             return Err(RepositoryChangeError::ManagedByConfig(id.to_string()));
+        }
+        if enabled {
+            self.wake().await;
         }
         Ok(())
     }
@@ -269,6 +274,7 @@ impl Store {
                         "DELETE FROM build_attempts WHERE build_id IN (SELECT id FROM builds WHERE repository_id = $1)",
                         "DELETE FROM build_events WHERE build_id IN (SELECT id FROM builds WHERE repository_id = $1)",
                         "DELETE FROM pushed_tags WHERE build_id IN (SELECT id FROM builds WHERE repository_id = $1)",
+                        "DELETE FROM build_tags WHERE build_id IN (SELECT id FROM builds WHERE repository_id = $1)",
                         "DELETE FROM builds WHERE repository_id = $1",
                         "DELETE FROM deliveries WHERE repository_id = $1",
                         "DELETE FROM trigger_requests WHERE trigger_id IN (SELECT id FROM triggers WHERE repository_id = $1)",

@@ -71,6 +71,7 @@ on_both_backends!(
     infrastructure_retries_wait_out_their_backoff_and_every_attempt_is_kept,
     a_build_handed_back_at_shutdown_keeps_its_attempts,
     a_repository_never_runs_more_builds_than_its_limit,
+    a_disabled_repositorys_builds_wait_until_it_is_enabled_again,
     workers_report_their_health,
 );
 
@@ -954,6 +955,111 @@ async fn a_repository_never_runs_more_builds_than_its_limit(store: Store) {
             .expect("now free")
             .id,
         second.id
+    );
+}
+
+async fn a_disabled_repositorys_builds_wait_until_it_is_enabled_again(store: Store) {
+    // One repository from the API (disabled through the API) and one from the configuration
+    // (disabled by leaving the file), each with a queued build, and an enabled one beside them.
+    let api = store
+        .create_repository(
+            &spec("acme/api"),
+            None,
+            &slipway_store::SecretChanges::default(),
+        )
+        .await
+        .expect("create")
+        .id;
+    store
+        .sync_repositories(&[spec("acme/config"), spec("acme/free")])
+        .await
+        .expect("sync");
+    let config = store
+        .repository_by_name("acme/config")
+        .await
+        .expect("query")
+        .expect("exists")
+        .id;
+    let free = store
+        .repository_by_name("acme/free")
+        .await
+        .expect("query")
+        .expect("exists")
+        .id;
+    let mut queued = Vec::new();
+    for (repository, name, commit) in [
+        (api, "acme/api", "1"),
+        (config, "acme/config", "2"),
+        (free, "acme/free", "3"),
+    ] {
+        let build = build_for(&commit.repeat(40));
+        let mut arrived = delivery(repository, &format!("{name}-1"));
+        arrived.repository_name = name.to_owned();
+        record(&store, &arrived, std::slice::from_ref(&build)).await;
+        queued.push(build.id);
+    }
+    store
+        .set_repository_enabled(api, false)
+        .await
+        .expect("disable");
+    store
+        .sync_repositories(&[spec("acme/free")])
+        .await
+        .expect("leave acme/config out");
+
+    let lease = Duration::from_secs(60);
+    // The API repository's build is the oldest, yet the enabled repository's build is the one
+    // claimed, and then nothing is: both disabled repositories' builds wait.
+    let claimed = store
+        .claim_build("w/1", lease)
+        .await
+        .expect("claim")
+        .expect("the enabled repository's build");
+    assert_eq!(claimed.id, queued[2]);
+    assert!(
+        store
+            .claim_build("w/2", lease)
+            .await
+            .expect("claim")
+            .is_none(),
+        "builds of disabled repositories are not claimed"
+    );
+    for id in &queued[..2] {
+        let waiting = store.build(*id).await.expect("query").expect("kept");
+        assert_eq!(
+            waiting.status,
+            BuildStatus::Queued,
+            "still queued, not dropped"
+        );
+        assert_eq!(waiting.attempts, 0);
+    }
+
+    // Enabling again, either way, lets them run, oldest first.
+    store
+        .set_repository_enabled(api, true)
+        .await
+        .expect("enable");
+    assert_eq!(
+        store
+            .claim_build("w/3", lease)
+            .await
+            .expect("claim")
+            .expect("the API repository's build")
+            .id,
+        queued[0]
+    );
+    store
+        .sync_repositories(&[spec("acme/config"), spec("acme/free")])
+        .await
+        .expect("put acme/config back");
+    assert_eq!(
+        store
+            .claim_build("w/4", lease)
+            .await
+            .expect("claim")
+            .expect("the configuration repository's build")
+            .id,
+        queued[1]
     );
 }
 

@@ -54,13 +54,20 @@ pub enum Command {
         #[command(subcommand)]
         command: TriggerCommand,
     },
-    /// Manage user accounts, directly in the database (the first-run path: no server needed).
+    /// Manage user accounts. `user add` works on the database (the first-run path: no server
+    /// needed); the others go through the API when --server or --token is given, and work on
+    /// the server's database otherwise (with --config, --database-url or --data-dir).
     User {
+        #[command(flatten)]
+        client: ClientArgs,
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// Manage API tokens, directly in the database.
+    /// Manage API tokens: through the API when --server or --token is given, otherwise on the
+    /// server's database (with --config, --database-url or --data-dir).
     Token {
+        #[command(flatten)]
+        client: ClientArgs,
         #[command(subcommand)]
         command: TokenCommand,
     },
@@ -68,7 +75,7 @@ pub enum Command {
     Openapi,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum UserCommand {
     /// Add a user. The password is read from standard input (one line) when it is not a
     /// terminal, and asked for twice when it is.
@@ -82,7 +89,9 @@ pub enum UserCommand {
         #[arg(long)]
         role: Option<String>,
     },
-    /// Set a user's password (read like `user add`'s); their sessions end.
+    /// Set a user's password (read like `user add`'s); their sessions end. Through the API,
+    /// setting your own needs your current password, read first (the first line of standard
+    /// input, then the new one on the second).
     Passwd { name: String },
     /// List users and their global roles.
     List,
@@ -92,13 +101,14 @@ pub enum UserCommand {
     Enable { name: String },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum TokenCommand {
     /// Create an API token for a user and print it once.
     Create {
-        /// Whose token it is.
+        /// Whose token it is: needed on the database. Through the API a token is always made
+        /// for the user of the token that asks, so this may only name that user.
         #[arg(long)]
-        user: String,
+        user: Option<String>,
         /// A name to recognise it by, e.g. "ci" or "laptop".
         #[arg(long, default_value = "cli")]
         name: String,
@@ -152,6 +162,14 @@ pub struct ClientArgs {
     pub json: bool,
 }
 
+impl ClientArgs {
+    /// Whether the command line says which server to talk to or with which token, which makes
+    /// an account command a client of the API rather than of the database.
+    pub fn names_a_server(&self) -> bool {
+        self.server.is_some() || self.token.is_some()
+    }
+}
+
 fn parse_secret(text: &str) -> Result<Secret, String> {
     let text = text.trim();
     if text.is_empty() {
@@ -162,11 +180,18 @@ fn parse_secret(text: &str) -> Result<Secret, String> {
 
 impl Command {
     /// How to reach the API, for the commands that are its clients.
+    /// The client arguments of a command that talks to the API: always for `repo`, `build`
+    /// and `trigger`; for the account commands with an API equivalent (all but `user add`)
+    /// when a server or a token is given.
     pub fn client_args(&self) -> Option<&ClientArgs> {
         match self {
             Command::Repo { client, .. }
             | Command::Build { client, .. }
             | Command::Trigger { client, .. } => Some(client),
+            Command::User { client, command } => (!matches!(command, UserCommand::Add { .. })
+                && client.names_a_server())
+            .then_some(client),
+            Command::Token { client, .. } => client.names_a_server().then_some(client),
             _ => None,
         }
     }

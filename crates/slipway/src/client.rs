@@ -1,4 +1,5 @@
-//! The HTTP client behind the API's commands (`repo`, `build`, `trigger`): the one place that
+//! The HTTP client behind the API's commands (`repo`, `build`, `trigger`, and `user` and `token`
+//! when they go through the API): the one place that
 //! knows the server's address, sends the token, and turns the API's error shape into messages
 //! a person can act on.
 
@@ -119,6 +120,16 @@ impl ApiClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.to_string());
         }
+        json_of(self.send(request).await?).await
+    }
+
+    /// `PATCH` with a JSON body.
+    pub async fn patch_json(&self, segments: &[&str], body: &Value) -> Result<Value> {
+        let request = self
+            .request(Method::PATCH, self.url(segments))
+            .timeout(REQUEST_TIMEOUT)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
         json_of(self.send(request).await?).await
     }
 

@@ -69,7 +69,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, config)) {
+    // The account commands with an API equivalent use the database only when the command
+    // line (or the environment) names it: on the server, as its operator.
+    let names_a_database = ["config", "database_url", "data_dir"]
+        .iter()
+        .any(|id| sources.contains_key(id));
+    match runtime.block_on(run(cli.command, config, names_a_database)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -79,7 +84,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs one of the API's client commands (`repo`, `build`, `trigger`). They need no database
+/// Runs one of the API's client commands (`repo`, `build`, `trigger`, and `user` and `token`
+/// when a server or token is given). They need no database
 /// and no configuration; the configuration file is read only for `public_url` when no
 /// `--server` is given. Their own messages go to standard error without log decoration, and
 /// the token is never printed.
@@ -124,6 +130,12 @@ fn run_client(
             Command::Repo { command, .. } => remote::run_repo(command.clone(), &api, json).await,
             Command::Build { command, .. } => remote::run_build(command.clone(), &api, json).await,
             Command::Trigger { command, .. } => triggers::run(command.clone(), &api, json).await,
+            Command::User { command, .. } => {
+                accounts::user_through_api(command.clone(), &api, json).await
+            }
+            Command::Token { command, .. } => {
+                accounts::token_through_api(command.clone(), &api, json).await
+            }
             _ => Err(anyhow::anyhow!("this command does not talk to the API")),
         }
     });
@@ -160,7 +172,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn run(command: Command, config: Config) -> Result<()> {
+async fn run(command: Command, config: Config, names_a_database: bool) -> Result<()> {
     match command {
         Command::Config {
             command: ConfigCommand::Show,
@@ -182,11 +194,15 @@ async fn run(command: Command, config: Config) -> Result<()> {
         Command::Repo { .. } | Command::Build { .. } | Command::Trigger { .. } => {
             anyhow::bail!("the API's commands run through run_client")
         }
-        Command::User { command } => {
+        Command::User { command, .. } => {
+            if !matches!(command, cli::UserCommand::Add { .. }) {
+                accounts::require_database(names_a_database, "user")?;
+            }
             let store = open_store(&config).await?;
             accounts::run_user(command, &store).await
         }
-        Command::Token { command } => {
+        Command::Token { command, .. } => {
+            accounts::require_database(names_a_database, "token")?;
             let store = open_store(&config).await?;
             store.sync_repositories(&config.repository_specs()).await?;
             accounts::run_token(command, &store).await

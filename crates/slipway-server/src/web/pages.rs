@@ -818,7 +818,8 @@ fn or_dash<T: std::fmt::Display>(value: Option<T>) -> Markup {
     }
 }
 
-/// The build page's list of commit statuses and webhook requests, with how each went.
+/// The build page's list of commit statuses and webhook requests, with how each went. Error
+/// texts are shown to the repository's admins only (`admin_of`), as in the API's answer.
 fn notifications_panel(
     notifications: &[(NotificationRecord, Vec<NotificationAttempt>)],
     hooks: &HashMap<Uuid, HookRecord>,
@@ -858,7 +859,7 @@ fn notifications_panel(
                                         }
                                     }
                                     td.num { (or_dash(notification.last_status_code)) }
-                                    td.wrap { (or_dash(notification.last_error.as_deref())) }
+                                    td.wrap { (or_dash(crate::webhooks::visible_error(notification, admin_of.is_some()))) }
                                 }
                             }
                         }
@@ -1370,21 +1371,10 @@ pub async fn redeliver_notification(
     Form(form): Form<ActionForm>,
 ) -> Result<Response, PageError> {
     caller.check_form_csrf(form.csrf_token.as_deref())?;
-    let not_found = || PageError(ApiError::not_found(format!("no notification {id:?}")));
-    let notification_id = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let notification = state
-        .store
-        .notification(notification_id)
-        .await?
-        .ok_or_else(not_found)?;
-    let repository = state
-        .store
-        .repository(notification.repository_id)
-        .await?
-        .ok_or_else(not_found)?;
-    caller.require(&repository, Role::Admin)?;
-    let outcome = state.store.redeliver_notification(notification_id).await?;
-    crate::webhooks::redelivery_result(outcome, notification_id)?;
+    let (notification, repository) =
+        crate::webhooks::find_notification(&state, &caller, &id, Role::Admin).await?;
+    let outcome = state.store.redeliver_notification(notification.id).await?;
+    crate::webhooks::redelivery_result(outcome, notification.id)?;
     state.notifications_due.notify_one();
     let back = match notification.hook_id {
         Some(hook) => format!("/repos/{}/webhooks/{hook}", repository.name),
@@ -1398,8 +1388,8 @@ pub struct BadgeQuery {
     tag: Option<String>,
 }
 
-/// `GET /badge/{owner}/{name}.svg?tag=latest`: the latest finished build's result (of the
-/// builds that pushed `tag`, when given). Repositories closed to anonymous readers show their
+/// `GET /badge/{owner}/{name}.svg?tag=latest`: the newest finished build's result (of the
+/// builds planned to push `tag`, when given; skipped builds do not count). Repositories closed to anonymous readers show their
 /// badge only to signed-in users allowed to read them.
 pub async fn badge(
     State(state): State<AppState>,
@@ -1413,21 +1403,13 @@ pub async fn badge(
     let repository = crate::repos::find(&state, &caller, &owner, name, Role::Read)
         .await
         .map_err(|_| ApiError::not_found(format!("no repository {owner}/{name}")))?;
-    let (builds, _) = list_builds_for(
-        &state,
-        &caller,
-        BuildListQuery {
-            repository: Some(repository.name.to_string()),
-            limit: Some(100),
-            ..BuildListQuery::default()
-        },
-    )
-    .await?;
-    let latest = builds
-        .iter()
-        .filter(|b| b.status.is_finished() && b.status != BuildStatus::Skipped)
-        .find(|b| query.tag.as_ref().is_none_or(|tag| b.tags.contains(tag)));
-    let (message, colour) = badge::badge_for_status(latest.map(|b| b.status.as_str()));
+    // However far back that build is: the store reads the newest end of an index and stops at
+    // the first finished build, with or without a tag.
+    let latest = state
+        .store
+        .newest_finished_status(repository.id, query.tag.as_deref())
+        .await?;
+    let (message, colour) = badge::badge_for_status(latest.map(BuildStatus::as_str));
     let label = match &query.tag {
         Some(tag) => format!("build {tag}"),
         None => "build".to_owned(),

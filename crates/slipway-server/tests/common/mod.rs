@@ -331,3 +331,110 @@ pub fn signed_to(repository: &str, secret: &str, delivery: &str, body: &str) -> 
         .body(Body::from(body.to_owned()))
         .expect("request")
 }
+
+/// The secret of the outgoing webhook the notification tests add; no page may show it.
+pub const HOOK_SECRET: &str = "hook-secret-never-on-a-page-0123";
+
+/// A queued build with an outgoing webhook on `acme/web` and, dispatched from the build's
+/// `queued` transition as the notifier would, a webhook delivery and a commit status.
+/// Returns the build id, the hook id and the webhook delivery's notification id.
+pub async fn build_with_notifications(h: &Harness) -> (String, uuid::Uuid, uuid::Uuid) {
+    let store = &h.state.store;
+    let (_, answer) = send(
+        h,
+        signed("push", "d-notified", &push_body("refs/heads/main", COMMIT)),
+    )
+    .await;
+    let build = answer["builds"][0]["id"]
+        .as_str()
+        .expect("a build")
+        .to_owned();
+    let build_id = uuid::Uuid::parse_str(&build).expect("a build id");
+    let repository = store
+        .repository_by_name("acme/web")
+        .await
+        .expect("query")
+        .expect("acme/web");
+    let hook = store
+        .create_hook(
+            repository.id,
+            "https://hooks.example.com/deploy/capability-path?token=query-secret",
+            &["build_queued".to_owned(), "image_pushed".to_owned()],
+            HOOK_SECRET,
+        )
+        .await
+        .expect("hook");
+    let transitions = store
+        .claim_transitions("dashboard-test", 60_000, 100)
+        .await
+        .expect("transitions");
+    let seq = transitions
+        .iter()
+        .find(|t| t.build_id == build_id)
+        .expect("the build's transition")
+        .seq;
+    let notification = |kind, hook_id, event: &str| slipway_store::NewNotification {
+        build_id,
+        repository_id: repository.id,
+        kind,
+        hook_id,
+        event: event.to_owned(),
+        payload_json: "{}".to_owned(),
+        transition_seq: seq,
+        status_key: None,
+    };
+    store
+        .dispatch_transitions(
+            "dashboard-test",
+            &[seq],
+            &[
+                notification(
+                    slipway_store::NotificationKind::Webhook,
+                    Some(hook.id),
+                    "build_queued",
+                ),
+                notification(slipway_store::NotificationKind::Status, None, "queued"),
+            ],
+        )
+        .await
+        .expect("dispatch");
+    let delivery = store
+        .hook_deliveries(hook.id, 10)
+        .await
+        .expect("deliveries")
+        .first()
+        .expect("a delivery")
+        .id;
+    (build, hook.id, delivery)
+}
+
+/// Records one failed attempt, with `error` as its text, for every notification that is due,
+/// as the sender would after a refused connection.
+pub async fn fail_due_notifications(h: &Harness, error: &str) {
+    let store = &h.state.store;
+    let due = store
+        .claim_notifications("router-test", 60_000, 100)
+        .await
+        .expect("claim");
+    assert!(!due.is_empty(), "no notification was due");
+    for notification in due {
+        let attempt = slipway_store::NotificationAttempt {
+            attempt: notification.attempts + 1,
+            at: slipway_store::now_millis(),
+            status_code: None,
+            duration_ms: 3,
+            error: Some(error.to_owned()),
+            response_excerpt: None,
+        };
+        let recorded = store
+            .record_notification_attempt(
+                notification.id,
+                "router-test",
+                &attempt,
+                slipway_store::AfterAttempt::Failed,
+            )
+            .await
+            .expect("record");
+        assert!(recorded, "the claim was ours");
+    }
+}
