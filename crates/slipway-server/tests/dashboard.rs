@@ -595,3 +595,119 @@ async fn redelivering_a_webhook_delivery_needs_the_csrf_token_and_the_admin_role
     .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }
+
+/// The `<pre id="log">` element's attributes and content in a build page.
+fn log_element(text: &str) -> (&str, &str) {
+    let id = text.find(" id=\"log\"").expect("the log element");
+    let start = text[..id].rfind("<pre").expect("the log is a <pre>");
+    let open_end = start + text[start..].find('>').expect("the tag's end");
+    let close = open_end + text[open_end..].find("</pre>").expect("the log's end");
+    (&text[start..open_end], &text[open_end + 1..close])
+}
+
+/// One attribute's value in a tag.
+fn attribute<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let marker = format!(" {name}=\"");
+    let at = tag.find(&marker)? + marker.len();
+    tag[at..].split('"').next()
+}
+
+#[tokio::test]
+async fn a_build_page_renders_only_the_last_512_kib_of_a_long_log_from_a_line_start() {
+    let h = harness().await;
+    add_user(&h, "reader", "a long password", Some(Role::Read)).await;
+    let session = sign_in(&h, "reader", "a+long+password").await;
+    let id = queued_build(&h).await;
+    let build_id = Uuid::parse_str(&id).expect("a build id");
+    let store = &h.state.store;
+    let claimed = store
+        .claim_build("dashboard-worker", std::time::Duration::from_secs(600))
+        .await
+        .expect("claim")
+        .expect("the queued build");
+    assert_eq!(claimed.id, build_id);
+
+    // 6,000 lines of 100 bytes (one with a byte that is not UTF-8) and a line still being
+    // written, stored in chunks that do not follow the lines.
+    let mut log = Vec::new();
+    for n in 0..6000 {
+        let mut line = format!("{n:>98}").into_bytes();
+        if n == 5000 {
+            line[0] = 0xff;
+        }
+        line.extend_from_slice(b" \n");
+        log.extend_from_slice(&line);
+    }
+    log.extend_from_slice(b"still running");
+    for (seq, chunk) in log.chunks(65_000).enumerate() {
+        let seq = i64::try_from(seq).expect("a sequence number") + 1;
+        store
+            .append_log(build_id, seq, chunk)
+            .await
+            .expect("log chunk");
+    }
+    let size = log.len();
+    let window = size - 512 * 1024;
+    let first_shown = window - 1
+        + log[window - 1..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .expect("a line break")
+        + 1;
+    assert_eq!(first_shown % 100, 0, "a line start");
+    let complete = 6000 * 100;
+
+    let page = fetch(&h, get_with(&format!("/builds/{id}"), &session)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(
+        page.text
+            .contains(&format!("The first {first_shown} bytes are not shown.")),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains(&format!("href=\"/builds/{id}?full=1\"")));
+    let (tag, content) = log_element(&page.text);
+    assert_eq!(
+        attribute(tag, "data-offset"),
+        Some(complete.to_string().as_str())
+    );
+    assert_eq!(attribute(tag, "data-state"), None, "the stream goes on");
+    let first_line = first_shown / 100;
+    assert!(
+        content.starts_with(&format!("<span class=\"log-block\">{first_line:>98} \n")),
+        "{}",
+        &content[..200]
+    );
+    assert!(!content.contains(&format!("{:>98} \n", first_line - 1)));
+    assert!(content.contains(&format!("\u{fffd}{:>97} \n", 5000)));
+    assert!(content.ends_with(&format!("{:>98} \n</span>", 5999)));
+    assert!(!content.contains("still running"), "only complete lines");
+
+    // Finished, the page shows the last line too and opens no stream.
+    let result = slipway_store::BuildResult {
+        status: slipway_core::BuildStatus::Succeeded,
+        error: None,
+        digest: None,
+    };
+    assert!(
+        store
+            .finish_build(build_id, "dashboard-worker", &result)
+            .await
+            .expect("finish")
+    );
+    let page = fetch(&h, get_with(&format!("/builds/{id}"), &session)).await;
+    let (tag, content) = log_element(&page.text);
+    assert_eq!(
+        attribute(tag, "data-offset"),
+        Some(size.to_string().as_str())
+    );
+    assert_eq!(attribute(tag, "data-state"), Some("ended"));
+    assert!(content.ends_with("still running</span>"));
+
+    // The whole log is streamed from its first byte instead.
+    let page = fetch(&h, get_with(&format!("/builds/{id}?full=1"), &session)).await;
+    let (tag, content) = log_element(&page.text);
+    assert_eq!(attribute(tag, "data-offset"), Some("0"));
+    assert_eq!(content, "");
+    assert!(!page.text.contains("bytes are not shown"));
+}

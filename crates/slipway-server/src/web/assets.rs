@@ -109,7 +109,13 @@ fn readable_on(colour: (u8, u8, u8), background: (u8, u8, u8)) -> (u8, u8, u8) {
         lifted.round().clamp(0.0, 255.0) as u8
     };
     (0..=100)
-        .map(|step| (mix(colour.0, step), mix(colour.1, step), mix(colour.2, step)))
+        .map(|step| {
+            (
+                mix(colour.0, step),
+                mix(colour.1, step),
+                mix(colour.2, step),
+            )
+        })
         .find(|&mixed| contrast_ratio(mixed, background) >= MIN_CONTRAST)
         .unwrap_or((255, 255, 255))
 }
@@ -324,8 +330,12 @@ mod tests {
         }
         // Every background rule comes before every foreground rule: both set `color`, and the
         // foreground's must win on a span that has both.
-        let last_background = CSS.rfind(&format!(".{BG_PREFIX}")).expect("background rules");
-        let first_foreground = CSS.find(&format!(".{FG_PREFIX}")).expect("foreground rules");
+        let last_background = CSS
+            .rfind(&format!(".{BG_PREFIX}"))
+            .expect("background rules");
+        let first_foreground = CSS
+            .find(&format!(".{FG_PREFIX}"))
+            .expect("foreground rules");
         assert!(last_background < first_foreground);
         // Colours keep xterm's values where they are readable already.
         assert_eq!(rule_value(&CSS, "ansi-fg-208", "color"), Some("#ff8700"));

@@ -1,5 +1,6 @@
-//! Building blocks of the server-rendered dashboard: terminal-log rendering, status badges,
-//! the build-duration chart and the static assets served under `/assets`.
+//! Building blocks of the server-rendered dashboard: terminal-log rendering and the part of a
+//! log a build page shows, status badges, the build-duration chart and the static assets served
+//! under `/assets`.
 //!
 //! Everything here is pure (no I/O, no state), so the page handlers stay thin and these parts
 //! are tested on their own. Every string that reaches HTML or SVG from outside is escaped here.
@@ -8,6 +9,7 @@ pub mod ansi;
 pub mod assets;
 pub mod badge;
 pub mod chart;
+pub mod logtail;
 pub mod pages;
 pub mod session;
 
