@@ -11,6 +11,7 @@ pub mod badge;
 pub mod chart;
 pub mod logtail;
 pub mod pages;
+pub mod routes;
 pub mod session;
 
 /// Escapes the five characters that are special in HTML and XML text and attribute values,
