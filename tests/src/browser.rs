@@ -98,6 +98,9 @@ const CHROMIUM_ARGS: &[&str] = &[
     // Without a desktop keyring Chromium would otherwise probe D-Bus for one.
     "--password-store=basic",
     "--mute-audio",
+    // A scroll (the wheel, a key, a script) lands at once instead of animating, so a test that
+    // reads the scroll position right after one sees where it ends.
+    "--disable-smooth-scrolling",
     // Screenshots of the same page look the same on every machine.
     "--hide-scrollbars",
     "--force-color-profile=srgb",
@@ -550,6 +553,55 @@ impl Browser {
         let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, png).with_context(|| format!("write {}", path.display()))?;
         Ok(path)
+    }
+
+    /// Presses and releases each key of `keys` in turn, as a keyboard would, sending the events
+    /// to whatever has the focus (unlike [`Element::send_keys`], which focuses its element
+    /// first). Special keys are WebDriver's code points, such as [`Browser::TAB`].
+    pub fn press_keys(&self, keys: &str) -> anyhow::Result<()> {
+        let actions: Vec<Value> = keys
+            .chars()
+            .flat_map(|key| {
+                let key = key.to_string();
+                [
+                    json!({ "type": "keyDown", "value": key }),
+                    json!({ "type": "keyUp", "value": key }),
+                ]
+            })
+            .collect();
+        self.perform(json!({ "type": "key", "id": "keyboard", "actions": actions }))
+            .with_context(|| format!("press the keys {keys:?}"))
+    }
+
+    /// Turns the mouse wheel over the viewport point (`x`, `y`) by `delta_y` CSS pixels (negative
+    /// scrolls up), as a person would: the page gets real wheel events, then scrolls.
+    pub fn wheel(&self, x: u32, y: u32, delta_y: i32) -> anyhow::Result<()> {
+        self.perform(json!({
+            "type": "wheel",
+            "id": "wheel",
+            "actions": [{
+                "type": "scroll", "origin": "viewport", "x": x, "y": y,
+                "deltaX": 0, "deltaY": delta_y, "duration": 0,
+            }],
+        }))
+        .with_context(|| format!("turn the wheel by {delta_y} px at {x},{y}"))
+    }
+
+    /// WebDriver's Tab key, for [`Browser::press_keys`].
+    pub const TAB: &str = "\u{e004}";
+    /// WebDriver's Enter key, for [`Browser::press_keys`].
+    pub const ENTER: &str = "\u{e007}";
+
+    /// Performs one input source's actions and releases every key and button afterwards, so
+    /// that no key stays held for the next command.
+    fn perform(&self, source: Value) -> anyhow::Result<()> {
+        self.command(
+            Method::POST,
+            "actions",
+            Some(json!({ "actions": [source] })),
+        )?;
+        self.command(Method::DELETE, "actions", None)?;
+        Ok(())
     }
 
     /// The cookies visible to the current page.
