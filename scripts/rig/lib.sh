@@ -40,6 +40,14 @@ RIG_PACKAGES=(
   openssh-server git pkg-config libssl-dev curl ca-certificates
   docker-compose chromium chromium-driver python3-venv systemd
 )
+# A unit test runs the dashboard's live-log script (assets/build-log.js)
+# under `node` to compare it with the Rust renderer, and fails without one.
+# Debian's nodejs (which provides `node`) is added only when no node is on
+# PATH, so a CI machine's own node (nvm, a setup action) is used as it is
+# instead of being shadowed by a second one.
+if ! command -v node >/dev/null 2>&1; then
+  RIG_PACKAGES+=(nodejs)
+fi
 
 # The Kubernetes manifest validator scripts/test installs from PyPI into
 # $RIG_DIR/venv-k8s. It bundles the Kubernetes API's JSON schemas, so the

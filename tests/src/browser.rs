@@ -32,8 +32,10 @@ use crate::command::tail;
 pub const CHROMIUM_ENV: &str = "SLIPWAY_TEST_CHROMIUM";
 /// The environment variable that names the `chromedriver` binary; `scripts/rig/up` exports it.
 pub const CHROMEDRIVER_ENV: &str = "SLIPWAY_TEST_CHROMEDRIVER";
-/// Where screenshots go (under `screenshots/`), so that CI can keep them; without it they go
-/// to `target/test-artifacts/` in the workspace.
+/// Where screenshots go (under `screenshots/`), so that CI can keep them; `scripts/test` sets
+/// it to `test-artifacts/` in cargo's target directory. Without it they go there as well:
+/// `$CARGO_TARGET_DIR/test-artifacts/` when that is set, else `target/test-artifacts/` in the
+/// workspace.
 pub const ARTIFACTS_ENV: &str = "SLIPWAY_TEST_ARTIFACTS";
 
 /// A generous default for the `wait_*` methods: pages are rendered by a real server and a real
@@ -96,6 +98,9 @@ const CHROMIUM_ARGS: &[&str] = &[
     // Without a desktop keyring Chromium would otherwise probe D-Bus for one.
     "--password-store=basic",
     "--mute-audio",
+    // A scroll (the wheel, a key, a script) lands at once instead of animating, so a test that
+    // reads the scroll position right after one sees where it ends.
+    "--disable-smooth-scrolling",
     // Screenshots of the same page look the same on every machine.
     "--hide-scrollbars",
     "--force-color-profile=srgb",
@@ -550,6 +555,55 @@ impl Browser {
         Ok(path)
     }
 
+    /// Presses and releases each key of `keys` in turn, as a keyboard would, sending the events
+    /// to whatever has the focus (unlike [`Element::send_keys`], which focuses its element
+    /// first). Special keys are WebDriver's code points, such as [`Browser::TAB`].
+    pub fn press_keys(&self, keys: &str) -> anyhow::Result<()> {
+        let actions: Vec<Value> = keys
+            .chars()
+            .flat_map(|key| {
+                let key = key.to_string();
+                [
+                    json!({ "type": "keyDown", "value": key }),
+                    json!({ "type": "keyUp", "value": key }),
+                ]
+            })
+            .collect();
+        self.perform(json!({ "type": "key", "id": "keyboard", "actions": actions }))
+            .with_context(|| format!("press the keys {keys:?}"))
+    }
+
+    /// Turns the mouse wheel over the viewport point (`x`, `y`) by `delta_y` CSS pixels (negative
+    /// scrolls up), as a person would: the page gets real wheel events, then scrolls.
+    pub fn wheel(&self, x: u32, y: u32, delta_y: i32) -> anyhow::Result<()> {
+        self.perform(json!({
+            "type": "wheel",
+            "id": "wheel",
+            "actions": [{
+                "type": "scroll", "origin": "viewport", "x": x, "y": y,
+                "deltaX": 0, "deltaY": delta_y, "duration": 0,
+            }],
+        }))
+        .with_context(|| format!("turn the wheel by {delta_y} px at {x},{y}"))
+    }
+
+    /// WebDriver's Tab key, for [`Browser::press_keys`].
+    pub const TAB: &str = "\u{e004}";
+    /// WebDriver's Enter key, for [`Browser::press_keys`].
+    pub const ENTER: &str = "\u{e007}";
+
+    /// Performs one input source's actions and releases every key and button afterwards, so
+    /// that no key stays held for the next command.
+    fn perform(&self, source: Value) -> anyhow::Result<()> {
+        self.command(
+            Method::POST,
+            "actions",
+            Some(json!({ "actions": [source] })),
+        )?;
+        self.command(Method::DELETE, "actions", None)?;
+        Ok(())
+    }
+
     /// The cookies visible to the current page.
     pub fn cookies(&self) -> anyhow::Result<Vec<Cookie>> {
         let value = self.command(Method::GET, "cookie", None)?;
@@ -938,18 +992,29 @@ fn check_path_segment(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `$SLIPWAY_TEST_ARTIFACTS`, or `target/test-artifacts` in the workspace.
+/// `$SLIPWAY_TEST_ARTIFACTS`, or `test-artifacts` in cargo's target directory
+/// (`$CARGO_TARGET_DIR`, relative to the workspace when it is relative, else `target/`).
 fn artifacts_dir() -> PathBuf {
-    match std::env::var_os(ARTIFACTS_ENV) {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => {
-            let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-            manifest_dir
-                .parent()
-                .unwrap_or(manifest_dir)
-                .join("target")
-                .join("test-artifacts")
-        }
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = manifest_dir.parent().unwrap_or(manifest_dir);
+    artifacts_dir_from(
+        workspace,
+        std::env::var_os(ARTIFACTS_ENV),
+        std::env::var_os("CARGO_TARGET_DIR"),
+    )
+}
+
+/// [`artifacts_dir`] with the variables given, so that it can be tested without changing the
+/// process's environment.
+fn artifacts_dir_from(
+    workspace: &Path,
+    artifacts: Option<std::ffi::OsString>,
+    target: Option<std::ffi::OsString>,
+) -> PathBuf {
+    match (artifacts, target) {
+        (Some(dir), _) if !dir.is_empty() => PathBuf::from(dir),
+        (_, Some(target)) if !target.is_empty() => workspace.join(target).join("test-artifacts"),
+        _ => workspace.join("target").join("test-artifacts"),
     }
 }
 
@@ -1003,6 +1068,27 @@ mod tests {
         for name in ["", ".hidden", "../x", "a/b", "a b", "ü"] {
             assert!(check_artifact_name(name).is_err(), "{name}");
         }
+    }
+
+    #[test]
+    fn screenshots_go_to_the_named_directory_or_the_target_directory() {
+        let workspace = Path::new("/work/repo");
+        assert_eq!(
+            artifacts_dir_from(workspace, Some("/ci/artifacts".into()), Some("/t".into())),
+            PathBuf::from("/ci/artifacts")
+        );
+        assert_eq!(
+            artifacts_dir_from(workspace, Some("".into()), Some("/t".into())),
+            PathBuf::from("/t/test-artifacts")
+        );
+        assert_eq!(
+            artifacts_dir_from(workspace, None, Some("build".into())),
+            PathBuf::from("/work/repo/build/test-artifacts")
+        );
+        assert_eq!(
+            artifacts_dir_from(workspace, None, None),
+            PathBuf::from("/work/repo/target/test-artifacts")
+        );
     }
 
     #[test]

@@ -20,7 +20,8 @@
  * offset.
  *
  * Text is turned into HTML by the same rules as the server's web/ansi.rs (same class names, same
- * treatment of carriage returns, backspaces and escape sequences), with everything escaped, and
+ * truecolour-to-xterm-256 mapping, same treatment of carriage returns, backspaces and escape
+ * sequences; every colour is a class, never a style), with everything escaped, and
  * is appended in blocks of 500 lines so that the browser never lays out the whole log again.
  * Incoming text is batched and drawn at most once per animation frame.
  *
@@ -72,38 +73,48 @@
     return value;
   }
 
-  function hexByte(value) {
-    return value.toString(16).padStart(2, '0');
+  /** The channel values of xterm's 6×6×6 colour cube (indexes 16–231). */
+  const CUBE_LEVELS = [0, 95, 135, 175, 215, 255];
+
+  /**
+   * The xterm index (16–255) nearest to a truecolour, exactly as web/ansi.rs's
+   * nearest_xterm_index (tmux's choice): the nearest cube colour or the grey of the channels'
+   * mean, whichever is closer by squared RGB distance (the cube on a tie).
+   */
+  function nearestXtermIndex(r, g, b) {
+    const step = (v) => (v < 48 ? 0 : v < 115 ? 1 : Math.floor((v - 35) / 40));
+    const qr = step(r);
+    const qg = step(g);
+    const qb = step(b);
+    const cube = [CUBE_LEVELS[qr], CUBE_LEVELS[qg], CUBE_LEVELS[qb]];
+    const cubeIndex = 16 + 36 * qr + 6 * qg + qb;
+    if (cube[0] === r && cube[1] === g && cube[2] === b) {
+      return cubeIndex;
+    }
+    const mean = Math.floor((r + g + b) / 3);
+    const greyStep = mean > 238 ? 23 : Math.floor(Math.max(mean - 3, 0) / 10);
+    const grey = 8 + 10 * greyStep;
+    const distance = (x, y, z) => (x - r) * (x - r) + (y - g) * (y - g) + (z - b) * (z - b);
+    return distance(grey, grey, grey) < distance(cube[0], cube[1], cube[2]) ? 232 + greyStep : cubeIndex;
   }
 
-  /** A colour from exactly three components of at most 255 each, as "#rrggbb"; else null. */
+  /** A colour from exactly three components of at most 255 each, as its nearest index. */
   function rgbColour(values) {
     if (values.length !== 3 || values.some((v) => v > 255)) {
       return null;
     }
-    return '#' + values.map(hexByte).join('');
+    return nearestXtermIndex(values[0], values[1], values[2]);
   }
 
-  /** One of xterm's 256 colours: 0–15 stay palette indexes, the rest become "#rrggbb". */
+  /** One of xterm's 256 colours by index; anything above 255 is no colour. */
   function colour256(index) {
-    if (index > 255) {
-      return null;
-    }
-    if (index < 16) {
-      return index;
-    }
-    if (index < 232) {
-      const cube = index - 16;
-      const level = (step) => (step === 0 ? 0 : 55 + 40 * step);
-      return rgbColour([level(Math.floor(cube / 36)), level(Math.floor(cube / 6) % 6), level(cube % 6)]);
-    }
-    const grey = 8 + 10 * (index - 232);
-    return rgbColour([grey, grey, grey]);
+    return index > 255 ? null : index;
   }
 
   /**
-   * The text style that SGR sequences build up. A colour is null (the default), a palette
-   * index 0–15 (drawn with a class) or a "#rrggbb" string (drawn with an inline style).
+   * The text style that SGR sequences build up. A colour is null (the default) or an xterm
+   * index 0–255, drawn with the class ansi-fg-N or ansi-bg-N: never with an inline style, which
+   * the page's Content-Security-Policy would block.
    */
   class AnsiState {
     constructor() {
@@ -187,10 +198,10 @@
     /** The opening <span> for this style, or '' when the style is plain. */
     openTag() {
       const classes = [];
-      if (typeof this.fg === 'number') {
+      if (this.fg !== null) {
         classes.push('ansi-fg-' + this.fg);
       }
-      if (typeof this.bg === 'number') {
+      if (this.bg !== null) {
         classes.push('ansi-bg-' + this.bg);
       }
       this.attributes.forEach((on, i) => {
@@ -198,24 +209,7 @@
           classes.push(ATTRIBUTE_CLASSES[i]);
         }
       });
-      const styles = [];
-      if (typeof this.fg === 'string') {
-        styles.push('color:' + this.fg);
-      }
-      if (typeof this.bg === 'string') {
-        styles.push('background-color:' + this.bg);
-      }
-      if (classes.length === 0 && styles.length === 0) {
-        return '';
-      }
-      let tag = '<span';
-      if (classes.length > 0) {
-        tag += ' class="' + classes.join(' ') + '"';
-      }
-      if (styles.length > 0) {
-        tag += ' style="' + styles.join(';') + '"';
-      }
-      return tag + '>';
+      return classes.length === 0 ? '' : '<span class="' + classes.join(' ') + '">';
     }
   }
 
@@ -699,6 +693,6 @@
 
   // Lets the converter be checked with Node without a browser; browsers have no `module`.
   if (typeof module === 'object' && module !== null && module.exports) {
-    module.exports = { ansiToHtml, renderLine, AnsiState, utf8Length, utf8Skip };
+    module.exports = { ansiToHtml, renderLine, AnsiState, nearestXtermIndex, utf8Length, utf8Skip };
   }
 })();

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use slipway_core::Secret;
 use slipway_store::Store;
@@ -42,6 +42,7 @@ pub use triggers::{
 pub use users::{
     MAX_TOKEN_NAME, MIN_PASSWORD_LENGTH, check_password, check_token_name, check_user_name,
 };
+pub use web::routes::{PageAccess, PageRoute, docs as page_routes};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -100,31 +101,10 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The dashboard's pages and forms (HTML; the JSON API is described by the route table).
+/// The dashboard's pages and forms (HTML), built from their own route table
+/// ([`page_routes`]); the JSON API is described by the API's.
 fn dashboard_router() -> Router<AppState> {
-    use web::{pages, session};
-    Router::new()
-        .route("/", get(pages::overview))
-        .route("/login", get(session::login_page).post(session::login))
-        .route("/logout", post(session::logout))
-        .route("/repos/{owner}/{name}", get(pages::repository))
-        .route("/repos/{owner}/{name}/deliveries", get(pages::deliveries))
-        .route("/repos/{owner}/{name}/build", post(pages::build_now))
-        .route(
-            "/repos/{owner}/{name}/webhooks/{id}",
-            get(pages::outgoing_hook),
-        )
-        .route("/deliveries/{id}", get(pages::delivery))
-        .route("/deliveries/{id}/redeliver", post(pages::redeliver))
-        .route(
-            "/notifications/{id}/redeliver",
-            post(pages::redeliver_notification),
-        )
-        .route("/builds/{id}", get(pages::build))
-        .route("/builds/{id}/cancel", post(pages::cancel))
-        .route("/builds/{id}/retry", post(pages::retry))
-        .route("/badge/{owner}/{file}", get(pages::badge))
-        .route("/assets/{file}", get(pages::asset))
+    web::routes::router()
 }
 
 /// `GET /api/openapi.json`: the API described from the route table the router is built from.
@@ -138,7 +118,10 @@ async fn openapi(State(state): State<AppState>) -> Json<serde_json::Value> {
 #[doc(hidden)]
 pub fn unrecorded_hooks_app(state: AppState) -> Router {
     Router::new()
-        .route("/hooks/{owner}/{name}", post(hooks::receive_unrecorded))
+        .route(
+            "/hooks/{owner}/{name}",
+            axum::routing::post(hooks::receive_unrecorded),
+        )
         .with_state(state)
 }
 

@@ -1,4 +1,5 @@
-//! Who may call what: every endpoint of the route table, called by every kind of caller.
+//! Who may call what: every endpoint of the API's route table and every page and form of the
+//! dashboard's, called by every kind of caller.
 //!
 //! The test walks `route_docs()`, so an endpoint added to the table without a rule here (an
 //! access level, a path parameter or a request body the test does not know) fails it. For each
@@ -9,6 +10,12 @@
 //! shape, and then one caller who is allowed, whose answer must carry the status the table
 //! documents. Refusals change nothing, so the
 //! allowed call always finds the world as it was built.
+//!
+//! The dashboard's routes (`page_routes()`, from which its router is built) are walked the
+//! same way with session cookies: the anonymous are sent to the sign-in page (303 to
+//! `/login`), signed-in visitors without the role get 403 (badges: 404 for everyone refused),
+//! and those with it get their page (200) or their form's redirect (303), every form posted
+//! with the visitor's own CSRF token.
 
 mod common;
 
@@ -20,7 +27,7 @@ use axum::http::{Request, StatusCode};
 use common::*;
 use serde_json::{Value, json};
 use slipway_core::{BuildRule, BuildStatus, Role, Secret};
-use slipway_server::{RouteDoc, hash_token, route_docs};
+use slipway_server::{PageAccess, PageRoute, RouteDoc, hash_token, page_routes, route_docs};
 use slipway_store::{BuildResult, NewNotification, NotificationKind, SecretChange, SecretChanges};
 use uuid::Uuid;
 
@@ -102,7 +109,17 @@ impl World {
             git_password: SecretChange::Keep,
             status_token: SecretChange::Keep,
         };
-        let mut web = repository("acme/web", "github", vec![BuildRule::default_rule()]);
+        // `staging` has a rule of its own so that the dashboard's "build now" form has a branch
+        // to build while `main`'s build waits in the queue.
+        let staging: BuildRule = serde_json::from_value(
+            json!({"source_type": "branch", "source": "staging", "tags": "staging"}),
+        )
+        .expect("rule");
+        let mut web = repository(
+            "acme/web",
+            "github",
+            vec![BuildRule::default_rule(), staging],
+        );
         web.anonymous_read = anonymous_read;
         let web = store
             .create_repository(&web, None, &secrets)
@@ -287,7 +304,12 @@ impl World {
 
     /// The route's path with every parameter naming something of this world.
     fn fill(&self, doc: &RouteDoc) -> String {
-        let parts: Vec<&str> = doc.path.split('/').collect();
+        self.fill_path(doc.method, doc.path)
+    }
+
+    /// A path of the API's or the dashboard's route table with every parameter filled.
+    fn fill_path(&self, method: &str, path: &str) -> String {
+        let parts: Vec<&str> = path.split('/').collect();
         let filled: Vec<String> = parts
             .iter()
             .enumerate()
@@ -298,9 +320,11 @@ impl World {
                     ("{name}", "users") => "reader".to_owned(),
                     ("{name}", _) => "web".to_owned(),
                     ("{name}.svg", _) => "web.svg".to_owned(),
+                    ("{file}", "assets") => "slipway.css".to_owned(),
+                    ("{file}", "{owner}") => "web.svg".to_owned(),
                     // Cancelling needs a build that has not finished; everything else is
                     // asked of the finished one (a retry needs that, and its live log ends).
-                    ("{id}", "builds") if doc.path.ends_with("/cancel") => {
+                    ("{id}", "builds") if path.ends_with("/cancel") => {
                         self.queued_build.to_string()
                     }
                     ("{id}", "builds") => self.finished_build.to_string(),
@@ -312,8 +336,7 @@ impl World {
                     ("{token}", _) => self.trigger_token.clone(),
                     ("{user}", _) => "reader".to_owned(),
                     (part, _) if part.starts_with('{') => panic!(
-                        "{} {} has a path parameter {part} this test cannot fill; teach it",
-                        doc.method, doc.path
+                        "{method} {path} has a path parameter {part} this test cannot fill; teach it"
                     ),
                     (part, _) => part.to_owned(),
                 }
@@ -1036,4 +1059,244 @@ async fn changing_ones_own_password_needs_the_current_one() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(signs_in_with("carol", "reset by an administrator").await);
+}
+
+/// A dashboard caller: anonymous, or one of the world's users through a session cookie (the
+/// dashboard's own way in; its forms need the session's CSRF token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Visitor {
+    Anonymous,
+    Session(&'static str),
+}
+
+/// What a dashboard request was answered with.
+struct PageAnswer {
+    status: StatusCode,
+    location: Option<String>,
+    set_cookie: Vec<String>,
+    text: String,
+}
+
+impl World {
+    /// A request for a dashboard route as `visitor`; forms carry the visitor's CSRF token
+    /// (and the fields the form has).
+    async fn page_request(&self, route: &PageRoute, visitor: Visitor) -> PageAnswer {
+        let path = self.fill_path(route.method, route.path);
+        let mut builder = Request::builder()
+            .method(route.method.to_uppercase().as_str())
+            .uri(&path);
+        let mut csrf = String::new();
+        if let Visitor::Session(name) = visitor {
+            let (cookie, token) = session_for(&self.h, name, 3_600_000).await;
+            builder = builder.header("cookie", format!("slipway_session={cookie}"));
+            csrf = token;
+        }
+        let request = if route.method == "post" {
+            let mut body = format!("csrf_token={csrf}");
+            if route.path == "/repos/{owner}/{name}/build" {
+                body.push_str("&source_type=Branch&source_name=staging");
+            }
+            builder
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+        } else {
+            builder.body(Body::empty())
+        }
+        .expect("request");
+        let (status, headers, bytes) = send_raw(&self.h, request).await;
+        PageAnswer {
+            status,
+            location: headers
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            set_cookie: headers
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok().map(str::to_owned))
+                .collect(),
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    /// Asserts that the anonymous visitor is sent to the sign-in page, and nothing else.
+    async fn sent_to_sign_in(&self, route: &PageRoute) {
+        let answer = self.page_request(route, Visitor::Anonymous).await;
+        let context = format!("{} {} as the anonymous", route.method, route.path);
+        assert_eq!(
+            answer.status,
+            StatusCode::SEE_OTHER,
+            "{context}: {}",
+            answer.text
+        );
+        assert_eq!(answer.location.as_deref(), Some("/login"), "{context}");
+        assert!(
+            answer.set_cookie.is_empty(),
+            "{context}: {:?}",
+            answer.set_cookie
+        );
+    }
+
+    /// Asserts that `visitor` is refused with `status` (a 403 or 404 page).
+    async fn page_refused(&self, route: &PageRoute, visitor: Visitor, status: StatusCode) {
+        let answer = self.page_request(route, visitor).await;
+        assert_eq!(
+            answer.status, status,
+            "{} {} as {visitor:?}: {}",
+            route.method, route.path, answer.text
+        );
+    }
+
+    /// Asserts that `visitor` is served: a page with 200, a form with 303 to somewhere other
+    /// than the sign-in page (signing out, which goes there, must end the session).
+    async fn page_allowed(&self, route: &PageRoute, visitor: Visitor) {
+        if route.path == "/notifications/{id}/redeliver" {
+            // As through the API: only a notification that is no longer pending is redelivered.
+            settle_notifications(&self.h.state.store).await;
+        }
+        let answer = self.page_request(route, visitor).await;
+        let context = format!("{} {} as {visitor:?}", route.method, route.path);
+        if route.method == "get" {
+            assert_eq!(answer.status, StatusCode::OK, "{context}: {}", answer.text);
+            return;
+        }
+        assert_eq!(
+            answer.status,
+            StatusCode::SEE_OTHER,
+            "{context}: {}",
+            answer.text
+        );
+        if route.path == "/logout" {
+            assert_eq!(answer.location.as_deref(), Some("/login"), "{context}");
+            assert!(
+                answer
+                    .set_cookie
+                    .iter()
+                    .any(|c| c.starts_with("slipway_session=;") && c.contains("Max-Age=0")),
+                "{context}: {:?}",
+                answer.set_cookie
+            );
+        } else {
+            assert_ne!(answer.location.as_deref(), Some("/login"), "{context}");
+        }
+    }
+}
+
+/// The granted users whose role on `acme/web` is at least `needed`.
+fn at_least(needed: Role) -> impl Iterator<Item = &'static str> {
+    GRANTED
+        .iter()
+        .filter(move |(_, role)| role.allows(needed))
+        .map(|(name, _)| *name)
+}
+
+/// Checks one dashboard route in a fresh world.
+async fn check_page(route: &PageRoute, anonymous_read: bool) {
+    let w = World::new(anonymous_read).await;
+    let changes = route.method == "post";
+    match route.access {
+        PageAccess::Public if route.path == "/login" && changes => {
+            // Signing in is open to all, with the sign-in form's own CSRF pair and a password.
+            let hash = slipway_server::auth::hash_password("a long password").expect("hash");
+            w.h.state
+                .store
+                .create_user("walk-in", &hash, None)
+                .await
+                .expect("create")
+                .expect("new user");
+            let request = Request::post("/login")
+                .header("cookie", "slipway_login_csrf=pair")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from(
+                    "name=walk-in&password=a+long+password&csrf_token=pair",
+                ))
+                .expect("request");
+            let (status, headers, _) = send_raw(&w.h, request).await;
+            assert_eq!(status, StatusCode::SEE_OTHER, "POST /login");
+            assert_eq!(
+                headers.get("location").and_then(|v| v.to_str().ok()),
+                Some("/")
+            );
+        }
+        PageAccess::Public => {
+            w.page_allowed(route, Visitor::Anonymous).await;
+            w.page_allowed(route, Visitor::Session("stranger")).await;
+        }
+        PageAccess::SignedIn => {
+            w.sent_to_sign_in(route).await;
+            w.page_allowed(route, Visitor::Session("stranger")).await;
+        }
+        PageAccess::Readable => {
+            if anonymous_read {
+                w.page_allowed(route, Visitor::Anonymous).await;
+            } else {
+                w.sent_to_sign_in(route).await;
+            }
+            for name in ["stranger", "reader", "owner"] {
+                w.page_allowed(route, Visitor::Session(name)).await;
+            }
+        }
+        PageAccess::HiddenRole(needed) => {
+            if anonymous_read && needed == Role::Read {
+                w.page_allowed(route, Visitor::Anonymous).await;
+                return;
+            }
+            w.page_refused(route, Visitor::Anonymous, StatusCode::NOT_FOUND)
+                .await;
+            w.page_refused(route, Visitor::Session("stranger"), StatusCode::NOT_FOUND)
+                .await;
+            for name in at_least(needed) {
+                w.page_allowed(route, Visitor::Session(name)).await;
+            }
+        }
+        PageAccess::Role(needed) => {
+            if anonymous_read && needed == Role::Read && !changes {
+                w.page_allowed(route, Visitor::Anonymous).await;
+                return;
+            }
+            w.sent_to_sign_in(route).await;
+            if anonymous_read {
+                // The open repository changes nothing for signed-in visitors; the closed world
+                // checks them.
+                return;
+            }
+            // Someone who may not even read the repository cannot tell that it exists.
+            w.page_refused(route, Visitor::Session("stranger"), StatusCode::NOT_FOUND)
+                .await;
+            for (name, role) in GRANTED {
+                if !role.allows(needed) {
+                    w.page_refused(route, Visitor::Session(name), StatusCode::FORBIDDEN)
+                        .await;
+                }
+            }
+            if changes {
+                // A form changes the world, so one visitor is let through: the one with just
+                // the role it needs.
+                let least = at_least(needed).next().expect("a user with every role");
+                w.page_allowed(route, Visitor::Session(least)).await;
+            } else {
+                for name in at_least(needed) {
+                    w.page_allowed(route, Visitor::Session(name)).await;
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_dashboard_route_sends_the_anonymous_to_sign_in_and_refuses_missing_roles() {
+    let routes = page_routes();
+    // The table is the router's: every page and form the dashboard has, pages and forms both.
+    assert!(routes.iter().filter(|r| r.method == "get").count() >= 8);
+    assert!(routes.iter().filter(|r| r.method == "post").count() >= 7);
+    for route in &routes {
+        check_page(route, false).await;
+    }
+}
+
+#[tokio::test]
+async fn a_repository_open_to_anonymous_readers_shows_them_its_pages_and_no_forms() {
+    for route in &page_routes() {
+        check_page(route, true).await;
+    }
 }

@@ -1,6 +1,7 @@
-//! The dashboard over the real router and a real SQLite store: signing in (CSRF, rate limit),
-//! pages per role, form posts and their CSRF tokens, badges and the security headers, and the
-//! notification views (a build's notifications, outgoing webhooks and their redelivery).
+//! The dashboard over the real router and a real SQLite store: signing in (CSRF, rate limit,
+//! the first-run notice), pages per role, every form's CSRF token, badges and the security
+//! headers, the notification views (a build's notifications, outgoing webhooks and their
+//! redelivery), and the build page's rendering of a long log's tail.
 
 mod common;
 
@@ -356,7 +357,59 @@ async fn pages_send_a_strict_content_security_policy_and_anonymous_visitors_sign
         csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
         "{csp}"
     );
-    assert!(login.text.contains("No accounts exist yet") || login.text.contains("Sign in"));
+    // The harness has made its `root` account, so this is no first run.
+    assert!(login.text.contains("<h1>Sign in</h1>"), "{}", login.text);
+    assert!(
+        !login.text.contains("No accounts exist yet"),
+        "{}",
+        login.text
+    );
+    assert!(!login.text.contains("slipway user add"), "{}", login.text);
+}
+
+#[tokio::test]
+async fn the_sign_in_page_says_how_to_make_the_first_account_until_one_exists() {
+    let h = harness_without_accounts(vec![repository(
+        "acme/web",
+        "github",
+        vec![slipway_core::BuildRule::default_rule()],
+    )])
+    .await;
+    assert_eq!(h.state.store.user_count().await.expect("count"), 0);
+    let first_run = fetch(
+        &h,
+        Request::get("/login").body(Body::empty()).expect("request"),
+    )
+    .await;
+    assert_eq!(first_run.status, StatusCode::OK);
+    assert!(
+        first_run
+            .text
+            .contains("No accounts exist yet. Make the first administrator on the server:"),
+        "{}",
+        first_run.text
+    );
+    assert!(
+        first_run
+            .text
+            .contains("<pre class=\"mono\">slipway user add --admin YOUR-NAME</pre>"),
+        "{}",
+        first_run.text
+    );
+    // The notice is gone once the first account exists.
+    add_user(&h, "alice", "a long password", Some(Role::Owner)).await;
+    let later = fetch(
+        &h,
+        Request::get("/login").body(Body::empty()).expect("request"),
+    )
+    .await;
+    assert_eq!(later.status, StatusCode::OK);
+    assert!(
+        !later.text.contains("No accounts exist yet"),
+        "{}",
+        later.text
+    );
+    assert!(!later.text.contains("slipway user add"), "{}", later.text);
 }
 
 #[tokio::test]
@@ -715,4 +768,328 @@ async fn redelivering_a_webhook_delivery_needs_the_csrf_token_and_the_admin_role
     )
     .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
+
+/// The `<pre id="log">` element's attributes and content in a build page.
+fn log_element(text: &str) -> (&str, &str) {
+    let id = text.find(" id=\"log\"").expect("the log element");
+    let start = text[..id].rfind("<pre").expect("the log is a <pre>");
+    let open_end = start + text[start..].find('>').expect("the tag's end");
+    let close = open_end + text[open_end..].find("</pre>").expect("the log's end");
+    (&text[start..open_end], &text[open_end + 1..close])
+}
+
+/// One attribute's value in a tag.
+fn attribute<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let marker = format!(" {name}=\"");
+    let at = tag.find(&marker)? + marker.len();
+    tag[at..].split('"').next()
+}
+
+#[tokio::test]
+async fn a_build_page_renders_only_the_last_512_kib_of_a_long_log_from_a_line_start() {
+    let h = harness().await;
+    add_user(&h, "reader", "a long password", Some(Role::Read)).await;
+    let session = sign_in(&h, "reader", "a+long+password").await;
+    let id = queued_build(&h).await;
+    let build_id = Uuid::parse_str(&id).expect("a build id");
+    let store = &h.state.store;
+    let claimed = store
+        .claim_build("dashboard-worker", std::time::Duration::from_secs(600))
+        .await
+        .expect("claim")
+        .expect("the queued build");
+    assert_eq!(claimed.id, build_id);
+
+    // 6,000 lines of 100 bytes (one with a byte that is not UTF-8) and a line still being
+    // written, stored in chunks that do not follow the lines.
+    let mut log = Vec::new();
+    for n in 0..6000 {
+        let mut line = format!("{n:>98}").into_bytes();
+        if n == 5000 {
+            line[0] = 0xff;
+        }
+        line.extend_from_slice(b" \n");
+        log.extend_from_slice(&line);
+    }
+    log.extend_from_slice(b"still running");
+    for (seq, chunk) in log.chunks(65_000).enumerate() {
+        let seq = i64::try_from(seq).expect("a sequence number") + 1;
+        store
+            .append_log(build_id, seq, chunk)
+            .await
+            .expect("log chunk");
+    }
+    let size = log.len();
+    let window = size - 512 * 1024;
+    let first_shown = window - 1
+        + log[window - 1..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .expect("a line break")
+        + 1;
+    assert_eq!(first_shown % 100, 0, "a line start");
+    let complete = 6000 * 100;
+
+    let page = fetch(&h, get_with(&format!("/builds/{id}"), &session)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(
+        page.text
+            .contains(&format!("The first {first_shown} bytes are not shown.")),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains(&format!("href=\"/builds/{id}?full=1\"")));
+    let (tag, content) = log_element(&page.text);
+    assert_eq!(
+        attribute(tag, "data-offset"),
+        Some(complete.to_string().as_str())
+    );
+    assert_eq!(attribute(tag, "data-state"), None, "the stream goes on");
+    let first_line = first_shown / 100;
+    assert!(
+        content.starts_with(&format!("<span class=\"log-block\">{first_line:>98} \n")),
+        "{}",
+        &content[..200]
+    );
+    assert!(!content.contains(&format!("{:>98} \n", first_line - 1)));
+    assert!(content.contains(&format!("\u{fffd}{:>97} \n", 5000)));
+    assert!(content.ends_with(&format!("{:>98} \n</span>", 5999)));
+    assert!(!content.contains("still running"), "only complete lines");
+
+    // Finished, the page shows the last line too and opens no stream.
+    let result = slipway_store::BuildResult {
+        status: slipway_core::BuildStatus::Succeeded,
+        error: None,
+        digest: None,
+    };
+    assert!(
+        store
+            .finish_build(build_id, "dashboard-worker", &result)
+            .await
+            .expect("finish")
+    );
+    let page = fetch(&h, get_with(&format!("/builds/{id}"), &session)).await;
+    let (tag, content) = log_element(&page.text);
+    assert_eq!(
+        attribute(tag, "data-offset"),
+        Some(size.to_string().as_str())
+    );
+    assert_eq!(attribute(tag, "data-state"), Some("ended"));
+    assert!(content.ends_with("still running</span>"));
+
+    // The whole log is streamed from its first byte instead.
+    let page = fetch(&h, get_with(&format!("/builds/{id}?full=1"), &session)).await;
+    let (tag, content) = log_element(&page.text);
+    assert_eq!(attribute(tag, "data-offset"), Some("0"));
+    assert_eq!(content, "");
+    assert!(!page.text.contains("bytes are not shown"));
+}
+
+/// Posts `fields` to a form twice without the session's CSRF token (none, then a wrong one)
+/// and asserts both are refused with 403.
+async fn refused_without_the_token(h: &Harness, path: &str, session: &str, fields: &str) {
+    for token in ["", "&csrf_token=", "&csrf_token=not-this-sessions-token"] {
+        let body = format!("{}{token}", fields.trim_start_matches('&'));
+        let answer = fetch(h, post_form(path, session, body.trim_start_matches('&'))).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::FORBIDDEN,
+            "{path} with {token:?}: {}",
+            answer.text
+        );
+        assert!(answer.text.contains("CSRF"), "{path}: {}", answer.text);
+    }
+}
+
+/// The `Location` of an answer.
+fn location(page: &Page) -> Option<&str> {
+    page.headers
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// Checks one dashboard form in a fresh world: refused without the right CSRF token (and
+/// nothing changed), done with it.
+async fn check_form(route: &slipway_server::PageRoute) {
+    let h = harness().await;
+    add_user(&h, "owner", "a long password", Some(Role::Owner)).await;
+    let session = sign_in(&h, "owner", "a+long+password").await;
+    let page = fetch(&h, get_with("/", &session)).await;
+    let token = csrf_in(&page.text);
+    let with_token = |fields: &str| format!("csrf_token={token}{fields}");
+    let store = &h.state.store;
+    match route.path {
+        "/login" => {
+            // Signing in has no session yet: the form's field must repeat its own cookie.
+            let form = fetch(
+                &h,
+                Request::get("/login").body(Body::empty()).expect("request"),
+            )
+            .await;
+            let cookie = cookie_value(&form, "slipway_login_csrf").expect("cookie");
+            let post = |cookie: Option<&str>, field: Option<&str>| {
+                let mut builder = Request::post("/login")
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+                if let Some(cookie) = cookie {
+                    builder =
+                        builder.header(header::COOKIE, format!("slipway_login_csrf={cookie}"));
+                }
+                let mut body = "name=owner&password=a+long+password".to_owned();
+                if let Some(field) = field {
+                    body.push_str(&format!("&csrf_token={field}"));
+                }
+                builder.body(Body::from(body)).expect("request")
+            };
+            let field = csrf_in(&form.text);
+            for (cookie, field) in [
+                (Some(cookie.as_str()), Some("")),
+                (Some(cookie.as_str()), Some("another-value")),
+                (None, Some(field.as_str())),
+                (Some(""), Some("")),
+            ] {
+                let answer = fetch(&h, post(cookie, field)).await;
+                assert_eq!(answer.status, StatusCode::FORBIDDEN, "{cookie:?} {field:?}");
+                assert!(cookie_value(&answer, "slipway_session").is_none());
+            }
+            // A form without the field at all is no sign-in form.
+            let answer = fetch(&h, post(Some(&cookie), None)).await;
+            assert!(answer.status.is_client_error(), "{}", answer.status);
+            assert!(cookie_value(&answer, "slipway_session").is_none());
+            let done = fetch(&h, post(Some(&cookie), Some(&field))).await;
+            assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
+            assert!(cookie_value(&done, "slipway_session").is_some());
+        }
+        "/logout" => {
+            refused_without_the_token(&h, "/logout", &session, "").await;
+            let still = fetch(&h, get_with("/", &session)).await;
+            assert!(
+                still.text.contains("Signed in as"),
+                "refusals keep the session"
+            );
+            let done = fetch(&h, post_form("/logout", &session, &with_token(""))).await;
+            assert_eq!(done.status, StatusCode::SEE_OTHER);
+            assert_eq!(location(&done), Some("/login"));
+            let after = fetch(&h, get_with("/", &session)).await;
+            assert_eq!(after.status, StatusCode::SEE_OTHER, "the session has ended");
+        }
+        "/repos/{owner}/{name}/build" => {
+            let path = "/repos/acme/web/build";
+            let fields = "&source_type=Branch&source_name=main";
+            refused_without_the_token(&h, path, &session, fields).await;
+            assert_eq!(build_count(&h).await, 0, "refusals build nothing");
+            let done = fetch(&h, post_form(path, &session, &with_token(fields))).await;
+            assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
+            let to = location(&done).expect("the new build's page");
+            let id = to.strip_prefix("/builds/").expect("a build page");
+            let (_, build) = get_json(&h, &format!("/api/builds/{id}")).await;
+            assert_eq!(build["trigger"], "manual", "{build}");
+            assert_eq!(build["ref"], "refs/heads/main");
+            assert_eq!(build["commit"], MAIN_HEAD);
+            assert_eq!(build_count(&h).await, 1);
+        }
+        "/deliveries/{id}/redeliver" => {
+            let id = queued_build(&h).await;
+            let build = store
+                .build(Uuid::parse_str(&id).expect("id"))
+                .await
+                .expect("query")
+                .expect("the build");
+            let delivery = build.delivery_id.expect("the build's delivery");
+            let repository = store
+                .repository_by_name("acme/web")
+                .await
+                .expect("query")
+                .expect("acme/web");
+            let deliveries = || async {
+                store
+                    .deliveries_for_repository(repository.id, 10, None)
+                    .await
+                    .expect("deliveries")
+            };
+            let path = format!("/deliveries/{delivery}/redeliver");
+            refused_without_the_token(&h, &path, &session, "").await;
+            assert_eq!(deliveries().await.len(), 1, "refusals redeliver nothing");
+            let done = fetch(&h, post_form(&path, &session, &with_token(""))).await;
+            assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
+            assert_eq!(location(&done), Some("/repos/acme/web/deliveries"));
+            let after = deliveries().await;
+            assert_eq!(after.len(), 2, "a new delivery");
+            assert!(
+                after.iter().any(|d| d.redelivery_of == Some(delivery)),
+                "the redelivery names the original"
+            );
+        }
+        "/notifications/{id}/redeliver" => {
+            let (_, hook, notification) = build_with_notifications(&h).await;
+            // Only a notification that is no longer pending may be redelivered.
+            fail_due_notifications(&h, "the receiver is down").await;
+            let path = format!("/notifications/{notification}/redeliver");
+            refused_without_the_token(&h, &path, &session, "").await;
+            let count = || async { store.hook_deliveries(hook, 10).await.expect("list").len() };
+            assert_eq!(count().await, 1, "refusals queue nothing");
+            let done = fetch(&h, post_form(&path, &session, &with_token(""))).await;
+            assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
+            assert_eq!(count().await, 2);
+        }
+        "/builds/{id}/cancel" => {
+            let id = queued_build(&h).await;
+            let path = format!("/builds/{id}/cancel");
+            refused_without_the_token(&h, &path, &session, "").await;
+            let (_, build) = get_json(&h, &format!("/api/builds/{id}")).await;
+            assert_eq!(build["status"], "queued", "refusals cancel nothing");
+            let done = fetch(&h, post_form(&path, &session, &with_token(""))).await;
+            assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
+            let (_, build) = get_json(&h, &format!("/api/builds/{id}")).await;
+            assert_eq!(build["status"], "cancelled");
+        }
+        "/builds/{id}/retry" => {
+            let id = queued_build(&h).await;
+            store
+                .cancel_build(Uuid::parse_str(&id).expect("id"), "to retry it")
+                .await
+                .expect("cancel");
+            let path = format!("/builds/{id}/retry");
+            refused_without_the_token(&h, &path, &session, "").await;
+            assert_eq!(build_count(&h).await, 1, "refusals retry nothing");
+            let done = fetch(&h, post_form(&path, &session, &with_token(""))).await;
+            assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
+            let new = location(&done)
+                .and_then(|to| to.strip_prefix("/builds/"))
+                .expect("the new build's page");
+            let (_, build) = get_json(&h, &format!("/api/builds/{new}")).await;
+            assert_eq!(build["retry_of"], id.as_str(), "{build}");
+            assert_eq!(build_count(&h).await, 2);
+        }
+        other => panic!(
+            "the dashboard form {other} has no CSRF case here; add one (refused without the \
+             session's token, done with it)"
+        ),
+    }
+}
+
+#[tokio::test]
+async fn every_dashboard_form_needs_its_csrf_token_and_works_with_it() {
+    let forms: Vec<_> = slipway_server::page_routes()
+        .into_iter()
+        .filter(|route| route.method == "post")
+        .collect();
+    let paths: Vec<&str> = forms.iter().map(|route| route.path).collect();
+    for path in [
+        "/login",
+        "/logout",
+        "/repos/{owner}/{name}/build",
+        "/deliveries/{id}/redeliver",
+        "/notifications/{id}/redeliver",
+        "/builds/{id}/cancel",
+        "/builds/{id}/retry",
+    ] {
+        assert!(
+            paths.contains(&path),
+            "{path} is not a form any more: {paths:?}"
+        );
+    }
+    for route in &forms {
+        check_form(route).await;
+    }
 }

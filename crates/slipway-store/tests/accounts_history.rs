@@ -1169,8 +1169,12 @@ async fn build_lists_are_read_along_their_indexes(store: Store) {
                         || line.contains(&format!("Bitmap Index Scan on {index} "))
                 }),
             };
+            // A repository and a ref are also the leading columns of the supersede lookup's
+            // index; on a small table PostgreSQL may read that one and sort the few rows.
+            let also = (filter.repository_id.is_some() && filter.git_ref.is_some())
+                .then_some("builds_by_ref_commit");
             assert!(
-                indexes.iter().any(|index| uses(index)),
+                indexes.iter().copied().chain(also).any(|index| uses(index)),
                 "{filter:?} (cursor {cursor:?}) is not read along {indexes:?}: {plan:#?}"
             );
             assert!(

@@ -12,56 +12,26 @@
 //! loaded; the two must produce the same class names (the stylesheet test checks the names).
 //!
 //! **Invariants:** the output never contains a `<` that came from the input, and attribute
-//! values are built only from the class tables below and from colours formatted as `#rrggbb`.
+//! values are built only from the class names below.
 //!
-//! **Content-Security-Policy:** 256-colour and truecolour text is drawn with `style`
-//! attributes. A policy whose `style-src` lacks `'unsafe-inline'` (or that sets
-//! `style-src-attr 'none'`) makes browsers ignore them: such text then shows in the log's
-//! default colour, still legible. The 16 palette colours use classes and are never affected.
+//! **Colours are classes, never `style` attributes**, because the dashboard's
+//! Content-Security-Policy (`style-src 'self'`, no `'unsafe-inline'`) makes browsers ignore
+//! inline styles. Every colour is one of xterm's 256 indexes and becomes `ansi-fg-N` or
+//! `ansi-bg-N` (`N` from 0 to 255); the stylesheet defines all 512 classes (see
+//! [`super::assets`], which generates the rules for 16–255). SGR 30–37 and 90–97 (and their
+//! background forms) are indexes 0–15. A truecolour (`38;2;r;g;b`) is drawn as the nearest of
+//! indexes 16–255 — the 6×6×6 cube and the grey ramp — by squared RGB distance, the way tmux
+//! maps truecolour for 256-colour terminals ([`nearest_xterm_index`]); indexes 0–15 are left
+//! out because their shades are the stylesheet's choice, not fixed values.
 
 use std::fmt::Write as _;
 
 use super::escape_into;
 
-/// Classes for the 16 palette foreground colours: index 0–7 are SGR 30–37, 8–15 are SGR 90–97.
-pub(crate) const FG_CLASSES: [&str; 16] = [
-    "ansi-fg-0",
-    "ansi-fg-1",
-    "ansi-fg-2",
-    "ansi-fg-3",
-    "ansi-fg-4",
-    "ansi-fg-5",
-    "ansi-fg-6",
-    "ansi-fg-7",
-    "ansi-fg-8",
-    "ansi-fg-9",
-    "ansi-fg-10",
-    "ansi-fg-11",
-    "ansi-fg-12",
-    "ansi-fg-13",
-    "ansi-fg-14",
-    "ansi-fg-15",
-];
-
-/// Classes for the 16 palette background colours: index 0–7 are SGR 40–47, 8–15 are 100–107.
-pub(crate) const BG_CLASSES: [&str; 16] = [
-    "ansi-bg-0",
-    "ansi-bg-1",
-    "ansi-bg-2",
-    "ansi-bg-3",
-    "ansi-bg-4",
-    "ansi-bg-5",
-    "ansi-bg-6",
-    "ansi-bg-7",
-    "ansi-bg-8",
-    "ansi-bg-9",
-    "ansi-bg-10",
-    "ansi-bg-11",
-    "ansi-bg-12",
-    "ansi-bg-13",
-    "ansi-bg-14",
-    "ansi-bg-15",
-];
+/// The start of a foreground colour's class name; the xterm index follows (`ansi-fg-196`).
+pub(crate) const FG_PREFIX: &str = "ansi-fg-";
+/// The start of a background colour's class name; the xterm index follows (`ansi-bg-24`).
+pub(crate) const BG_PREFIX: &str = "ansi-bg-";
 
 /// Classes for the text attributes, in the order they are written into a `class` attribute.
 pub(crate) const ATTRIBUTE_CLASSES: [&str; 4] =
@@ -163,13 +133,11 @@ pub fn log_html(text: &str) -> String {
 /// A colour as SGR can set it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Colour {
-    /// The terminal's default: no class, no style.
+    /// The terminal's default: no class.
     #[default]
     Default,
-    /// One of the 16 palette colours, drawn with a class so the stylesheet picks readable shades.
-    Palette(u8),
-    /// Any other colour, drawn with an inline style.
-    Rgb(u8, u8, u8),
+    /// One of xterm's 256 colours, drawn with its `ansi-fg-N` or `ansi-bg-N` class.
+    Indexed(u8),
 }
 
 /// The text style that SGR sequences build up.
@@ -210,11 +178,11 @@ impl Style {
                 }
                 23 => self.attributes[ITALIC] = false,
                 24 => self.attributes[UNDERLINE] = false,
-                30..=37 => self.fg = palette(code - 30),
-                90..=97 => self.fg = palette(code - 90 + 8),
+                30..=37 => self.fg = basic(code - 30),
+                90..=97 => self.fg = basic(code - 90 + 8),
                 39 => self.fg = Colour::Default,
-                40..=47 => self.bg = palette(code - 40),
-                100..=107 => self.bg = palette(code - 100 + 8),
+                40..=47 => self.bg = basic(code - 40),
+                100..=107 => self.bg = basic(code - 100 + 8),
                 49 => self.bg = Colour::Default,
                 38 | 48 => {
                     let colour = if group.contains(':') {
@@ -239,49 +207,39 @@ impl Style {
         }
     }
 
-    /// Writes the opening `<span>` for this style; only called when the style is not plain.
+    /// Writes the opening `<span>` for this style; only called when the style is not plain,
+    /// so there is always at least one class. The order is foreground, background, attributes,
+    /// as in `build-log.js`.
     fn write_open_tag(&self, out: &mut String) {
-        out.push_str("<span");
-        let mut classes: Vec<&str> = Vec::with_capacity(6);
-        if let Colour::Palette(index) = self.fg {
-            classes.push(FG_CLASSES[usize::from(index) % 16]);
+        out.push_str("<span class=\"");
+        let mut first = true;
+        let mut separate = |out: &mut String| {
+            if !std::mem::take(&mut first) {
+                out.push(' ');
+            }
+        };
+        // Writing to a `String` cannot fail, so the results are ignored.
+        if let Colour::Indexed(index) = self.fg {
+            separate(out);
+            let _ = write!(out, "{FG_PREFIX}{index}");
         }
-        if let Colour::Palette(index) = self.bg {
-            classes.push(BG_CLASSES[usize::from(index) % 16]);
+        if let Colour::Indexed(index) = self.bg {
+            separate(out);
+            let _ = write!(out, "{BG_PREFIX}{index}");
         }
         for (on, class) in self.attributes.iter().zip(ATTRIBUTE_CLASSES) {
             if *on {
-                classes.push(class);
+                separate(out);
+                out.push_str(class);
             }
         }
-        if !classes.is_empty() {
-            out.push_str(" class=\"");
-            out.push_str(&classes.join(" "));
-            out.push('"');
-        }
-        let mut style = String::new();
-        // Writing to a `String` cannot fail, so the results are ignored.
-        if let Colour::Rgb(r, g, b) = self.fg {
-            let _ = write!(style, "color:#{r:02x}{g:02x}{b:02x}");
-        }
-        if let Colour::Rgb(r, g, b) = self.bg {
-            if !style.is_empty() {
-                style.push(';');
-            }
-            let _ = write!(style, "background-color:#{r:02x}{g:02x}{b:02x}");
-        }
-        if !style.is_empty() {
-            out.push_str(" style=\"");
-            out.push_str(&style);
-            out.push('"');
-        }
-        out.push('>');
+        out.push_str("\">");
     }
 }
 
-/// A palette colour from an index that the callers keep below 16.
-fn palette(index: u32) -> Colour {
-    Colour::Palette(u8::try_from(index).unwrap_or(0) % 16)
+/// One of the 16 basic colours from an index that the callers keep below 16.
+fn basic(index: u32) -> Colour {
+    Colour::Indexed(u8::try_from(index).unwrap_or(0) % 16)
 }
 
 /// Parses one SGR parameter; an empty parameter means 0, and a huge one saturates rather than
@@ -333,34 +291,89 @@ fn extended_colour_from_subparameters(values: &[u32]) -> Option<Colour> {
     }
 }
 
-/// A colour from exactly three components of at most 255 each.
+/// A colour from exactly three components of at most 255 each, as the nearest xterm index.
 fn rgb_colour(values: &[u32]) -> Option<Colour> {
     match values {
-        [r, g, b] => Some(Colour::Rgb(
+        [r, g, b] => Some(Colour::Indexed(nearest_xterm_index(
             u8::try_from(*r).ok()?,
             u8::try_from(*g).ok()?,
             u8::try_from(*b).ok()?,
-        )),
+        ))),
         _ => None,
     }
 }
 
-/// One of xterm's 256 colours: the 16 palette colours keep their classes, the 6×6×6 cube and
-/// the grey ramp become RGB values computed the way xterm defines them.
+/// One of xterm's 256 colours by index; anything above 255 is no colour.
 fn colour_256(index: u32) -> Option<Colour> {
-    let index = u8::try_from(index).ok()?;
-    Some(match index {
-        0..=15 => Colour::Palette(index),
+    u8::try_from(index).ok().map(Colour::Indexed)
+}
+
+/// The channel values of the 6×6×6 cube's six steps, as xterm defines them.
+const CUBE_LEVELS: [u8; 6] = [0, 95, 135, 175, 215, 255];
+
+/// The sRGB value of xterm colour `index` for indexes 16–255: the 6×6×6 cube (16–231) and the
+/// 24-step grey ramp (232–255). Indexes 0–15 have no fixed value (the stylesheet picks their
+/// shades), so they answer `None`.
+pub(crate) fn xterm_rgb(index: u8) -> Option<(u8, u8, u8)> {
+    match index {
+        0..=15 => None,
         16..=231 => {
-            let cube = index - 16;
-            let level = |step: u8| if step == 0 { 0 } else { 55 + 40 * step };
-            Colour::Rgb(level(cube / 36), level((cube / 6) % 6), level(cube % 6))
+            let cube = usize::from(index - 16);
+            Some((
+                CUBE_LEVELS[cube / 36],
+                CUBE_LEVELS[(cube / 6) % 6],
+                CUBE_LEVELS[cube % 6],
+            ))
         }
         _ => {
             let grey = 8 + 10 * (index - 232);
-            Colour::Rgb(grey, grey, grey)
+            Some((grey, grey, grey))
         }
-    })
+    }
+}
+
+/// The xterm index (16–255) nearest to a truecolour, as tmux chooses it: the nearest cube step
+/// of each channel gives a cube colour, the channels' mean gives a grey of the ramp, and the one
+/// of the two closer to the colour (squared RGB distance; the cube on a tie) wins. An exact cube
+/// colour is always itself.
+pub(crate) fn nearest_xterm_index(r: u8, g: u8, b: u8) -> u8 {
+    // The step whose level is nearest: the midpoints between the levels are 47.5, 115, 155,
+    // 195 and 235, which `(v - 35) / 40` reproduces above the second one.
+    let step = |v: u8| -> u8 {
+        match v {
+            0..=47 => 0,
+            48..=114 => 1,
+            _ => (v - 35) / 40,
+        }
+    };
+    let (qr, qg, qb) = (step(r), step(g), step(b));
+    let cube = (
+        CUBE_LEVELS[usize::from(qr)],
+        CUBE_LEVELS[usize::from(qg)],
+        CUBE_LEVELS[usize::from(qb)],
+    );
+    let cube_index = 16 + 36 * qr + 6 * qg + qb;
+    if cube == (r, g, b) {
+        return cube_index;
+    }
+    let mean = (u16::from(r) + u16::from(g) + u16::from(b)) / 3;
+    let grey_step = if mean > 238 {
+        23
+    } else {
+        mean.saturating_sub(3) / 10
+    };
+    // `grey_step` is at most 23, so the grey level (at most 238) fits a byte.
+    let grey_step = u8::try_from(grey_step).unwrap_or(23);
+    let grey = 8 + 10 * grey_step;
+    let distance = |(x, y, z): (u8, u8, u8)| -> u32 {
+        let d = |a: u8, b: u8| (i32::from(a) - i32::from(b)).unsigned_abs().pow(2);
+        d(x, r) + d(y, g) + d(z, b)
+    };
+    if distance((grey, grey, grey)) < distance(cube) {
+        232 + grey_step
+    } else {
+        cube_index
+    }
 }
 
 /// A stretch of text in one style.
@@ -650,31 +663,101 @@ mod tests {
     }
 
     #[test]
-    fn extended_colours() {
+    fn extended_colours_become_index_classes() {
         assert_eq!(
             ansi_to_html("\x1b[38;5;9mx"),
             "<span class=\"ansi-fg-9\">x</span>"
         );
         assert_eq!(
             ansi_to_html("\x1b[38;5;196mx"),
-            "<span style=\"color:#ff0000\">x</span>"
+            "<span class=\"ansi-fg-196\">x</span>"
         );
         assert_eq!(
             ansi_to_html("\x1b[48;5;244mx"),
-            "<span style=\"background-color:#808080\">x</span>"
+            "<span class=\"ansi-bg-244\">x</span>"
         );
+        // Truecolour is drawn as the nearest index: (1, 2, 255) is the cube's pure blue, and
+        // (16, 32, 48) is nearest to the grey 28 of the ramp.
         assert_eq!(
             ansi_to_html("\x1b[38;2;1;2;255;48;2;16;32;48mx"),
-            "<span style=\"color:#0102ff;background-color:#102030\">x</span>"
+            "<span class=\"ansi-fg-21 ansi-bg-234\">x</span>"
         );
         assert_eq!(
-            ansi_to_html("\x1b[38:2::255:128:0mx\x1b[38:5:1my"),
-            "<span style=\"color:#ff8000\">x</span><span class=\"ansi-fg-1\">y</span>"
+            ansi_to_html("\x1b[38:2::255:135:0mx\x1b[38:5:1my"),
+            "<span class=\"ansi-fg-208\">x</span><span class=\"ansi-fg-1\">y</span>"
         );
         assert_eq!(
             ansi_to_html("\x1b[38:2:10:20:30mx"),
-            "<span style=\"color:#0a141e\">x</span>"
+            "<span class=\"ansi-fg-233\">x</span>"
         );
+        // Colours come first, then the attributes, as in build-log.js.
+        assert_eq!(
+            ansi_to_html("\x1b[1;48;5;17;38;5;230mx"),
+            "<span class=\"ansi-fg-230 ansi-bg-17 ansi-bold\">x</span>"
+        );
+        // No colour ever becomes an inline style, which the page's CSP would block.
+        assert!(!ansi_to_html("\x1b[38;2;1;2;3;48;5;100mx").contains("style"));
+    }
+
+    #[test]
+    fn xterm_values_follow_xterm() {
+        assert_eq!(xterm_rgb(15), None);
+        assert_eq!(xterm_rgb(16), Some((0, 0, 0)));
+        assert_eq!(xterm_rgb(21), Some((0, 0, 255)));
+        assert_eq!(xterm_rgb(196), Some((255, 0, 0)));
+        assert_eq!(xterm_rgb(208), Some((255, 135, 0)));
+        assert_eq!(xterm_rgb(231), Some((255, 255, 255)));
+        assert_eq!(xterm_rgb(232), Some((8, 8, 8)));
+        assert_eq!(xterm_rgb(244), Some((128, 128, 128)));
+        assert_eq!(xterm_rgb(255), Some((238, 238, 238)));
+    }
+
+    #[test]
+    fn truecolour_maps_to_the_nearest_xterm_colour() {
+        // Every cube and grey-ramp colour maps to itself (no ramp grey is also a cube colour).
+        for index in 16..=255u8 {
+            let (r, g, b) = xterm_rgb(index).expect("a fixed value");
+            assert_eq!(nearest_xterm_index(r, g, b), index, "{index}: {r},{g},{b}");
+        }
+        // Near a cube colour: each channel goes to its nearest step.
+        assert_eq!(nearest_xterm_index(250, 130, 5), 208);
+        assert_eq!(nearest_xterm_index(3, 100, 140), 16 + 6 + 2);
+        assert_eq!(nearest_xterm_index(115, 155, 195), 16 + 36 * 2 + 6 * 3 + 4);
+        // Greys that fall between cube steps go to the ramp, and so do dull colours whose
+        // mean grey is nearer than any cube colour.
+        assert_eq!(nearest_xterm_index(128, 128, 128), 244);
+        assert_eq!(nearest_xterm_index(47, 48, 114), 238);
+        assert_eq!(nearest_xterm_index(60, 62, 58), 237);
+        assert_eq!(nearest_xterm_index(1, 1, 1), 16);
+        assert_eq!(nearest_xterm_index(250, 250, 250), 231);
+        assert_eq!(nearest_xterm_index(240, 240, 240), 255);
+        // A saturated colour stays in the cube even when its mean is a ramp grey.
+        assert_eq!(nearest_xterm_index(200, 0, 0), 160);
+    }
+
+    /// The mapping checked by brute force: no index from 16 to 255 is nearer to the colour than
+    /// the one chosen (the per-channel cube step and the mean's grey are each their family's
+    /// nearest, so the better of the two is the nearest of all).
+    #[test]
+    fn the_chosen_index_is_the_nearest_of_all_240() {
+        let distance = |a: (u8, u8, u8), b: (u8, u8, u8)| -> u32 {
+            let d = |x: u8, y: u8| (i32::from(x) - i32::from(y)).unsigned_abs().pow(2);
+            d(a.0, b.0) + d(a.1, b.1) + d(a.2, b.2)
+        };
+        for r in (0..=255u8).step_by(5) {
+            for g in (0..=255u8).step_by(15) {
+                for b in (0..=255u8).step_by(17) {
+                    let colour = (r, g, b);
+                    let chosen = nearest_xterm_index(r, g, b);
+                    let best = (16..=255u8)
+                        .map(|i| distance(colour, xterm_rgb(i).expect("a fixed value")))
+                        .min()
+                        .expect("240 colours");
+                    let got = distance(colour, xterm_rgb(chosen).expect("16 to 255"));
+                    assert_eq!(got, best, "{colour:?} -> {chosen}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -788,8 +871,8 @@ mod tests {
         assert!(html.ends_with("line 1000\n</span>"));
     }
 
-    /// Checks that every `<` in `html` starts one of the tags this module writes, with
-    /// attribute values made only of characters the class tables and colour styles use.
+    /// Checks that every `<` in `html` starts one of the tags this module writes: a span with
+    /// one `class` attribute of `ansi-*` names, and never a `style` attribute.
     fn assert_only_own_markup(html: &str) {
         let mut rest = html;
         while let Some(at) = rest.find('<') {
@@ -803,11 +886,12 @@ mod tests {
             assert!(tag.starts_with("<span "), "unexpected markup {tag:?}");
             assert!(
                 tag.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || " <>=\"-#:;".contains(c)),
+                    .all(|c| c.is_ascii_alphanumeric() || " <>=\"-".contains(c)),
                 "unexpected characters in {tag:?}"
             );
             assert!(
-                tag.starts_with("<span class=\"") || tag.starts_with("<span style=\""),
+                (tag.starts_with("<span class=\"ansi-") || tag == "<span class=\"log-block\">")
+                    && tag.matches('"').count() == 2,
                 "unexpected attributes in {tag:?}"
             );
             rest = &rest[end + 1..];

@@ -1,5 +1,6 @@
-//! Building blocks of the server-rendered dashboard: terminal-log rendering, status badges,
-//! the build-duration chart and the static assets served under `/assets`.
+//! Building blocks of the server-rendered dashboard: terminal-log rendering and the part of a
+//! log a build page shows, status badges, the build-duration chart and the static assets served
+//! under `/assets`.
 //!
 //! Everything here is pure (no I/O, no state), so the page handlers stay thin and these parts
 //! are tested on their own. Every string that reaches HTML or SVG from outside is escaped here.
@@ -8,7 +9,9 @@ pub mod ansi;
 pub mod assets;
 pub mod badge;
 pub mod chart;
+pub mod logtail;
 pub mod pages;
+pub mod routes;
 pub mod session;
 
 /// Escapes the five characters that are special in HTML and XML text and attribute values,
@@ -39,10 +42,11 @@ pub(crate) fn escape(text: &str) -> String {
     out
 }
 
-/// WCAG 2 contrast computations, for the tests that hold colours to level AA.
-#[cfg(test)]
+/// WCAG 2 contrast computations: the stylesheet's generated terminal colours are made readable
+/// with them, and tests hold every colour of the pages and badges to level AA.
 pub(crate) mod contrast {
     /// Reads a `#rrggbb` colour.
+    #[cfg(test)]
     pub(crate) fn parse_hex(text: &str) -> Option<(u8, u8, u8)> {
         let hex = text.strip_prefix('#')?;
         if hex.len() != 6 || !hex.is_ascii() {
@@ -71,15 +75,20 @@ pub(crate) mod contrast {
         (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
     }
 
-    #[test]
-    fn known_ratios() {
-        let black = (0, 0, 0);
-        let white = (255, 255, 255);
-        assert!((contrast_ratio(black, white) - 21.0).abs() < 1e-9);
-        assert!((contrast_ratio(white, white) - 1.0).abs() < 1e-9);
-        let grey = parse_hex("#767676").expect("a colour");
-        assert!((contrast_ratio(grey, white) - 4.54).abs() < 0.01);
-        assert_eq!(parse_hex("#12345"), None);
-        assert_eq!(parse_hex("123456"), None);
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn known_ratios() {
+            let black = (0, 0, 0);
+            let white = (255, 255, 255);
+            assert!((contrast_ratio(black, white) - 21.0).abs() < 1e-9);
+            assert!((contrast_ratio(white, white) - 1.0).abs() < 1e-9);
+            let grey = parse_hex("#767676").expect("a colour");
+            assert!((contrast_ratio(grey, white) - 4.54).abs() < 0.01);
+            assert_eq!(parse_hex("#12345"), None);
+            assert_eq!(parse_hex("123456"), None);
+        }
     }
 }

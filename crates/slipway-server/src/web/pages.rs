@@ -23,11 +23,9 @@ use uuid::Uuid;
 use crate::api::{BuildListQuery, authorized_build, list_builds_for, rfc3339, timeline};
 use crate::auth::Caller;
 use crate::triggers::{Wanted, build_wanted};
-use crate::web::{ansi, assets, badge, chart};
+use crate::web::logtail::{self, RENDERED_LOG_BYTES};
+use crate::web::{assets, badge, chart};
 use crate::{ApiError, AppState};
-
-/// The most log text a build page renders itself; the rest is a click (or a download) away.
-const RENDERED_LOG_BYTES: i64 = 512 * 1024;
 
 /// Deliveries shown on an outgoing webhook's page, newest first.
 const HOOK_HISTORY: i64 = 50;
@@ -916,34 +914,10 @@ pub async fn build(
     let (rendered, offset, skipped) = if full {
         (String::new(), 0, 0)
     } else {
-        let start = (size - RENDERED_LOG_BYTES).max(0);
+        let start = logtail::read_from(size, RENDERED_LOG_BYTES);
         let bytes = read_log(&state, build.id, start, size).await?;
-        // Positions are found in the stored bytes, not in decoded text (where an invalid byte
-        // becomes a three-byte replacement), so that the offset handed to the live stream is
-        // exactly where the rendered part ends. It begins at a line start, unless the tail is
-        // one enormous line.
-        let from = if start > 0 {
-            bytes
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(0, |at| at + 1)
-        } else {
-            0
-        };
-        let rest = &bytes[from..];
-        let complete = if finished {
-            rest.len()
-        } else {
-            rest.iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |at| at + 1)
-        };
-        let skipped = start + from as i64;
-        (
-            ansi::log_html(&String::from_utf8_lossy(&rest[..complete])),
-            skipped + complete as i64,
-            skipped,
-        )
+        let tail = logtail::render_tail(start, &bytes, RENDERED_LOG_BYTES, finished);
+        (tail.html, tail.offset, tail.skipped)
     };
     let stream_url = format!("/api/builds/{}/log/stream", build.id);
     let script = assets::href("build-log.js").unwrap_or_default();
@@ -1042,7 +1016,8 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
-/// The log's bytes in `[start, end)`, read piece by piece (at most [`RENDERED_LOG_BYTES`]).
+/// The log's bytes in `[start, end)`, read piece by piece (at most [`RENDERED_LOG_BYTES`] and
+/// one byte).
 async fn read_log(state: &AppState, id: Uuid, start: i64, end: i64) -> Result<Vec<u8>, PageError> {
     let mut out = Vec::new();
     let mut from = start;

@@ -107,6 +107,20 @@ pub fn repository(name: &str, provider: &str, rules: Vec<BuildRule>) -> Reposito
 }
 
 pub async fn harness_with(specs: Vec<RepositorySpec>) -> Harness {
+    let mut harness = harness_without_accounts(specs).await;
+    harness.admin_token = user_with_token(
+        &harness.state.store,
+        "root",
+        Some(slipway_core::Role::Owner),
+        slipway_core::Role::Owner,
+    )
+    .await;
+    harness
+}
+
+/// A harness whose database has no user at all, as on a server's first run; its
+/// `admin_token` is empty, so [`send`] adds no working credentials.
+pub async fn harness_without_accounts(specs: Vec<RepositorySpec>) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
         .await
@@ -117,15 +131,8 @@ pub async fn harness_with(specs: Vec<RepositorySpec>) -> Harness {
         .iter()
         .map(|s| (s.name.to_string(), Secret::new(SECRET)))
         .collect();
-    let admin_token = user_with_token(
-        &store,
-        "root",
-        Some(slipway_core::Role::Owner),
-        slipway_core::Role::Owner,
-    )
-    .await;
     Harness {
-        admin_token,
+        admin_token: String::new(),
         state: AppState {
             webhook_secrets: Arc::new(secrets),
             ..AppState::new(store, "http://slipway.test", Arc::new(FixedRefs))
