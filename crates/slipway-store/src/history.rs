@@ -313,8 +313,16 @@ impl Store {
     pub async fn log_from(&self, build_id: Uuid, offset: i64, limit: i64) -> Result<Vec<LogPiece>> {
         let rows: Vec<(i64, Option<i64>, Vec<u8>)> = with_pool!(self, read, |pool| {
             sqlx::query_as(
+                // The chunk holding `offset` is the last one starting at or before it, found
+                // along (build_id, start_offset); the scan then starts there instead of at the
+                // log's first chunk. (Chunks stored before offsets were kept have none, and are
+                // all read from the start, as before.)
                 "SELECT seq, start_offset, data FROM build_log_chunks
-                 WHERE build_id = $1 AND COALESCE(start_offset, 0) + length(data) > $2
+                 WHERE build_id = $1
+                   AND seq >= COALESCE((SELECT seq FROM build_log_chunks
+                       WHERE build_id = $1 AND start_offset <= $2
+                       ORDER BY start_offset DESC LIMIT 1), 0)
+                   AND COALESCE(start_offset, 0) + length(data) > $2
                  ORDER BY seq LIMIT $3",
             )
             .bind(build_id.to_string())

@@ -296,10 +296,10 @@ impl Store {
         Ok(())
     }
 
-    /// The single integer one `SELECT` answers, such as a `count(*)`; the benchmarks use it to
-    /// check what a run left behind.
+    /// The single integer one `SELECT` answers, such as a `count(*)`; tests and benchmarks use
+    /// it to check what was stored.
     #[doc(hidden)]
-    pub async fn count_for_benchmarks(&self, statement: &str) -> Result<i64> {
+    pub async fn count_for_tests(&self, statement: &str) -> Result<i64> {
         let (count,): (i64,) = with_pool!(self, read, |pool| {
             sqlx::query_as(sqlx::AssertSqlSafe(statement.to_owned()))
                 .fetch_one(pool)

@@ -85,6 +85,22 @@ async fn concurrent_increments_add_up_exactly(store: Store) {
         value_of(&samples, &QUEUE_WAIT.bucket_name(), "le=\"1\""),
         Some(observations)
     );
+    // The counts were spread over the counter's shards (400 writes into 32 shards all landing
+    // in one would be a broken shard choice), and a scrape still sees one sample each.
+    let rows = store
+        .count_for_tests(
+            "SELECT count(*) FROM metric_counters WHERE name = 'slipway_test_total' AND labels = 'outcome=\"accepted\"'",
+        )
+        .await
+        .expect("count rows");
+    assert!(rows > 1, "{rows} row(s) hold the counter");
+    assert_eq!(
+        samples
+            .iter()
+            .filter(|s| s.name == TEST_COUNTER.name && s.labels == "outcome=\"accepted\"")
+            .count(),
+        1
+    );
     // 700 ms is above the 0.5 s bound, so that bucket was never created.
     assert_eq!(
         value_of(&samples, &QUEUE_WAIT.bucket_name(), "le=\"0.5\""),

@@ -136,7 +136,7 @@ async fn check(url: &str) -> (i64, i64, i64) {
     let store = Store::connect(url).await.expect("open the database");
     let count = |sql: &'static str| {
         let store = store.clone();
-        async move { store.count_for_benchmarks(sql).await.expect(sql) }
+        async move { store.count_for_tests(sql).await.expect(sql) }
     };
     (
         count("SELECT count(*) FROM build_attempts").await,
