@@ -276,7 +276,7 @@ impl Notifier {
                 let context = context_for_rule(&repository.rules, rule_index);
                 let infrastructure = status == BuildStatus::Failed
                     && self.store.failed_for_infrastructure(build.id).await?;
-                let mut payload = snapshot(&build, &transition.status, None);
+                let mut payload = snapshot(build, &transition.status, None);
                 payload["context"] = json!(context);
                 payload["infrastructure_failure"] = json!(infrastructure);
                 let mut notification =
@@ -284,11 +284,12 @@ impl Notifier {
                 notification.status_key = Some(status_key(repository.id, &build.commit, &context));
                 notifications.push(notification);
             }
-            if !hooks_of.contains_key(&repository.id) {
-                let hooks = self.store.hooks_for_repository(repository.id).await?;
-                hooks_of.insert(repository.id, hooks);
-            }
-            let hooks = hooks_of.get(&repository.id).map_or(&[][..], Vec::as_slice);
+            let hooks = match hooks_of.entry(repository.id) {
+                std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(self.store.hooks_for_repository(repository.id).await?)
+                }
+            };
             if hooks.is_empty() {
                 continue;
             }
@@ -305,7 +306,7 @@ impl Notifier {
                         NotificationKind::Webhook,
                         Some(hook.id),
                         event.as_str(),
-                        snapshot(&build, &transition.status, None),
+                        snapshot(build, &transition.status, None),
                     ));
                 }
                 if hook
@@ -318,7 +319,7 @@ impl Notifier {
                             NotificationKind::Webhook,
                             Some(hook.id),
                             HookEvent::ImagePushed.as_str(),
-                            snapshot(&build, &transition.status, Some(tag)),
+                            snapshot(build, &transition.status, Some(tag)),
                         ));
                     }
                 }

@@ -1174,7 +1174,7 @@ async fn build_lists_are_read_along_their_indexes(store: Store) {
             let also = (filter.repository_id.is_some() && filter.git_ref.is_some())
                 .then_some("builds_by_ref_commit");
             assert!(
-                indexes.iter().copied().chain(also).any(|index| uses(index)),
+                indexes.iter().copied().chain(also).any(uses),
                 "{filter:?} (cursor {cursor:?}) is not read along {indexes:?}: {plan:#?}"
             );
             assert!(
