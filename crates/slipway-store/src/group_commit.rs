@@ -165,24 +165,7 @@ macro_rules! write_deliveries {
         let mut query = sqlx::query_as::<_, (String,)>(sqlx::AssertSqlSafe(sql));
         for (request, answer) in group.iter().zip(&answers) {
             let delivery = &request.pending.delivery;
-            query = query
-                .bind(delivery.id.to_string())
-                .bind(delivery.repository_id.map(|id| id.to_string()))
-                .bind(&delivery.repository_name)
-                .bind(&delivery.provider)
-                .bind(&delivery.event)
-                .bind(&delivery.forge_delivery_id)
-                .bind(&delivery.delivery_key)
-                .bind(&delivery.source_address)
-                .bind(delivery.received_at)
-                .bind(i64::from(answer.status_code))
-                .bind(&delivery.verification)
-                .bind(&answer.outcome)
-                .bind(&answer.decisions_json)
-                .bind(&answer.response_json)
-                .bind(&delivery.headers_json)
-                .bind(delivery.body.as_deref())
-                .bind(delivery.redelivery_of.map(|id| id.to_string()));
+            query = bind_delivery_row!(query, delivery, answer);
         }
         let inserted: HashSet<String> = query
             .fetch_all(&mut **$tx)

@@ -103,6 +103,33 @@ macro_rules! repository_select {
     };
 }
 
+/// Binds the 17 columns of a `deliveries` row, in the order `insert_delivery!` and the group
+/// commit's statement list them, for `delivery` with `answer`.
+macro_rules! bind_delivery_row {
+    ($query:expr, $delivery:expr, $answer:expr) => {{
+        let delivery: &NewDelivery = $delivery;
+        let answer: &DeliveryAnswer = $answer;
+        $query
+            .bind(delivery.id.to_string())
+            .bind(delivery.repository_id.map(|id| id.to_string()))
+            .bind(&delivery.repository_name)
+            .bind(&delivery.provider)
+            .bind(&delivery.event)
+            .bind(&delivery.forge_delivery_id)
+            .bind(&delivery.delivery_key)
+            .bind(&delivery.source_address)
+            .bind(delivery.received_at)
+            .bind(i64::from(answer.status_code))
+            .bind(&delivery.verification)
+            .bind(&answer.outcome)
+            .bind(&answer.decisions_json)
+            .bind(&answer.response_json)
+            .bind(&delivery.headers_json)
+            .bind(delivery.body.as_deref())
+            .bind(delivery.redelivery_of.map(|id| id.to_string()))
+    }};
+}
+
 /// Inserts a delivery row and evaluates to whether it was new (false: its key was taken, a
 /// duplicate). A macro rather than a generic function: a function generic over the executor
 /// makes every future that calls it lose `Send` (a known limitation of higher-ranked bounds).
@@ -110,33 +137,17 @@ macro_rules! insert_delivery {
     ($executor:expr, $delivery:expr, $answer:expr) => {{
         let delivery: &NewDelivery = $delivery;
         let answer: &DeliveryAnswer = $answer;
-        let inserted: Option<(String,)> = sqlx::query_as(
+        let query = sqlx::query_as(
             "INSERT INTO deliveries (id, repository_id, repository_name, provider, event, forge_delivery_id,
                  delivery_key, source_address, received_at, status_code, verification, outcome,
                  decisions_json, response_json, headers_json, body, redelivery_of)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
              ON CONFLICT (repository_id, delivery_key) DO NOTHING
              RETURNING id",
-        )
-        .bind(delivery.id.to_string())
-        .bind(delivery.repository_id.map(|id| id.to_string()))
-        .bind(&delivery.repository_name)
-        .bind(&delivery.provider)
-        .bind(&delivery.event)
-        .bind(&delivery.forge_delivery_id)
-        .bind(&delivery.delivery_key)
-        .bind(&delivery.source_address)
-        .bind(delivery.received_at)
-        .bind(i64::from(answer.status_code))
-        .bind(&delivery.verification)
-        .bind(&answer.outcome)
-        .bind(&answer.decisions_json)
-        .bind(&answer.response_json)
-        .bind(&delivery.headers_json)
-        .bind(delivery.body.as_deref())
-        .bind(delivery.redelivery_of.map(|id| id.to_string()))
-        .fetch_optional($executor)
-        .await?;
+        );
+        let inserted: Option<(String,)> = bind_delivery_row!(query, delivery, answer)
+            .fetch_optional($executor)
+            .await?;
         inserted.is_some()
     }};
 }

@@ -10,16 +10,17 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use slipway_core::plan::BuildPlan;
 use slipway_e2e::{
-    Config, GIT_USER, GitHttpServer, RepoFile, RepositoryConfig, Rule, Slipway, TestDatabase,
-    ZERO_ID, github_push_payload, new_delivery_id, unique_name,
+    GIT_USER, GitHttpServer, RepoFile, Rule, Slipway, TestDatabase, ZERO_ID, github_push_payload,
+    new_delivery_id, unique_name,
 };
 use slipway_store::{NewBuild, Store, Supersede};
 
 use crate::report::{Report, Row, millis, quantile};
-use crate::{Backend, Context};
+use crate::{
+    Backend, Context, FreshDatabase, GIT_PASSWORD_ENV, SECRET_ENV, api_time_millis,
+    git_repository_config, wall_clock_millis,
+};
 
-const SECRET_ENV: &str = "BENCH_WEBHOOK_SECRET";
-const GIT_PASSWORD_ENV: &str = "BENCH_GIT_PASSWORD";
 const GOAL_P99_MS: f64 = 50.0;
 
 pub fn run(context: &Context, report: &mut Report) {
@@ -70,22 +71,11 @@ fn measure_slipway(context: &Context, backend: Backend, samples: usize) -> Vec<f
     }
 
     let secret = format!("bench-{}", uuid::Uuid::new_v4().simple());
-    let config = Config {
-        public_url: None,
-        registries: Vec::new(),
-        repositories: vec![RepositoryConfig {
-            name: repo.name().to_owned(),
-            provider: "github".to_owned(),
-            git_url: repo.url().to_owned(),
-            git_username: Some(GIT_USER.to_owned()),
-            git_password_env: Some(GIT_PASSWORD_ENV.to_owned()),
-            webhook_secret_env: Some(SECRET_ENV.to_owned()),
-            image: format!("{}/bench/dispatch", context.rig.registry),
-            rules: vec![Rule::branch("/b[0-9]+/", "{sourceref}").dockerfile("missing/Dockerfile")],
-            ..RepositoryConfig::default()
-        }],
-    }
-    .to_toml();
+    let config = git_repository_config(
+        &repo,
+        &format!("{}/bench/dispatch", context.rig.registry),
+        vec![Rule::branch("/b[0-9]+/", "{sourceref}").dockerfile("missing/Dockerfile")],
+    );
     let builder = || {
         Slipway::builder(&config)
             .env(SECRET_ENV, &secret)
@@ -118,7 +108,7 @@ fn measure_slipway(context: &Context, backend: Backend, samples: usize) -> Vec<f
             &body,
             Some(&secret),
         );
-        let acknowledged = now_millis();
+        let acknowledged = wall_clock_millis();
         answer.assert_status(202);
         let id = answer.single_build_id();
         let build = wait_until_finished(&slipway, &id);
@@ -149,40 +139,19 @@ fn wait_until_finished(slipway: &Slipway, id: &str) -> Value {
 
 /// When the build's timeline first reached `state`, in Unix milliseconds.
 fn event_time(build: &Value, state: &str) -> Option<f64> {
-    let at = build["timeline"]
-        .as_array()?
-        .iter()
-        .find(|entry| entry["state"] == state)?["at"]
-        .as_str()?
-        .to_owned();
-    let time =
-        time::OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339).ok()?;
-    Some(time.unix_timestamp_nanos() as f64 / 1e6)
-}
-
-fn now_millis() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    let entries = build["timeline"].as_array()?;
+    let entry = entries.iter().find(|entry| entry["state"] == state)?;
+    api_time_millis(entry["at"].as_str()?)
 }
 
 /// The floor: a build queued through the store and claimed at once, `samples` times.
 fn measure_floor(context: &Context, backend: Backend, samples: usize) -> Vec<f64> {
-    let dir = tempfile::tempdir().expect("a directory for the database");
-    let database = (backend == Backend::Postgres)
-        .then(|| TestDatabase::create(&context.postgres_url(), "bench_floor"));
-    let url = database.as_ref().map_or_else(
-        || {
-            format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("floor.db").display()
-            )
-        },
-        |database| database.url().to_owned(),
-    );
+    let database = FreshDatabase::new(context, backend, "bench_floor");
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     runtime.block_on(async {
-        let store = Store::connect(&url).await.expect("open the database");
+        let store = Store::connect(&database.url)
+            .await
+            .expect("open the database");
         store.migrate().await.expect("migrate");
         let spec = crate::history::repository_spec("bench/floor");
         store

@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use slipway_core::Role;
-use slipway_e2e::TestDatabase;
 use slipway_server::{AppState, RefResolver, RemoteRefs, app, hash_token};
 use slipway_store::{BuildFilter, NewToken, Readable, RepositorySpec, Store};
 use tower::ServiceExt as _;
 
 use crate::report::{Report, Row, millis, quantile, thousands};
-use crate::{Backend, Context};
+use crate::{Backend, Context, FreshDatabase};
 
 const REPOSITORIES: usize = 10;
 const BASELINE_BUILDS: i64 = 1_000;
@@ -235,19 +234,10 @@ fn cases(deep_cursor: &str, detail_id: &str) -> Vec<Case> {
 }
 
 async fn measure(context: &Context, backend: Backend, builds: i64, runs: usize) -> Measured {
-    let dir = tempfile::tempdir().expect("a directory for the database");
-    let database = (backend == Backend::Postgres)
-        .then(|| TestDatabase::create(&context.postgres_url(), "bench_history"));
-    let url = database.as_ref().map_or_else(
-        || {
-            format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("history.db").display()
-            )
-        },
-        |database| database.url().to_owned(),
-    );
-    let store = Store::connect(&url).await.expect("open the database");
+    let database = FreshDatabase::new(context, backend, "bench_history");
+    let store = Store::connect(&database.url)
+        .await
+        .expect("open the database");
     store.migrate().await.expect("migrate");
     store
         .sync_repositories(&fill_repositories())

@@ -37,7 +37,9 @@ mod versus_cli;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use slipway_e2e::{PostgresCluster, Rig};
+use slipway_e2e::{
+    Config, GIT_USER, PostgresCluster, RepoHandle, RepositoryConfig, Rig, Rule, TestDatabase,
+};
 
 use crate::report::Report;
 
@@ -76,6 +78,76 @@ impl Context {
     pub fn postgres_url(&self) -> String {
         self.postgres.url()
     }
+}
+
+/// The environment variables the benchmarks' configurations name for their secrets.
+pub const SECRET_ENV: &str = "BENCH_WEBHOOK_SECRET";
+pub const GIT_PASSWORD_ENV: &str = "BENCH_GIT_PASSWORD";
+
+/// A configuration with one GitHub repository fetched from `repo` on the harness's git server,
+/// pushing to `image` with `rules`; its secrets are named by [`SECRET_ENV`] and
+/// [`GIT_PASSWORD_ENV`].
+pub fn git_repository_config(repo: &RepoHandle, image: &str, rules: Vec<Rule>) -> String {
+    Config {
+        public_url: None,
+        registries: Vec::new(),
+        repositories: vec![RepositoryConfig {
+            name: repo.name().to_owned(),
+            provider: "github".to_owned(),
+            git_url: repo.url().to_owned(),
+            git_username: Some(GIT_USER.to_owned()),
+            git_password_env: Some(GIT_PASSWORD_ENV.to_owned()),
+            webhook_secret_env: Some(SECRET_ENV.to_owned()),
+            image: image.to_owned(),
+            rules,
+            ..RepositoryConfig::default()
+        }],
+    }
+    .to_toml()
+}
+
+/// A fresh, empty database of `backend`, and what must live as long as it is used.
+#[derive(Debug)]
+pub struct FreshDatabase {
+    pub url: String,
+    _sqlite_dir: tempfile::TempDir,
+    _postgres: Option<TestDatabase>,
+}
+
+impl FreshDatabase {
+    pub fn new(context: &Context, backend: Backend, label: &str) -> Self {
+        let dir = tempfile::tempdir().expect("a directory for the database");
+        let postgres = (backend == Backend::Postgres)
+            .then(|| TestDatabase::create(&context.postgres_url(), label));
+        let url = postgres.as_ref().map_or_else(
+            || {
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("bench.db").display()
+                )
+            },
+            |database| database.url().to_owned(),
+        );
+        Self {
+            url,
+            _sqlite_dir: dir,
+            _postgres: postgres,
+        }
+    }
+}
+
+/// Now, in Unix milliseconds (with a fraction).
+pub fn wall_clock_millis() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+/// An RFC 3339 time from the API, in Unix milliseconds.
+pub fn api_time_millis(at: &str) -> Option<f64> {
+    let time =
+        time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(time.unix_timestamp_nanos() as f64 / 1e6)
 }
 
 const BENCHMARKS: [&str; 6] = ["ingest", "dispatch", "cli", "queue", "history", "memory"];

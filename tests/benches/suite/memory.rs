@@ -9,17 +9,15 @@ use std::io::Read as _;
 use std::time::{Duration, Instant};
 
 use slipway_e2e::{
-    Config, GIT_USER, GitHttpServer, RepoFile, RepositoryConfig, Rule, Slipway, ZERO_ID,
-    github_push_payload, new_delivery_id, unique_name,
+    GIT_USER, GitHttpServer, RepoFile, Rule, Slipway, ZERO_ID, github_push_payload,
+    new_delivery_id, unique_name,
 };
 
-use crate::Context;
 use crate::ingest::{self, REPOSITORY};
 use crate::load::{self, Target};
 use crate::report::{Report, Row, mebibytes, per_second};
+use crate::{Context, GIT_PASSWORD_ENV, SECRET_ENV, git_repository_config};
 
-const SECRET_ENV: &str = "BENCH_WEBHOOK_SECRET";
-const GIT_PASSWORD_ENV: &str = "BENCH_GIT_PASSWORD";
 const VIEWERS: usize = 3;
 
 pub fn run(context: &Context, report: &mut Report) {
@@ -137,22 +135,11 @@ fn stream_big_log(context: &Context, secret: &str, log_bytes: u64) -> Streamed {
     );
     let commit = repo.commit("A loud build", &[RepoFile::text("Dockerfile", &dockerfile)]);
     let info = repo.commit_info(&commit);
-    let config = Config {
-        public_url: None,
-        registries: Vec::new(),
-        repositories: vec![RepositoryConfig {
-            name: repo.name().to_owned(),
-            provider: "github".to_owned(),
-            git_url: repo.url().to_owned(),
-            git_username: Some(GIT_USER.to_owned()),
-            git_password_env: Some(GIT_PASSWORD_ENV.to_owned()),
-            webhook_secret_env: Some(SECRET_ENV.to_owned()),
-            image: format!("{}/{}", context.rig.registry, repo.name()),
-            rules: vec![Rule::branch("main", "latest")],
-            ..RepositoryConfig::default()
-        }],
-    }
-    .to_toml();
+    let config = git_repository_config(
+        &repo,
+        &format!("{}/{}", context.rig.registry, repo.name()),
+        vec![Rule::branch("main", "latest")],
+    );
     let slipway = Slipway::builder(&config)
         .env(SECRET_ENV, secret)
         .env(GIT_PASSWORD_ENV, git.password())

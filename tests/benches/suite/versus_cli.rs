@@ -14,15 +14,14 @@ use std::process::Command;
 use std::time::Instant;
 
 use slipway_e2e::{
-    Config, GIT_USER, GitHttpServer, RepoFile, RepoHandle, RepositoryConfig, Rule, Slipway,
-    new_delivery_id, unique_name,
+    GIT_USER, GitHttpServer, RepoFile, RepoHandle, Rule, Slipway, new_delivery_id, unique_name,
 };
 
-use crate::Context;
 use crate::report::{Report, Row, median, millis};
-
-const SECRET_ENV: &str = "BENCH_WEBHOOK_SECRET";
-const GIT_PASSWORD_ENV: &str = "BENCH_GIT_PASSWORD";
+use crate::{
+    Context, GIT_PASSWORD_ENV, SECRET_ENV, api_time_millis, git_repository_config,
+    wall_clock_millis,
+};
 
 /// Files of the application: a few MiB of sources, then a step that does real work and makes
 /// a 32 MiB layer, then the small part that changes between the two commits.
@@ -132,22 +131,7 @@ fn measure_round(context: &Context) -> Round {
     docker(&["rmi", &cli_image]);
 
     let secret = format!("bench-{}", uuid::Uuid::new_v4().simple());
-    let config = Config {
-        public_url: None,
-        registries: Vec::new(),
-        repositories: vec![RepositoryConfig {
-            name: repo.name().to_owned(),
-            provider: "github".to_owned(),
-            git_url: repo.url().to_owned(),
-            git_username: Some(GIT_USER.to_owned()),
-            git_password_env: Some(GIT_PASSWORD_ENV.to_owned()),
-            webhook_secret_env: Some(SECRET_ENV.to_owned()),
-            image: image.clone(),
-            rules: vec![Rule::branch("main", "latest")],
-            ..RepositoryConfig::default()
-        }],
-    }
-    .to_toml();
+    let config = git_repository_config(&repo, &image, vec![Rule::branch("main", "latest")]);
     let slipway = Slipway::builder(&config)
         .env(SECRET_ENV, &secret)
         .env(GIT_PASSWORD_ENV, git.password())
@@ -210,12 +194,7 @@ fn push_through_slipway(
     answer.assert_status(202);
     let id = answer.single_build_id();
     let build = slipway.wait_for_success(&id);
-    let finished = build["finished_at"]
-        .as_str()
-        .and_then(|at| {
-            time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()
-        })
-        .map(|at| at.unix_timestamp_nanos() as f64 / 1e6);
+    let finished = build["finished_at"].as_str().and_then(api_time_millis);
     // The server's own end time, not when the poll noticed it; the poll's time otherwise.
     let total = finished.map_or_else(
         || started.elapsed().as_secs_f64() * 1000.0,
@@ -240,12 +219,6 @@ fn phases(build: &serde_json::Value) -> String {
                 .join(", ")
         })
         .unwrap_or_default()
-}
-
-fn wall_clock_millis() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
 /// `git clone --depth 1 --branch main && docker build && docker push` of the branch's head,
