@@ -145,7 +145,7 @@ impl GroupCommitter {
 ///
 /// A macro so that one text serves both backends' transactions.
 macro_rules! write_deliveries {
-    ($tx:expr, $group:expr) => {{
+    ($tx:expr, $group:expr, $candidates:ident) => {{
         let group: &[Request] = $group;
 
         // 1. The deliveries, with optimistic answers.
@@ -268,17 +268,17 @@ macro_rules! write_deliveries {
         // The candidates are found for the whole group with one statement, and only builds
         // that really are superseded (rare) are updated, one by one.
         for chunk in superseding.chunks(ROWS_PER_STATEMENT) {
-            let sql = supersede_candidates_sql(chunk.len());
-            let mut query = sqlx::query_as::<_, (String, String, i64, String, String, String)>(
-                sqlx::AssertSqlSafe(sql),
-            );
-            for (delivery, build, before) in chunk {
-                query = query
-                    .bind(delivery.repository_id.map(|id| id.to_string()))
-                    .bind(build.plan.git_ref.full())
-                    .bind(before.as_str());
-            }
-            let candidates = query.fetch_all(&mut **$tx).await?;
+            let triples: Vec<(Option<String>, String, String)> = chunk
+                .iter()
+                .map(|(delivery, build, before)| {
+                    (
+                        delivery.repository_id.map(|id| id.to_string()),
+                        build.plan.git_ref.full(),
+                        before.as_str().to_owned(),
+                    )
+                })
+                .collect();
+            let candidates = $candidates(&mut **$tx, &triples).await?;
             for (id, repository_id, rule_index, git_ref, commit_sha, status) in candidates {
                 let replacing = chunk.iter().find(|(delivery, build, before)| {
                     delivery.repository_id.map(|id| id.to_string()).as_deref() == Some(repository_id.as_str())
@@ -412,11 +412,21 @@ const SUPERSEDE_SQL: &str = "UPDATE builds SET
          error = $2
      WHERE id = $1 AND (status = 'queued' OR (status = 'running' AND $4))";
 
-/// The unfinished builds at any of `rows` (repository, ref, commit) triples: one indexed
-/// lookup per triple, joined with `UNION ALL` so that no planner can turn them into a scan (an
-/// `OR` of the same lookups, a `VALUES` join and a row-value `IN` all were, by SQLite).
-fn supersede_candidates_sql(rows: usize) -> String {
-    (0..rows)
+/// An unfinished build that a new build may supersede: id, repository, rule, ref, commit and
+/// status.
+type Candidate = (String, String, i64, String, String, String);
+
+/// A (repository, ref, commit) the new builds replace.
+type Replaced = (Option<String>, String, String);
+
+/// The unfinished builds at any of `triples` on SQLite: one indexed lookup per triple, joined
+/// with `UNION ALL`, because SQLite planned an `OR` of the same lookups, a `VALUES` join and a
+/// row-value `IN` all as scans of every build.
+async fn sqlite_supersede_candidates(
+    connection: &mut sqlx::SqliteConnection,
+    triples: &[Replaced],
+) -> Result<Vec<Candidate>> {
+    let sql = (0..triples.len())
         .map(|row| {
             format!(
                 "SELECT id, repository_id, rule_index, git_ref, commit_sha, status FROM builds
@@ -428,7 +438,35 @@ fn supersede_candidates_sql(rows: usize) -> String {
             )
         })
         .collect::<Vec<_>>()
-        .join(" UNION ALL ")
+        .join(" UNION ALL ");
+    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+    for (repository, git_ref, commit) in triples {
+        query = query.bind(repository).bind(git_ref).bind(commit);
+    }
+    Ok(query.fetch_all(connection).await?)
+}
+
+/// The same on PostgreSQL, as one fixed statement over arrays: a union of many branches cost
+/// PostgreSQL more to plan than to run, and one text is prepared once per connection.
+async fn postgres_supersede_candidates(
+    connection: &mut sqlx::PgConnection,
+    triples: &[Replaced],
+) -> Result<Vec<Candidate>> {
+    let repositories: Vec<Option<String>> = triples.iter().map(|t| t.0.clone()).collect();
+    let refs: Vec<String> = triples.iter().map(|t| t.1.clone()).collect();
+    let commits: Vec<String> = triples.iter().map(|t| t.2.clone()).collect();
+    Ok(sqlx::query_as(
+        "SELECT b.id, b.repository_id, b.rule_index, b.git_ref, b.commit_sha, b.status
+         FROM unnest($1::text[], $2::text[], $3::text[]) AS replaced (repository_id, git_ref, commit_sha)
+         JOIN builds b ON b.repository_id = replaced.repository_id
+             AND b.git_ref = replaced.git_ref AND b.commit_sha = replaced.commit_sha
+         WHERE b.status IN ('queued', 'running')",
+    )
+    .bind(repositories)
+    .bind(refs)
+    .bind(commits)
+    .fetch_all(connection)
+    .await?)
 }
 
 /// Adds the group's delivery counts to `/metrics`' counters, one row per label set, in a
@@ -503,14 +541,14 @@ async fn write_group(backend: &Backend, group: &[Request]) -> Result<Vec<Written
     match backend {
         Backend::Sqlite { write, .. } => {
             let mut tx = write.begin_write().await?;
-            let written = write_deliveries!(&mut tx, group);
+            let written = write_deliveries!(&mut tx, group, sqlite_supersede_candidates);
             add_counts!(&mut tx, &written);
             tx.commit().await?;
             Ok(written)
         }
         Backend::Postgres(pool) => {
             let mut tx = pool.begin_write().await?;
-            let written = write_deliveries!(&mut tx, group);
+            let written = write_deliveries!(&mut tx, group, postgres_supersede_candidates);
             add_counts!(&mut tx, &written);
             if written.iter().any(|w| w.created_builds) {
                 // NOTIFY is transactional: it reaches the other processes at the commit, and
